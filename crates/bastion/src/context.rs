@@ -1,0 +1,235 @@
+//! Client contexts: what the gateway holds for one client.
+//!
+//! A [`Context`] is one client's view of the upstreams: its own upstream
+//! connections (opened on demand), the names it has been shown and where they
+//! route, and the server-initiated requests waiting for its answer. A legacy
+//! [`Session`] wraps a context with the session id and negotiated revision; on the
+//! stateless lane a context is keyed by principal and declared capabilities.
+//!
+//! Invariants:
+//! - a context's connections are used by that context only;
+//! - a server-initiated request is forwarded under a context-unique id, and the
+//!   client's answer is accepted only for an id this context issued (an answer to
+//!   anything else is refused, not relayed);
+//! - routes are rebuilt from each list result, and a name two upstreams both
+//!   claim is withheld (fail closed) rather than routed to either.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Instant;
+
+use bastion_proto::{Id, ProtocolVersion, Request, Response};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::mpsc;
+
+use crate::upstream::{ClientHello, Conn, ReplyPath, Upcall, UpcallTx, Upstream, UpstreamError};
+
+/// A server-initiated request waiting for the client's answer.
+#[derive(Debug)]
+pub struct PendingServerRequest {
+    /// Which upstream asked.
+    pub upstream: usize,
+    /// How to answer it.
+    pub reply: ReplyPath,
+    /// The upstream's own id for it.
+    pub upstream_id: Id,
+}
+
+/// Where exposed names route.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// Exposed tool name → (upstream, upstream's name).
+    pub tools: HashMap<String, (usize, String)>,
+    /// Exposed prompt name → (upstream, upstream's name).
+    pub prompts: HashMap<String, (usize, String)>,
+    /// Resource URI → upstream.
+    pub resources: HashMap<String, usize>,
+    /// URI-template literal prefix → upstream.
+    pub templates: BTreeMap<String, usize>,
+}
+
+/// One client's view of the upstreams.
+#[derive(Debug)]
+pub struct Context {
+    hello: RwLock<ClientHello>,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
+    unsolicited_tx: UpcallTx,
+    /// Receiver of messages that belong to no call (GET stream / listen stream).
+    pub unsolicited_rx: tokio::sync::Mutex<mpsc::Receiver<Upcall>>,
+    server_requests: Mutex<HashMap<Id, PendingServerRequest>>,
+    next_server_request: AtomicI64,
+    /// Where exposed names route.
+    pub routes: RwLock<Routes>,
+    /// Client request id → upstream serving it, for cancellation.
+    inflight: Mutex<HashMap<Id, usize>>,
+    last_used: Mutex<Instant>,
+    closed: AtomicBool,
+}
+
+/// Outstanding unsolicited messages kept while no stream is open to take them.
+const UNSOLICITED_BUFFER: usize = 256;
+
+impl Context {
+    /// A context with one (empty) connection slot per upstream.
+    pub fn new(hello: ClientHello, upstreams: usize) -> Self {
+        let (tx, rx) = mpsc::channel(UNSOLICITED_BUFFER);
+        Context {
+            hello: RwLock::new(hello),
+            slots: (0..upstreams)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            unsolicited_tx: tx,
+            unsolicited_rx: tokio::sync::Mutex::new(rx),
+            server_requests: Mutex::new(HashMap::new()),
+            next_server_request: AtomicI64::new(1),
+            routes: RwLock::new(Routes::default()),
+            inflight: Mutex::new(HashMap::new()),
+            last_used: Mutex::new(Instant::now()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the context used now (idle expiry).
+    pub fn touch(&self) {
+        *self.last_used.lock() = Instant::now();
+    }
+
+    /// When it was last used.
+    pub fn last_used(&self) -> Instant {
+        *self.last_used.lock()
+    }
+
+    /// The client's hello.
+    pub fn hello(&self) -> ClientHello {
+        self.hello.read().clone()
+    }
+
+    /// The connection to `up`, opened now if there is none or the last one died.
+    pub async fn conn(&self, up: &Arc<Upstream>) -> Result<Arc<Conn>, UpstreamError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(UpstreamError::Unavailable("client context closed".into()));
+        }
+        let slot = self
+            .slots
+            .get(up.index)
+            .ok_or_else(|| UpstreamError::Unavailable("unknown upstream".into()))?;
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref()
+            && c.alive()
+        {
+            return Ok(c.clone());
+        }
+        if let Some(old) = guard.take() {
+            old.close().await;
+        }
+        let hello = self.hello();
+        let conn = up.connect(&hello, self.unsolicited_tx.clone()).await?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// The connection to upstream `index` if one is open and alive.
+    pub async fn existing_conn(&self, index: usize) -> Option<Arc<Conn>> {
+        let slot = self.slots.get(index)?;
+        let g = slot.lock().await;
+        g.as_ref().filter(|c| c.alive()).cloned()
+    }
+
+    /// Records a server-initiated request and returns the id the client sees.
+    pub fn register_server_request(
+        &self,
+        upstream: usize,
+        reply: ReplyPath,
+        upstream_id: Id,
+    ) -> Id {
+        let id = Id::Str(format!(
+            "bastion-{}",
+            self.next_server_request.fetch_add(1, Ordering::Relaxed)
+        ));
+        self.server_requests.lock().insert(
+            id.clone(),
+            PendingServerRequest {
+                upstream,
+                reply,
+                upstream_id,
+            },
+        );
+        id
+    }
+
+    /// Takes the pending server request the client is answering.
+    pub fn take_server_request(&self, id: &Id) -> Option<PendingServerRequest> {
+        self.server_requests.lock().remove(id)
+    }
+
+    /// Rewrites an upstream request for the client (fresh id, remembered).
+    pub fn forward_server_request(
+        &self,
+        upcall_upstream: usize,
+        reply: ReplyPath,
+        mut r: Request,
+    ) -> Request {
+        r.id = self.register_server_request(upcall_upstream, reply, r.id);
+        r
+    }
+
+    /// Notes that client request `id` is being served by `upstream`.
+    pub fn start_call(&self, id: &Id, upstream: usize) {
+        self.inflight.lock().insert(id.clone(), upstream);
+    }
+
+    /// Forgets an in-flight client request.
+    pub fn end_call(&self, id: &Id) {
+        self.inflight.lock().remove(id);
+    }
+
+    /// Which upstream is serving client request `id`.
+    pub fn call_upstream(&self, id: &Id) -> Option<usize> {
+        self.inflight.lock().get(id).copied()
+    }
+
+    /// Closes every upstream connection (DELETE / kill).
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for slot in &self.slots {
+            if let Some(c) = slot.lock().await.take() {
+                c.close().await;
+            }
+        }
+        // Fail the upstream's pending server requests: nobody will answer them.
+        let pending: Vec<PendingServerRequest> = self
+            .server_requests
+            .lock()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in pending {
+            let _ = p
+                .reply
+                .send(Response::error(
+                    Some(p.upstream_id),
+                    bastion_proto::ErrorObject::new(
+                        bastion_proto::codes::INTERNAL_ERROR,
+                        "client session ended",
+                    ),
+                ))
+                .await;
+        }
+    }
+}
+
+/// A legacy-lane session.
+#[derive(Debug)]
+pub struct Session {
+    /// The id the client sends in `Mcp-Session-Id`.
+    pub id: String,
+    /// Digest of the id for audit events.
+    pub digest: String,
+    /// The negotiated revision.
+    pub version: ProtocolVersion,
+    /// The client's context.
+    pub ctx: Context,
+    /// Whether a GET stream is open (one at a time).
+    pub listening: AtomicBool,
+}

@@ -1,0 +1,884 @@
+//! The gateway: upstream registry, session store, and the request pipeline.
+//!
+//! [`Gateway::dispatch`] is the one place a client request is turned into
+//! upstream work. It runs, in order:
+//! 1. local methods (`ping`, `server/discover`) answered by the gateway;
+//! 2. list methods fanned out to every upstream with the capability, names
+//!    prefixed, routes recorded, pages merged under a gateway cursor;
+//! 3. named methods (`tools/call`, `prompts/get`, `resources/*`, completion)
+//!    routed to the one upstream that owns the name, the prefix stripped;
+//! 4. the response restored to the client's id.
+//!
+//! Authentication, authorization and detection slot in at the marked steps as
+//! their issues land; audit is emitted by the HTTP layer on every exit path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bastion_proto::{Era, ErrorObject, Id, ProtocolVersion, Request, Response, codes, meta};
+use futures::future::join_all;
+use parking_lot::RwLock;
+use serde_json::{Map, Value, json};
+
+use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
+use crate::config::Config;
+use crate::context::{Context, Session};
+use crate::upstream::{Conn, Upcall, UpcallTx, Upstream, UpstreamError};
+
+/// Which lane a request is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// 2025-era: sessions, `initialize`.
+    Legacy,
+    /// 2026-07-28: stateless.
+    Modern,
+}
+
+impl Lane {
+    /// Name used in audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Legacy => "legacy",
+            Lane::Modern => "modern",
+        }
+    }
+}
+
+/// The gateway's shared state.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Validated configuration.
+    pub cfg: Arc<Config>,
+    /// Upstreams in configuration order.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Live legacy sessions by id.
+    pub sessions: RwLock<HashMap<String, Arc<Session>>>,
+    /// Stateless-lane contexts by (principal, declared capabilities).
+    pub stateless: RwLock<HashMap<String, Arc<Context>>>,
+    /// Audit sink.
+    pub audit: Arc<dyn AuditSink>,
+}
+
+/// Which object key and capability a list method uses.
+struct ListKind {
+    key: &'static str,
+    capability: &'static str,
+    named: Option<NameSpace>,
+}
+
+#[derive(Clone, Copy)]
+enum NameSpace {
+    Tools,
+    Prompts,
+}
+
+fn list_kind(method: &str) -> Option<ListKind> {
+    Some(match method {
+        "tools/list" => ListKind {
+            key: "tools",
+            capability: "tools",
+            named: Some(NameSpace::Tools),
+        },
+        "prompts/list" => ListKind {
+            key: "prompts",
+            capability: "prompts",
+            named: Some(NameSpace::Prompts),
+        },
+        "resources/list" => ListKind {
+            key: "resources",
+            capability: "resources",
+            named: None,
+        },
+        "resources/templates/list" => ListKind {
+            key: "resourceTemplates",
+            capability: "resources",
+            named: None,
+        },
+        _ => return None,
+    })
+}
+
+/// The gateway's own implementation info.
+pub fn server_info() -> Value {
+    json!({"name": "mcp-bastion", "title": "mcp-bastion MCP security gateway", "version": env!("CARGO_PKG_VERSION")})
+}
+
+fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
+    ErrorObject::new(code, msg)
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated configuration.
+    pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, UpstreamError> {
+        let upstreams = cfg
+            .upstreams
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, u)| Upstream::new(i, u).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Arc::new(Gateway {
+            cfg: Arc::new(cfg),
+            upstreams,
+            sessions: RwLock::new(HashMap::new()),
+            stateless: RwLock::new(HashMap::new()),
+            audit,
+        }))
+    }
+
+    /// Emits an audit event for an upstream exchange.
+    fn audit_upstream(
+        &self,
+        up: &Upstream,
+        method: &str,
+        outcome: Outcome,
+        reason: Option<String>,
+    ) {
+        let mut ev = AuditEvent::new(EventKind::Upstream, outcome);
+        ev.upstream = Some(up.name().to_owned());
+        ev.method = Some(method.to_owned());
+        ev.reason = reason;
+        self.audit.emit(ev);
+    }
+
+    /// Opens every upstream for a new context concurrently; failures degrade
+    /// only that upstream. Returns the merged `initialize` view.
+    pub async fn open_all(&self, ctx: &Context) -> (Value, Option<String>) {
+        let conns = join_all(self.upstreams.iter().map(|u| async move {
+            let r = ctx.conn(u).await;
+            if let Err(e) = &r {
+                self.audit_upstream(u, "initialize", Outcome::Error, Some(e.to_string()));
+                tracing::warn!(upstream = %u.name(), error = %e, "upstream unavailable at initialize");
+            }
+            r.ok()
+        }))
+        .await;
+        let mut caps = Map::new();
+        let mut instructions = Vec::new();
+        for c in conns.into_iter().flatten() {
+            let init = c.init_result();
+            if let Some(uc) = init.get("capabilities").and_then(Value::as_object) {
+                merge_capabilities(&mut caps, uc);
+            }
+            if let Some(i) = init.get("instructions").and_then(Value::as_str)
+                && !i.trim().is_empty()
+            {
+                instructions.push(format!("[{}] {}", c.upstream.name(), i.trim()));
+            }
+        }
+        let instr = (!instructions.is_empty()).then(|| instructions.join("\n\n"));
+        (Value::Object(caps), instr)
+    }
+
+    /// Serves one client request in `ctx`. Upstream messages related to it go to
+    /// `events`. Never fails: every error becomes a JSON-RPC error response.
+    pub async fn dispatch(
+        &self,
+        ctx: &Context,
+        lane: Lane,
+        mut req: Request,
+        events: UpcallTx,
+    ) -> Response {
+        let id = req.id.clone();
+        if lane == Lane::Modern {
+            strip_modern_meta(&mut req);
+        }
+        match self.dispatch_inner(ctx, lane, req, events).await {
+            Ok(r) => r,
+            Err(e) => Response::error(Some(id), e),
+        }
+    }
+
+    async fn dispatch_inner(
+        &self,
+        ctx: &Context,
+        lane: Lane,
+        req: Request,
+        events: UpcallTx,
+    ) -> Result<Response, ErrorObject> {
+        if let Some(kind) = list_kind(&req.method) {
+            let v = self.list(ctx, &req, &kind).await?;
+            return Ok(Response::result(req.id, v));
+        }
+        match req.method.as_str() {
+            "ping" if lane == Lane::Legacy => Ok(Response::result(req.id, json!({}))),
+            "server/discover" if lane == Lane::Modern => {
+                Ok(Response::result(req.id, self.discover(ctx).await))
+            }
+            "logging/setLevel" if lane == Lane::Legacy => {
+                let mut any = false;
+                for up in &self.upstreams {
+                    if let Ok(c) = ctx.conn(up).await
+                        && c.has_capability("logging")
+                    {
+                        any = true;
+                        let _ = self.forward(ctx, &c, req.clone(), None).await;
+                    }
+                }
+                if any {
+                    Ok(Response::result(req.id, json!({})))
+                } else {
+                    Err(err(codes::METHOD_NOT_FOUND, "no upstream supports logging"))
+                }
+            }
+            "tools/call" | "prompts/get" => {
+                let ns = if req.method == "tools/call" {
+                    NameSpace::Tools
+                } else {
+                    NameSpace::Prompts
+                };
+                let name = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| err(codes::INVALID_PARAMS, "params.name must be a string"))?
+                    .to_owned();
+                let (idx, original) = self
+                    .route_name(ctx, ns, &name)
+                    .ok_or_else(|| unknown_name(ns, &name))?;
+                let mut req = req;
+                set_param(&mut req, "name", Value::from(original));
+                self.forward_to(ctx, idx, req, Some(events)).await
+            }
+            "completion/complete" => {
+                let r = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("ref"))
+                    .ok_or_else(|| err(codes::INVALID_PARAMS, "params.ref is required"))?;
+                let mut req = req.clone();
+                let idx = match r.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => {
+                        let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+                        let (idx, original) = self
+                            .route_name(ctx, NameSpace::Prompts, name)
+                            .ok_or_else(|| unknown_name(NameSpace::Prompts, name))?;
+                        if let Some(obj) = req
+                            .params
+                            .as_mut()
+                            .and_then(|p| p.get_mut("ref"))
+                            .and_then(Value::as_object_mut)
+                        {
+                            obj.insert("name".into(), Value::from(original));
+                        }
+                        idx
+                    }
+                    Some("ref/resource") => {
+                        let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
+                        self.route_uri(ctx, uri).await.ok_or_else(|| {
+                            err(
+                                codes::INVALID_PARAMS,
+                                format!("unknown resource template {uri:?}"),
+                            )
+                        })?
+                    }
+                    _ => {
+                        return Err(err(
+                            codes::INVALID_PARAMS,
+                            "params.ref.type must be ref/prompt or ref/resource",
+                        ));
+                    }
+                };
+                self.forward_to(ctx, idx, req, Some(events)).await
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| err(codes::INVALID_PARAMS, "params.uri must be a string"))?
+                    .to_owned();
+                let Some(idx) = self.route_uri(ctx, &uri).await else {
+                    let code = if lane == Lane::Modern {
+                        codes::INVALID_PARAMS
+                    } else {
+                        codes::RESOURCE_NOT_FOUND_LEGACY
+                    };
+                    return Err(ErrorObject::with_data(
+                        code,
+                        "Resource not found",
+                        json!({"uri": uri}),
+                    ));
+                };
+                self.forward_to(ctx, idx, req, Some(events)).await
+            }
+            "initialize" | "ping" | "logging/setLevel" | "server/discover" => Err(err(
+                codes::METHOD_NOT_FOUND,
+                format!(
+                    "method {:?} is not part of this protocol revision",
+                    req.method
+                ),
+            )),
+            _ => {
+                // Unknown methods pass through when exactly one upstream could mean them.
+                if self.upstreams.len() == 1 {
+                    self.forward_to(ctx, 0, req, Some(events)).await
+                } else {
+                    Err(err(
+                        codes::METHOD_NOT_FOUND,
+                        format!("method {:?} not found", req.method),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn forward_to(
+        &self,
+        ctx: &Context,
+        idx: usize,
+        req: Request,
+        events: Option<UpcallTx>,
+    ) -> Result<Response, ErrorObject> {
+        let up = self
+            .upstreams
+            .get(idx)
+            .ok_or_else(|| err(codes::INTERNAL_ERROR, "route to unknown upstream"))?;
+        let conn = ctx.conn(up).await.map_err(|e| {
+            self.audit_upstream(up, &req.method, Outcome::Error, Some(e.to_string()));
+            e.to_error_object(up.name())
+        })?;
+        self.forward(ctx, &conn, req, events).await
+    }
+
+    async fn forward(
+        &self,
+        ctx: &Context,
+        conn: &Arc<Conn>,
+        req: Request,
+        events: Option<UpcallTx>,
+    ) -> Result<Response, ErrorObject> {
+        let up = &conn.upstream;
+        let method = req.method.clone();
+        let id = req.id.clone();
+        ctx.start_call(&id, up.index);
+        let res = conn.call(req, events).await;
+        ctx.end_call(&id);
+        match res {
+            Ok(r) => {
+                let outcome = if r.outcome.is_ok() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Error
+                };
+                self.audit_upstream(up, &method, outcome, None);
+                Ok(r)
+            }
+            Err(e) => {
+                self.audit_upstream(up, &method, Outcome::Error, Some(e.to_string()));
+                Err(e.to_error_object(up.name()))
+            }
+        }
+    }
+
+    /// Forwards a client notification: cancellations to the upstream serving the
+    /// request, other notifications to every open connection.
+    pub async fn notify(&self, ctx: &Context, n: bastion_proto::Notification) {
+        match n.method.as_str() {
+            // The gateway already completed each upstream's handshake itself.
+            "notifications/initialized" => {}
+            "notifications/cancelled" => {
+                let Some(params) = n.params.as_ref() else {
+                    return;
+                };
+                let Some(cid) = params.get("requestId").and_then(Id::from_value) else {
+                    return;
+                };
+                if let Some(idx) = ctx.call_upstream(&cid)
+                    && let Some(conn) = ctx.existing_conn(idx).await
+                {
+                    conn.cancel(&cid, params.get("reason").cloned()).await;
+                }
+            }
+            _ => {
+                for up in &self.upstreams {
+                    if let Some(c) = ctx.existing_conn(up.index).await {
+                        let _ = c.notify(n.clone()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays the client's answer to a server-initiated request.
+    pub async fn answer(&self, ctx: &Context, resp: Response) -> Result<(), ErrorObject> {
+        let id = resp
+            .id
+            .clone()
+            .ok_or_else(|| err(codes::INVALID_REQUEST, "a response needs an id"))?;
+        let pending = ctx.take_server_request(&id).ok_or_else(|| {
+            err(
+                codes::INVALID_REQUEST,
+                "no pending server request has this id",
+            )
+        })?;
+        let upstream = self
+            .upstreams
+            .get(pending.upstream)
+            .ok_or_else(|| err(codes::INTERNAL_ERROR, "unknown upstream"))?;
+        pending
+            .reply
+            .send(Response {
+                id: Some(pending.upstream_id),
+                outcome: resp.outcome,
+            })
+            .await
+            .map_err(|e| e.to_error_object(upstream.name()))
+    }
+
+    /// Rewrites an upcall for the client; `None` when it must not reach it.
+    pub fn upcall_to_client(&self, ctx: &Context, up: Upcall) -> Option<bastion_proto::Message> {
+        use bastion_proto::Message;
+        match up.msg {
+            Message::Request(r) => Some(Message::Request(ctx.forward_server_request(
+                up.upstream,
+                up.reply,
+                r,
+            ))),
+            Message::Notification(n) => Some(Message::Notification(n)),
+            Message::Response(_) => None,
+        }
+    }
+
+    fn route_name(&self, ctx: &Context, ns: NameSpace, name: &str) -> Option<(usize, String)> {
+        let routes = ctx.routes.read();
+        let table = match ns {
+            NameSpace::Tools => &routes.tools,
+            NameSpace::Prompts => &routes.prompts,
+        };
+        if let Some((i, n)) = table.get(name) {
+            return Some((*i, n.clone()));
+        }
+        drop(routes);
+        // Not listed yet: route by prefix (longest non-empty first, then the one
+        // upstream allowed an empty prefix).
+        let mut best: Option<&Arc<Upstream>> = None;
+        for u in &self.upstreams {
+            let p = &u.cfg.prefix;
+            if !p.is_empty()
+                && name.starts_with(p.as_str())
+                && best.is_none_or(|b| b.cfg.prefix.len() < p.len())
+            {
+                best = Some(u);
+            }
+        }
+        let up = best.or_else(|| self.upstreams.iter().find(|u| u.cfg.prefix.is_empty()))?;
+        let original = name.strip_prefix(up.cfg.prefix.as_str())?;
+        if original.is_empty() {
+            return None;
+        }
+        Some((up.index, original.to_owned()))
+    }
+
+    async fn route_uri(&self, ctx: &Context, uri: &str) -> Option<usize> {
+        {
+            let routes = ctx.routes.read();
+            if let Some(i) = routes.resources.get(uri) {
+                return Some(*i);
+            }
+            if let Some((_, i)) = routes
+                .templates
+                .iter()
+                .filter(|(p, _)| !p.is_empty() && uri.starts_with(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+            {
+                return Some(*i);
+            }
+        }
+        // Not listed: the only upstream offering resources, if there is exactly one.
+        let mut found = None;
+        for up in &self.upstreams {
+            if let Ok(c) = ctx.conn(up).await
+                && c.has_capability("resources")
+            {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(up.index);
+            }
+        }
+        found
+    }
+
+    async fn list(
+        &self,
+        ctx: &Context,
+        req: &Request,
+        kind: &ListKind,
+    ) -> Result<Value, ErrorObject> {
+        let cursor = req
+            .params
+            .as_ref()
+            .and_then(|p| p.get("cursor"))
+            .map(|c| decode_cursor(c).ok_or_else(|| err(codes::INVALID_PARAMS, "invalid cursor")))
+            .transpose()?;
+        let targets: Vec<(usize, Option<String>)> = match &cursor {
+            Some(m) => m.iter().map(|(i, c)| (*i, Some(c.clone()))).collect(),
+            None => self.upstreams.iter().map(|u| (u.index, None)).collect(),
+        };
+        let results = join_all(targets.into_iter().map(|(idx, cur)| {
+            let mut sub = req.clone();
+            async move {
+                let up = self.upstreams.get(idx)?;
+                let conn = match ctx.conn(up).await {
+                    Ok(c) => c,
+                    Err(e) => return Some((idx, Err(e.to_error_object(up.name())))),
+                };
+                if !conn.has_capability(kind.capability) {
+                    return None;
+                }
+                let params = sub.params.get_or_insert_with(|| json!({}));
+                if let Some(obj) = params.as_object_mut() {
+                    match cur {
+                        Some(c) => obj.insert("cursor".into(), Value::from(c)),
+                        None => obj.remove("cursor"),
+                    };
+                }
+                Some((idx, self.forward(ctx, &conn, sub, None).await))
+            }
+        }))
+        .await;
+
+        let mut items = Vec::new();
+        let mut next = BTreeMap::new();
+        let mut failures = Vec::new();
+        let mut any_ok = false;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut collisions = Vec::new();
+        let mut new_routes: Vec<(String, usize, String)> = Vec::new();
+        let mut new_uris: Vec<(String, usize, bool)> = Vec::new();
+        for (idx, res) in results.into_iter().flatten() {
+            let Some(up) = self.upstreams.get(idx) else {
+                continue;
+            };
+            let result = match res.and_then(|r| r.outcome) {
+                Ok(v) => v,
+                Err(e) => {
+                    failures.push(format!("{}: {}", up.name(), e.message));
+                    continue;
+                }
+            };
+            any_ok = true;
+            if let Some(c) = result.get("nextCursor").and_then(Value::as_str) {
+                next.insert(idx, c.to_owned());
+            }
+            let Some(list) = result.get(kind.key).and_then(Value::as_array) else {
+                continue;
+            };
+            for item in list {
+                let mut item = item.clone();
+                match kind.named {
+                    Some(_) => {
+                        let Some(orig) =
+                            item.get("name").and_then(Value::as_str).map(str::to_owned)
+                        else {
+                            continue;
+                        };
+                        let exposed = format!("{}{}", up.cfg.prefix, orig);
+                        if let Some(prev) = seen.insert(exposed.clone(), idx)
+                            && prev != idx
+                        {
+                            collisions.push(exposed.clone());
+                        }
+                        if let Some(obj) = item.as_object_mut() {
+                            obj.insert("name".into(), Value::from(exposed.clone()));
+                        }
+                        new_routes.push((exposed, idx, orig));
+                    }
+                    None => {
+                        let (field, is_template) = if kind.key == "resources" {
+                            ("uri", false)
+                        } else {
+                            ("uriTemplate", true)
+                        };
+                        if let Some(u) = item.get(field).and_then(Value::as_str) {
+                            new_uris.push((u.to_owned(), idx, is_template));
+                        }
+                    }
+                }
+                items.push(item);
+            }
+        }
+        if !any_ok && !failures.is_empty() {
+            return Err(ErrorObject::with_data(
+                codes::UPSTREAM_UNAVAILABLE,
+                format!("no upstream could answer {}", req.method),
+                json!({"failures": failures}),
+            ));
+        }
+        // A name two upstreams claim is withheld: routing it to either would be a guess.
+        if !collisions.is_empty() {
+            items.retain(|i| {
+                i.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(|n| !collisions.iter().any(|c| c == n))
+            });
+            let mut ev = AuditEvent::new(EventKind::Upstream, Outcome::Refused);
+            ev.method = Some(req.method.clone());
+            ev.reason = Some(format!(
+                "name collision between upstreams; withheld: {collisions:?}"
+            ));
+            self.audit.emit(ev);
+        }
+        {
+            let mut routes = ctx.routes.write();
+            for (exposed, idx, orig) in new_routes {
+                if collisions.contains(&exposed) {
+                    continue;
+                }
+                match kind.named {
+                    Some(NameSpace::Tools) => routes.tools.insert(exposed, (idx, orig)),
+                    Some(NameSpace::Prompts) => routes.prompts.insert(exposed, (idx, orig)),
+                    None => None,
+                };
+            }
+            for (u, idx, is_template) in new_uris {
+                if is_template {
+                    let prefix = u.split('{').next().unwrap_or("").to_owned();
+                    routes.templates.insert(prefix, idx);
+                } else {
+                    routes.resources.insert(u, idx);
+                }
+            }
+        }
+        let mut out = Map::new();
+        out.insert(kind.key.into(), Value::Array(items));
+        if !next.is_empty() {
+            out.insert("nextCursor".into(), Value::from(encode_cursor(&next)));
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// The stateless lane's `server/discover` result.
+    async fn discover(&self, ctx: &Context) -> Value {
+        let (caps, instructions) = self.open_all(ctx).await;
+        let mut out = json!({
+            "supportedVersions": [ProtocolVersion::V2026_07_28.as_str()],
+            "capabilities": caps,
+        });
+        if let (Some(i), Some(obj)) = (instructions, out.as_object_mut()) {
+            obj.insert("instructions".into(), Value::from(i));
+        }
+        out
+    }
+
+    /// Closes and forgets a session.
+    pub async fn end_session(&self, id: &str) -> bool {
+        let s = self.sessions.write().remove(id);
+        match s {
+            Some(s) => {
+                s.ctx.close().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends sessions idle longer than the configured timeout.
+    pub async fn reap_idle(&self) {
+        let limit = self.cfg.server.session_idle_timeout;
+        let stale: Vec<String> = self
+            .sessions
+            .read()
+            .values()
+            .filter(|s| s.ctx.last_used().elapsed() > limit)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in stale {
+            if self.end_session(&id).await {
+                let mut ev = AuditEvent::new(EventKind::Session, Outcome::Ok);
+                ev.session = Some(crate::audit::session_digest(&id));
+                ev.reason = Some("idle timeout".into());
+                self.audit.emit(ev);
+            }
+        }
+        let stale_ctx: Vec<String> = self
+            .stateless
+            .read()
+            .iter()
+            .filter(|(_, c)| c.last_used().elapsed() > limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale_ctx {
+            let c = self.stateless.write().remove(&k);
+            if let Some(c) = c {
+                c.close().await;
+            }
+        }
+    }
+
+    /// Closes every session (shutdown).
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Session>> = self.sessions.write().drain().map(|(_, s)| s).collect();
+        for s in all {
+            s.ctx.close().await;
+        }
+        let ctxs: Vec<Arc<Context>> = self.stateless.write().drain().map(|(_, c)| c).collect();
+        for c in ctxs {
+            c.close().await;
+        }
+    }
+
+    /// The stateless-lane context for a principal and declared capabilities.
+    pub fn stateless_context(
+        &self,
+        principal: &str,
+        hello: crate::upstream::ClientHello,
+    ) -> Arc<Context> {
+        let key = format!(
+            "{principal}\u{0}{}",
+            serde_json::to_string(&hello.capabilities).unwrap_or_default()
+        );
+        if let Some(c) = self.stateless.read().get(&key) {
+            c.touch();
+            return c.clone();
+        }
+        let mut w = self.stateless.write();
+        w.entry(key)
+            .or_insert_with(|| Arc::new(Context::new(hello, self.upstreams.len())))
+            .clone()
+    }
+}
+
+fn unknown_name(ns: NameSpace, name: &str) -> ErrorObject {
+    match ns {
+        NameSpace::Tools => ErrorObject::with_data(
+            codes::INVALID_PARAMS,
+            format!("Unknown tool: {name}"),
+            json!({"name": name}),
+        ),
+        NameSpace::Prompts => ErrorObject::with_data(
+            codes::INVALID_PARAMS,
+            format!("Unknown prompt: {name}"),
+            json!({"name": name}),
+        ),
+    }
+}
+
+/// Removes the per-request envelope of 2026-07-28 (`_meta` protocol version,
+/// client capabilities, client info, log level). The gateway has validated it;
+/// each upstream connection states its own revision, and a 2025-era upstream
+/// would rightly refuse a request that mixes revisions.
+fn strip_modern_meta(req: &mut Request) {
+    let Some(params) = req.params.as_mut().and_then(Value::as_object_mut) else {
+        return;
+    };
+    let now_empty = match params.get_mut("_meta").and_then(Value::as_object_mut) {
+        Some(m) => {
+            for k in [
+                meta::PROTOCOL_VERSION,
+                meta::CLIENT_CAPABILITIES,
+                meta::CLIENT_INFO,
+                meta::LOG_LEVEL,
+            ] {
+                m.remove(k);
+            }
+            m.is_empty()
+        }
+        None => false,
+    };
+    if now_empty {
+        params.remove("_meta");
+    }
+}
+
+fn set_param(req: &mut Request, key: &str, v: Value) {
+    if let Some(obj) = req.params.as_mut().and_then(Value::as_object_mut) {
+        obj.insert(key.into(), v);
+    }
+}
+
+/// Unions upstream capabilities: an object capability present anywhere is
+/// present; boolean flags inside it (e.g. `listChanged`, `subscribe`) are ORed.
+pub fn merge_capabilities(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (k, v) in from {
+        // Tasks (2025-11-25 experimental) need per-task routing the gateway does
+        // not offer yet; never advertise what cannot be relayed.
+        if k == "tasks" {
+            continue;
+        }
+        match (into.get_mut(k), v) {
+            (Some(Value::Object(a)), Value::Object(b)) => {
+                for (bk, bv) in b {
+                    match (a.get(bk), bv) {
+                        (Some(Value::Bool(true)), _) => {}
+                        (Some(Value::Object(_)), Value::Object(_)) | (None, _) | (Some(_), _) => {
+                            a.insert(bk.clone(), bv.clone());
+                        }
+                    }
+                }
+            }
+            (Some(_), _) => {}
+            (None, v) => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn encode_cursor(m: &BTreeMap<usize, String>) -> String {
+    let v: Map<String, Value> = m
+        .iter()
+        .map(|(k, c)| (k.to_string(), Value::from(c.as_str())))
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object(v).to_string())
+}
+
+fn decode_cursor(v: &Value) -> Option<BTreeMap<usize, String>> {
+    let s = v.as_str()?;
+    if s.len() > 64 * 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    let obj: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    let mut out = BTreeMap::new();
+    for (k, c) in obj {
+        out.insert(k.parse().ok()?, c.as_str()?.to_owned());
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Whether `era` of a revision matches the lane.
+pub fn lane_of(v: ProtocolVersion) -> Lane {
+    match v.era() {
+        Era::Legacy => Lane::Legacy,
+        Era::Modern => Lane::Modern,
+    }
+}
+
+/// Adds the 2026-07-28 result fields: `resultType` and the gateway's serverInfo.
+pub fn modernize_result(method: &str, result: &mut Value) {
+    let Some(obj) = result.as_object_mut() else {
+        return;
+    };
+    obj.entry("resultType")
+        .or_insert_with(|| Value::from("complete"));
+    if matches!(
+        method,
+        "server/discover"
+            | "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+    ) {
+        // The gateway's view can differ per principal: never let a shared cache keep it.
+        obj.insert("cacheScope".into(), Value::from("private"));
+        obj.entry("ttlMs").or_insert_with(|| Value::from(0));
+        if obj
+            .get("ttlMs")
+            .and_then(Value::as_f64)
+            .is_none_or(|t| t < 0.0)
+        {
+            obj.insert("ttlMs".into(), Value::from(0));
+        }
+    }
+    if let Some(m) = meta::meta_mut(result) {
+        m.insert(meta::SERVER_INFO.into(), server_info());
+    }
+}

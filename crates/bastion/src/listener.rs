@@ -1,0 +1,115 @@
+//! Listeners: plain HTTP on loopback, or TLS 1.3 only (rustls) when a
+//! certificate is configured. Both shut down gracefully on the given signal and
+//! then end every session so upstream children are reaped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::config::TlsConfig;
+use crate::gateway::Gateway;
+
+/// Why the listener could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Bind or accept failure.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// Certificate or key unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Builds a rustls server config that accepts TLS 1.3 only.
+pub fn tls_config(t: &TlsConfig) -> Result<rustls::ServerConfig, ListenError> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(&t.cert)
+            .map_err(|e| ListenError::Tls(format!("{}: {e}", t.cert.display())))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| ListenError::Tls(format!("{}: {e}", t.cert.display())))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(&t.key)
+            .map_err(|e| ListenError::Tls(format!("{}: {e}", t.key.display())))?,
+    ))
+    .map_err(|e| ListenError::Tls(format!("{}: {e}", t.key.display())))?
+    .ok_or_else(|| ListenError::Tls(format!("{}: no private key found", t.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ListenError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ListenError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenError> {
+    let reaper = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                t.tick().await;
+                gw.reap_idle().await;
+            }
+        })
+    };
+    let res = match &gw.cfg.server.tls {
+        None => axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ListenError::Io),
+        Some(t) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?));
+            serve_tls(listener, acceptor, router, shutdown).await
+        }
+    };
+    reaper.abort();
+    gw.shutdown().await;
+    res
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenError> {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => r?,
+            _ = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            // A slow or failed handshake costs only its own task.
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let _ = Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}

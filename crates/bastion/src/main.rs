@@ -1,0 +1,139 @@
+//! The `bastion` command line.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bastion::audit::{AuditEvent, AuditSink, EventKind, JsonlSink, Outcome};
+use bastion::config::Config;
+use bastion::gateway::Gateway;
+use clap::{Parser, Subcommand};
+
+/// mcp-bastion: a security gateway for the Model Context Protocol.
+#[derive(Debug, Parser)]
+#[command(name = "bastion", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit (0 = valid).
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Convert an `mcpServers` JSON file (Claude Desktop, VS Code, Cursor) into
+    /// `[[upstream]]` tables on stdout.
+    Import {
+        /// The JSON file.
+        file: PathBuf,
+    },
+    /// Run the gateway on loopback in front of the built-in demo upstream.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// The built-in demo MCP server on stdio (what `demo` runs as its upstream).
+    #[command(hide = true)]
+    DemoUpstream,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BASTION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::DemoUpstream => rt.block_on(bastion::demo::run_upstream())?,
+        Cmd::CheckConfig { file } => {
+            let cfg = Config::load(&file)?;
+            println!(
+                "{}: ok ({} upstream(s))",
+                file.display(),
+                cfg.upstreams.len()
+            );
+            for d in cfg.dangerous_settings() {
+                println!("warning: {d}");
+            }
+        }
+        Cmd::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let out =
+                bastion::import::convert(&text).with_context(|| file.display().to_string())?;
+            print!("{}", out.toml);
+            for (var, why) in &out.required_env {
+                eprintln!(
+                    "set {var} in the gateway's environment ({why}); the value was not copied"
+                );
+            }
+            for s in &out.skipped {
+                eprintln!("skipped {s}");
+            }
+        }
+        Cmd::Serve { config } => {
+            init_tracing();
+            let cfg = Config::load(&config)?;
+            rt.block_on(serve(cfg, None))?;
+        }
+        Cmd::Demo { listen } => {
+            init_tracing();
+            let exe = std::env::current_exe()?.display().to_string();
+            let audit = std::env::temp_dir()
+                .join("bastion-demo-audit.jsonl")
+                .display()
+                .to_string();
+            let text = bastion::demo::demo_config_toml(&listen, &exe, &audit);
+            let cfg = Config::parse(&text, "<demo>")?;
+            let url = cfg.server.public_url.to_string();
+            rt.block_on(serve(cfg, Some(bastion::demo::banner(&url, &audit))))?;
+        }
+    }
+    Ok(())
+}
+
+async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
+    for d in cfg.dangerous_settings() {
+        tracing::warn!("dangerous setting in effect: {d}");
+    }
+    let sink: Arc<dyn AuditSink> = Arc::new(
+        JsonlSink::open(&cfg.audit.path)
+            .with_context(|| format!("opening audit file {}", cfg.audit.path.display()))?,
+    );
+    let listen = cfg.server.listen;
+    let gw = Gateway::new(cfg, sink.clone())?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(%listen, url = %gw.cfg.server.public_url, upstreams = gw.upstreams.len(), "bastion listening");
+    sink.emit(AuditEvent::new(EventKind::Gateway, Outcome::Ok));
+    if let Some(b) = banner {
+        println!("{b}");
+    }
+    let router = bastion::server::router(gw.clone());
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    bastion::listener::serve(gw, listener, router, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Test harness: a real gateway on a free loopback port, in front of the real
+//! demo upstream binary (stdio) or another gateway (HTTP).
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::sync::Arc;
+
+use bastion::audit::{AuditEvent, MemorySink};
+use bastion::config::Config;
+use bastion::gateway::Gateway;
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bastion");
+
+pub struct Gw {
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    pub audit: Arc<MemorySink>,
+    pub gw: Arc<Gateway>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gw {
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.audit.events()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A config with the demo upstream on stdio, plus `extra` TOML appended.
+pub fn demo_config(extra: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[auth]
+mode = "dangerous_none"
+[[upstream]]
+name = "demo"
+transport = "stdio"
+command = "{BIN}"
+args = ["demo-upstream"]
+timeout_secs = 10
+{extra}"#
+    )
+}
+
+/// Starts a gateway for `toml` (its `listen` port is replaced by a free one).
+pub async fn start(toml: &str) -> Gw {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let toml = toml.replace("127.0.0.1:0", &addr.to_string());
+    let cfg = Config::parse(&toml, "test.toml").unwrap();
+    let audit = Arc::new(MemorySink::default());
+    let gw = Gateway::new(cfg, audit.clone()).unwrap();
+    let router = bastion::server::router(gw.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let g = gw.clone();
+    let task = tokio::spawn(async move {
+        let _ = bastion::listener::serve(g, listener, router, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    Gw {
+        url: format!("http://{addr}/mcp"),
+        addr,
+        audit,
+        gw,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// Parses a response body that is JSON or SSE into the list of messages.
+pub async fn messages(resp: reqwest::Response) -> Vec<Value> {
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = resp.text().await.unwrap();
+    if ctype.starts_with("text/event-stream") {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    } else if text.is_empty() {
+        vec![]
+    } else {
+        vec![serde_json::from_str(&text).unwrap()]
+    }
+}
+
+/// A legacy-lane client session.
+pub struct Legacy {
+    pub url: String,
+    pub sid: String,
+    pub http: reqwest::Client,
+    pub version: String,
+}
+
+impl Legacy {
+    pub async fn connect(url: &str, capabilities: Value) -> (Legacy, Value) {
+        let http = http();
+        let r = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion":"2025-11-25","capabilities":capabilities,
+                "clientInfo":{"name":"test","version":"0"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let init = messages(r).await.remove(0);
+        let s = Legacy {
+            url: url.to_owned(),
+            sid,
+            http,
+            version: "2025-11-25".into(),
+        };
+        let r = s
+            .post(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await;
+        assert_eq!(r.status(), 202);
+        (s, init)
+    }
+
+    pub fn req(&self) -> reqwest::RequestBuilder {
+        self.http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.sid)
+            .header("mcp-protocol-version", &self.version)
+    }
+
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        self.req().json(body).send().await.unwrap()
+    }
+
+    /// Sends a request and returns the final response message.
+    pub async fn call(&self, id: i64, method: &str, params: Value) -> Value {
+        let r = self
+            .post(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}))
+            .await;
+        assert_eq!(r.status(), 200, "{method}");
+        let msgs = messages(r).await;
+        msgs.into_iter().last().unwrap()
+    }
+}
+
+/// Sends a 2026-07-28 request with correct headers and `_meta`.
+pub async fn modern(url: &str, id: i64, method: &str, mut params: Value) -> (u16, Vec<Value>) {
+    let obj = params.as_object_mut().unwrap();
+    let m = obj.entry("_meta").or_insert_with(|| json!({}));
+    m["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+    m["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    let mut b = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(n) = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+    {
+        b = b.header("mcp-name", n);
+    }
+    let r = b
+        .json(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, messages(r).await)
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# End-to-end checks with real peers, run by scripts/test.sh:
+#   1. the official conformance suite against the conformance fixture directly, and
+#      through bastion with the fixture as an HTTP upstream and as a stdio upstream,
+#      for every revision in REVISIONS; fails if a scenario that passes directly
+#      fails through bastion;
+#   2. the official Python SDK client through bastion (tests/peers/test_sdk_client.py).
+# Every server it starts binds a free loopback port and is stopped on exit.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bastion=${BASTION_BIN:-$root/target/debug/bastion}
+revisions=${REVISIONS:-"2025-11-25"}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+bash "$here/install.sh"
+py="$root/.peers/venv/bin/python"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 100); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "run_all.sh: nothing listening on port $1" >&2; return 1
+}
+
+fix_port=$(free_port)
+"$py" "$here/conformance_fixture.py" --transport http --port "$fix_port" --log-level warning >"$work/fixture.log" 2>&1 &
+pids+=($!)
+wait_port "$fix_port"
+
+start_bastion() { # name upstream-toml → prints URL
+    local name=$1 upstream=$2 port
+    port=$(free_port)
+    cat >"$work/$name.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+[auth]
+mode = "dangerous_none"
+[audit]
+path = "$work/$name-audit.jsonl"
+$upstream
+TOML
+    "$bastion" check-config "$work/$name.toml" >/dev/null
+    BASTION_LOG=warn "$bastion" serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
+    pids+=($!)
+    wait_port "$port"
+    echo "http://127.0.0.1:$port/mcp"
+}
+via_http=$(start_bastion via-http "[[upstream]]
+name = \"fixture\"
+transport = \"http\"
+url = \"http://127.0.0.1:$fix_port/mcp\"
+prefix = \"\"")
+via_stdio=$(start_bastion via-stdio "[[upstream]]
+name = \"fixture\"
+transport = \"stdio\"
+command = \"$py\"
+args = [\"$here/conformance_fixture.py\", \"--transport\", \"stdio\", \"--log-level\", \"warning\"]
+prefix = \"\"")
+
+status=0
+for rev in $revisions; do
+    bash "$here/run_conformance.sh" "http://127.0.0.1:$fix_port/mcp" "$rev" "$work/direct-$rev" >/dev/null
+    for via in http stdio; do
+        url=$via_http; [[ $via == stdio ]] && url=$via_stdio
+        bash "$here/run_conformance.sh" "$url" "$rev" "$work/via-$via-$rev" >/dev/null
+        echo "== conformance $rev: fixture directly vs through bastion ($via upstream)"
+        python3 "$here/conformance_table.py" --direct "$work/direct-$rev" --via "$work/via-$via-$rev" || status=1
+    done
+done
+if [[ $status -ne 0 ]]; then
+    echo "run_all.sh: a scenario that passes directly fails through bastion; gateway logs:" >&2
+    tail -n 50 "$work"/via-*.log >&2 || true
+fi
+
+if [[ -f "$here/test_sdk_client.py" ]]; then
+    for via in http stdio; do
+        url=$via_http; [[ $via == stdio ]] && url=$via_stdio
+        echo "== Python SDK client through bastion ($via upstream)"
+        bash "$here/run_sdk_tests.sh" "$url" || status=1
+    done
+fi
+exit $status
