@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bastion=${BASTION_BIN:-$root/target/debug/bastion}
-revisions=${REVISIONS:-"2025-11-25"}
+revisions=${REVISIONS:-"2025-11-25 2026-07-28"}
 work=$(mktemp -d)
 pids=()
 cleanup() {

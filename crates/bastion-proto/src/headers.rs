@@ -85,6 +85,101 @@ pub fn matches_body(header: &str, body: &Value) -> bool {
     }
 }
 
+/// Encodes a value for a mirrored header: plain when it is visible ASCII with no
+/// leading/trailing space and cannot be mistaken for the sentinel, else the
+/// `=?base64?…?=` form.
+pub fn encode_value(v: &str) -> String {
+    let sentinel = v.len() >= 11
+        && v.get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case("=?base64?"))
+        && v.ends_with("?=");
+    let plain = !v.is_empty()
+        && v.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && !v.starts_with(' ')
+        && !v.ends_with(' ')
+        && !sentinel;
+    if plain {
+        v.to_owned()
+    } else {
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
+        )
+    }
+}
+
+/// One `x-mcp-header` annotation of a tool's input schema: the header suffix
+/// (`Mcp-Param-<name>`) and the property path it mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamHeader {
+    /// Header name suffix as declared.
+    pub name: String,
+    /// Property path from the arguments object.
+    pub path: Vec<String>,
+}
+
+/// The `x-mcp-header` annotations of an input schema, reached through
+/// `properties` keys only (depth-bounded). Invalid declarations (non-token
+/// names, duplicates ignoring case) make the whole tool invalid: `None`.
+pub fn param_headers(schema: &Value) -> Option<Vec<ParamHeader>> {
+    fn walk(
+        schema: &Value,
+        path: &mut Vec<String>,
+        out: &mut Vec<ParamHeader>,
+        depth: usize,
+    ) -> bool {
+        if depth > 8 {
+            return true;
+        }
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return true;
+        };
+        for (k, sub) in props {
+            path.push(k.clone());
+            if let Some(h) = sub.get("x-mcp-header") {
+                let Some(name) = h.as_str() else { return false };
+                let token = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                let ty = sub.get("type").and_then(Value::as_str);
+                if !token || matches!(ty, Some("number" | "object" | "array" | "null")) {
+                    return false;
+                }
+                if out.iter().any(|p| p.name.eq_ignore_ascii_case(name)) {
+                    return false;
+                }
+                out.push(ParamHeader {
+                    name: name.to_owned(),
+                    path: path.clone(),
+                });
+            }
+            if !walk(sub, path, out, depth + 1) {
+                return false;
+            }
+            path.pop();
+        }
+        true
+    }
+    let mut out = Vec::new();
+    walk(schema, &mut Vec::new(), &mut out, 0).then_some(out)
+}
+
+/// The argument a [`ParamHeader`] mirrors, as header text (before encoding):
+/// strings as is, integers in decimal, booleans as `true`/`false`.
+pub fn param_value(arguments: &Value, p: &ParamHeader) -> Option<String> {
+    let mut v = arguments;
+    for k in &p.path {
+        v = v.get(k)?;
+    }
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +201,35 @@ mod tests {
             decode_value(b"=?base64?***?="),
             Err(HeaderValueError::InvalidBase64)
         );
+    }
+
+    #[test]
+    fn encodes_and_reads_param_headers() {
+        assert_eq!(encode_value("us-west1"), "us-west1");
+        assert_eq!(
+            decode_value(encode_value(" lead").as_bytes()).unwrap(),
+            " lead"
+        );
+        assert_eq!(
+            decode_value(encode_value("h\u{e9}").as_bytes()).unwrap(),
+            "h\u{e9}"
+        );
+        assert_eq!(
+            decode_value(encode_value("=?base64?aGk=?=").as_bytes()).unwrap(),
+            "=?base64?aGk=?="
+        );
+        let schema = json!({"type":"object","properties":{
+            "region":{"type":"string","x-mcp-header":"Region"},
+            "opts":{"type":"object","properties":{"n":{"type":"integer","x-mcp-header":"N"}}}}});
+        let hs = param_headers(&schema).unwrap();
+        assert_eq!(hs.len(), 2);
+        let args = json!({"region":"eu","opts":{"n":5}});
+        assert_eq!(param_value(&args, &hs[0]).as_deref(), Some("eu"));
+        assert_eq!(param_value(&args, &hs[1]).as_deref(), Some("5"));
+        let dup = json!({"properties":{"a":{"x-mcp-header":"X"},"b":{"x-mcp-header":"x"}}});
+        assert_eq!(param_headers(&dup), None);
+        let bad = json!({"properties":{"a":{"x-mcp-header":"has space"}}});
+        assert_eq!(param_headers(&bad), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Instant;
 
-use bastion_proto::{Id, ProtocolVersion, Request, Response};
+use bastion_proto::{Era, Id, ProtocolVersion, Request, Response};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
@@ -36,22 +36,41 @@ pub struct PendingServerRequest {
     pub upstream_id: Id,
 }
 
+/// Where an exposed tool routes, and which arguments it mirrors into headers.
+#[derive(Debug, Clone)]
+pub struct ToolRoute {
+    /// Upstream index.
+    pub upstream: usize,
+    /// The upstream's own name for it.
+    pub name: String,
+    /// Its `x-mcp-header` annotations (2026-07-28 `Mcp-Param-*`).
+    pub params: Vec<bastion_proto::headers::ParamHeader>,
+}
+
 /// Where exposed names route.
 #[derive(Debug, Default)]
 pub struct Routes {
-    /// Exposed tool name → (upstream, upstream's name).
-    pub tools: HashMap<String, (usize, String)>,
+    /// Exposed tool name → route.
+    pub tools: HashMap<String, ToolRoute>,
     /// Exposed prompt name → (upstream, upstream's name).
     pub prompts: HashMap<String, (usize, String)>,
     /// Resource URI → upstream.
     pub resources: HashMap<String, usize>,
     /// URI-template literal prefix → upstream.
     pub templates: BTreeMap<String, usize>,
+    /// Task id (2026-07-28 tasks extension) → upstream that created it.
+    pub tasks: HashMap<String, usize>,
 }
 
 /// One client's view of the upstreams.
 #[derive(Debug)]
 pub struct Context {
+    /// The era this context's client speaks.
+    pub era: Era,
+    /// Who the client is (shared 2026-07-28 upstream connections are per principal).
+    pub principal: String,
+    /// Log level a 2025-era client set, sent as `_meta` logLevel to 2026-07-28 upstreams.
+    pub log_level: Mutex<Option<serde_json::Value>>,
     hello: RwLock<ClientHello>,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     unsolicited_tx: UpcallTx,
@@ -72,9 +91,12 @@ const UNSOLICITED_BUFFER: usize = 256;
 
 impl Context {
     /// A context with one (empty) connection slot per upstream.
-    pub fn new(hello: ClientHello, upstreams: usize) -> Self {
+    pub fn new(hello: ClientHello, upstreams: usize, era: Era, principal: &str) -> Self {
         let (tx, rx) = mpsc::channel(UNSOLICITED_BUFFER);
         Context {
+            era,
+            principal: principal.to_owned(),
+            log_level: Mutex::new(None),
             hello: RwLock::new(hello),
             slots: (0..upstreams)
                 .map(|_| tokio::sync::Mutex::new(None))
@@ -105,10 +127,15 @@ impl Context {
         self.hello.read().clone()
     }
 
-    /// The connection to `up`, opened now if there is none or the last one died.
+    /// The connection to `up`, opened now if there is none or the last one died:
+    /// the upstream's 2026-07-28 connection for this principal when that is the
+    /// era to speak, else this context's own 2025-era session.
     pub async fn conn(&self, up: &Arc<Upstream>) -> Result<Arc<Conn>, UpstreamError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(UpstreamError::Unavailable("client context closed".into()));
+        }
+        if up.eras().await?.choose(self.era) == Era::Modern {
+            return up.modern_conn(&self.principal).await;
         }
         let slot = self
             .slots
@@ -124,7 +151,9 @@ impl Context {
             old.close().await;
         }
         let hello = self.hello();
-        let conn = up.connect(&hello, self.unsolicited_tx.clone()).await?;
+        let conn = up
+            .connect_legacy(&hello, self.unsolicited_tx.clone())
+            .await?;
         *guard = Some(conn.clone());
         Ok(conn)
     }

@@ -18,12 +18,13 @@ use std::sync::Arc;
 use base64::Engine as _;
 use bastion_proto::{Era, ErrorObject, Id, ProtocolVersion, Request, Response, codes, meta};
 use futures::future::join_all;
+use http::{HeaderName, HeaderValue};
 use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
 use crate::config::Config;
-use crate::context::{Context, Session};
+use crate::context::{Context, Session, ToolRoute};
 use crate::upstream::{Conn, Upcall, UpcallTx, Upstream, UpstreamError};
 
 /// Which lane a request is served on.
@@ -58,6 +59,10 @@ pub struct Gateway {
     pub stateless: RwLock<HashMap<String, Arc<Context>>>,
     /// Audit sink.
     pub audit: Arc<dyn AuditSink>,
+    /// Seals every `requestState` handed to clients.
+    pub sealer: crate::seal::Sealer,
+    /// Bridged upstream calls waiting for client input, by id.
+    pub continuations: parking_lot::Mutex<HashMap<String, crate::bridge::Continuation>>,
 }
 
 /// Which object key and capability a list method uses.
@@ -124,6 +129,8 @@ impl Gateway {
             sessions: RwLock::new(HashMap::new()),
             stateless: RwLock::new(HashMap::new()),
             audit,
+            sealer: crate::seal::Sealer::random(),
+            continuations: parking_lot::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -177,14 +184,15 @@ impl Gateway {
         &self,
         ctx: &Context,
         lane: Lane,
-        mut req: Request,
+        req: Request,
         events: UpcallTx,
+        client_params: Vec<(HeaderName, HeaderValue)>,
     ) -> Response {
         let id = req.id.clone();
-        if lane == Lane::Modern {
-            strip_modern_meta(&mut req);
-        }
-        match self.dispatch_inner(ctx, lane, req, events).await {
+        match self
+            .dispatch_inner(ctx, lane, req, events, client_params)
+            .await
+        {
             Ok(r) => r,
             Err(e) => Response::error(Some(id), e),
         }
@@ -196,7 +204,26 @@ impl Gateway {
         lane: Lane,
         req: Request,
         events: UpcallTx,
+        client_params: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<Response, ErrorObject> {
+        if lane == Lane::Modern
+            && matches!(
+                req.method.as_str(),
+                "initialize"
+                    | "ping"
+                    | "logging/setLevel"
+                    | "resources/subscribe"
+                    | "resources/unsubscribe"
+            )
+        {
+            return Err(err(
+                codes::METHOD_NOT_FOUND,
+                format!(
+                    "Method not found: {} is not part of the 2026-07-28 revision",
+                    req.method
+                ),
+            ));
+        }
         if let Some(kind) = list_kind(&req.method) {
             let v = self.list(ctx, &req, &kind).await?;
             return Ok(Response::result(req.id, v));
@@ -213,7 +240,14 @@ impl Gateway {
                         && c.has_capability("logging")
                     {
                         any = true;
-                        let _ = self.forward(ctx, &c, req.clone(), None).await;
+                        if c.era == Era::Modern {
+                            // 2026-07-28 has no setLevel: the level rides on each request.
+                            if let Some(l) = req.params.as_ref().and_then(|p| p.get("level")) {
+                                *ctx.log_level.lock() = Some(l.clone());
+                            }
+                        } else {
+                            let _ = self.forward(ctx, &c, req.clone(), None, &[]).await;
+                        }
                     }
                 }
                 if any {
@@ -222,25 +256,80 @@ impl Gateway {
                     Err(err(codes::METHOD_NOT_FOUND, "no upstream supports logging"))
                 }
             }
-            "tools/call" | "prompts/get" => {
-                let ns = if req.method == "tools/call" {
-                    NameSpace::Tools
-                } else {
-                    NameSpace::Prompts
+            "tools/call" => {
+                let name = param_str(&req, "name")?;
+                let route = match self.tool_route(ctx, &name) {
+                    Some(r) => r,
+                    None => {
+                        // Not listed in this context yet: list once so routing and
+                        // header mirroring use the upstream's real definition.
+                        let _ = self
+                            .list(ctx, &list_request(&req, "tools/list"), &TOOLS)
+                            .await;
+                        match self.tool_route(ctx, &name) {
+                            Some(r) => r,
+                            // Still unknown: its upstream may be down (and so absent from
+                            // the list). Route by prefix so the error names that upstream.
+                            None => {
+                                let (upstream, original) = self
+                                    .route_name(ctx, NameSpace::Tools, &name)
+                                    .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?;
+                                ToolRoute {
+                                    upstream,
+                                    name: original,
+                                    params: Vec::new(),
+                                }
+                            }
+                        }
+                    }
                 };
-                let name = req
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("name"))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| err(codes::INVALID_PARAMS, "params.name must be a string"))?
-                    .to_owned();
+                let headers = param_headers_for(&route, &req, lane, &client_params)?;
+                let mut req = req;
+                set_param(&mut req, "name", Value::from(route.name.clone()));
+                let resp = self
+                    .forward_to(ctx, route.upstream, req, Some(events), &headers)
+                    .await?;
+                if let Ok(r) = &resp.outcome
+                    && r.get("resultType").and_then(Value::as_str) == Some("task")
+                    && let Some(t) = r
+                        .get("taskId")
+                        .or_else(|| r.get("task").and_then(|t| t.get("taskId")))
+                    && let Some(t) = t.as_str()
+                {
+                    ctx.routes
+                        .write()
+                        .tasks
+                        .insert(t.to_owned(), route.upstream);
+                }
+                Ok(resp)
+            }
+            "prompts/get" => {
+                let name = param_str(&req, "name")?;
                 let (idx, original) = self
-                    .route_name(ctx, ns, &name)
-                    .ok_or_else(|| unknown_name(ns, &name))?;
+                    .route_name(ctx, NameSpace::Prompts, &name)
+                    .ok_or_else(|| unknown_name(NameSpace::Prompts, &name))?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(original));
-                self.forward_to(ctx, idx, req, Some(events)).await
+                self.forward_to(ctx, idx, req, Some(events), &[]).await
+            }
+            "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result"
+                if lane == Lane::Modern =>
+            {
+                let task = param_str(&req, "taskId")?;
+                let known = ctx.routes.read().tasks.get(&task).copied();
+                let idx = match known {
+                    Some(i) => i,
+                    None if self.upstreams.len() == 1 => 0,
+                    None => {
+                        return Err(ErrorObject::with_data(
+                            codes::INVALID_PARAMS,
+                            "Unknown task",
+                            json!({"taskId": task}),
+                        ));
+                    }
+                };
+                self.forward_to(ctx, idx, req, Some(events), &client_params)
+                    .await
             }
             "completion/complete" => {
                 let r = req
@@ -281,7 +370,7 @@ impl Gateway {
                         ));
                     }
                 };
-                self.forward_to(ctx, idx, req, Some(events)).await
+                self.forward_to(ctx, idx, req, Some(events), &[]).await
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = req
@@ -303,7 +392,7 @@ impl Gateway {
                         json!({"uri": uri}),
                     ));
                 };
-                self.forward_to(ctx, idx, req, Some(events)).await
+                self.forward_to(ctx, idx, req, Some(events), &[]).await
             }
             "initialize" | "ping" | "logging/setLevel" | "server/discover" => Err(err(
                 codes::METHOD_NOT_FOUND,
@@ -315,7 +404,8 @@ impl Gateway {
             _ => {
                 // Unknown methods pass through when exactly one upstream could mean them.
                 if self.upstreams.len() == 1 {
-                    self.forward_to(ctx, 0, req, Some(events)).await
+                    self.forward_to(ctx, 0, req, Some(events), &client_params)
+                        .await
                 } else {
                     Err(err(
                         codes::METHOD_NOT_FOUND,
@@ -332,6 +422,7 @@ impl Gateway {
         idx: usize,
         req: Request,
         events: Option<UpcallTx>,
+        headers: &[(HeaderName, HeaderValue)],
     ) -> Result<Response, ErrorObject> {
         let up = self
             .upstreams
@@ -341,7 +432,7 @@ impl Gateway {
             self.audit_upstream(up, &req.method, Outcome::Error, Some(e.to_string()));
             e.to_error_object(up.name())
         })?;
-        self.forward(ctx, &conn, req, events).await
+        self.forward(ctx, &conn, req, events, headers).await
     }
 
     async fn forward(
@@ -350,15 +441,40 @@ impl Gateway {
         conn: &Arc<Conn>,
         req: Request,
         events: Option<UpcallTx>,
+        headers: &[(HeaderName, HeaderValue)],
     ) -> Result<Response, ErrorObject> {
         let up = &conn.upstream;
+        let mut req = req;
+        match (conn.era, ctx.era) {
+            // A 2026-07-28 client's envelope means nothing to a 2025-era session.
+            (Era::Legacy, Era::Modern) => strip_modern_meta(&mut req),
+            // A 2025-era client's request gets the envelope its session implies.
+            (Era::Modern, Era::Legacy) => {
+                let env = crate::upstream::envelope(&ctx.hello(), ctx.log_level.lock().as_ref());
+                let params = req.params.get_or_insert_with(|| json!({}));
+                if let (Some(m), Some(env)) = (meta::meta_mut(params), env.as_object()) {
+                    for (k, v) in env {
+                        m.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            (Era::Legacy, Era::Legacy) | (Era::Modern, Era::Modern) => {}
+        }
         let method = req.method.clone();
         let id = req.id.clone();
         ctx.start_call(&id, up.index);
-        let res = conn.call(req, events).await;
+        let res = conn
+            .call(req, events, headers, ctx.era == Era::Legacy)
+            .await;
         ctx.end_call(&id);
         match res {
-            Ok(r) => {
+            Ok(mut r) => {
+                if conn.era == Era::Modern
+                    && ctx.era == Era::Legacy
+                    && let Ok(v) = r.outcome.as_mut()
+                {
+                    legacyize_result(v);
+                }
                 let outcome = if r.outcome.is_ok() {
                     Outcome::Ok
                 } else {
@@ -443,14 +559,21 @@ impl Gateway {
         }
     }
 
+    fn tool_route(&self, ctx: &Context, name: &str) -> Option<ToolRoute> {
+        if let Some(r) = ctx.routes.read().tools.get(name) {
+            return Some(r.clone());
+        }
+        None
+    }
+
     fn route_name(&self, ctx: &Context, ns: NameSpace, name: &str) -> Option<(usize, String)> {
         let routes = ctx.routes.read();
-        let table = match ns {
-            NameSpace::Tools => &routes.tools,
-            NameSpace::Prompts => &routes.prompts,
+        let hit = match ns {
+            NameSpace::Tools => routes.tools.get(name).map(|r| (r.upstream, r.name.clone())),
+            NameSpace::Prompts => routes.prompts.get(name).cloned(),
         };
-        if let Some((i, n)) = table.get(name) {
-            return Some((*i, n.clone()));
+        if hit.is_some() {
+            return hit;
         }
         drop(routes);
         // Not listed yet: route by prefix (longest non-empty first, then the one
@@ -537,7 +660,7 @@ impl Gateway {
                         None => obj.remove("cursor"),
                     };
                 }
-                Some((idx, self.forward(ctx, &conn, sub, None).await))
+                Some((idx, self.forward(ctx, &conn, sub, None, &[]).await))
             }
         }))
         .await;
@@ -548,7 +671,12 @@ impl Gateway {
         let mut any_ok = false;
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut collisions = Vec::new();
-        let mut new_routes: Vec<(String, usize, String)> = Vec::new();
+        let mut new_routes: Vec<(
+            String,
+            usize,
+            String,
+            Vec<bastion_proto::headers::ParamHeader>,
+        )> = Vec::new();
         let mut new_uris: Vec<(String, usize, bool)> = Vec::new();
         for (idx, res) in results.into_iter().flatten() {
             let Some(up) = self.upstreams.get(idx) else {
@@ -571,11 +699,33 @@ impl Gateway {
             for item in list {
                 let mut item = item.clone();
                 match kind.named {
-                    Some(_) => {
+                    Some(ns) => {
                         let Some(orig) =
                             item.get("name").and_then(Value::as_str).map(str::to_owned)
                         else {
                             continue;
+                        };
+                        let params = match ns {
+                            NameSpace::Tools => {
+                                let schema = item.get("inputSchema").unwrap_or(&Value::Null);
+                                match bastion_proto::headers::param_headers(schema) {
+                                    Some(p) => p,
+                                    None => {
+                                        // 2026-07-28: a tool whose x-mcp-header annotations are
+                                        // invalid MUST be excluded.
+                                        let mut ev =
+                                            AuditEvent::new(EventKind::Upstream, Outcome::Refused);
+                                        ev.upstream = Some(up.name().to_owned());
+                                        ev.target = Some(orig.clone());
+                                        ev.reason = Some(
+                                            "tool excluded: invalid x-mcp-header annotation".into(),
+                                        );
+                                        self.audit.emit(ev);
+                                        continue;
+                                    }
+                                }
+                            }
+                            NameSpace::Prompts => Vec::new(),
                         };
                         let exposed = format!("{}{}", up.cfg.prefix, orig);
                         if let Some(prev) = seen.insert(exposed.clone(), idx)
@@ -586,7 +736,7 @@ impl Gateway {
                         if let Some(obj) = item.as_object_mut() {
                             obj.insert("name".into(), Value::from(exposed.clone()));
                         }
-                        new_routes.push((exposed, idx, orig));
+                        new_routes.push((exposed, idx, orig, params));
                     }
                     None => {
                         let (field, is_template) = if kind.key == "resources" {
@@ -625,15 +775,26 @@ impl Gateway {
         }
         {
             let mut routes = ctx.routes.write();
-            for (exposed, idx, orig) in new_routes {
+            for (exposed, idx, orig, params) in new_routes {
                 if collisions.contains(&exposed) {
                     continue;
                 }
                 match kind.named {
-                    Some(NameSpace::Tools) => routes.tools.insert(exposed, (idx, orig)),
-                    Some(NameSpace::Prompts) => routes.prompts.insert(exposed, (idx, orig)),
-                    None => None,
-                };
+                    Some(NameSpace::Tools) => {
+                        routes.tools.insert(
+                            exposed,
+                            ToolRoute {
+                                upstream: idx,
+                                name: orig,
+                                params,
+                            },
+                        );
+                    }
+                    Some(NameSpace::Prompts) => {
+                        routes.prompts.insert(exposed, (idx, orig));
+                    }
+                    None => {}
+                }
             }
             for (u, idx, is_template) in new_uris {
                 if is_template {
@@ -695,6 +856,19 @@ impl Gateway {
                 self.audit.emit(ev);
             }
         }
+        let expired: Vec<crate::bridge::Continuation> = {
+            let mut c = self.continuations.lock();
+            let now = std::time::Instant::now();
+            let keys: Vec<String> = c
+                .iter()
+                .filter(|(_, v)| v.expires < now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| c.remove(&k)).collect()
+        };
+        for c in expired {
+            c.abandon().await;
+        }
         let stale_ctx: Vec<String> = self
             .stateless
             .read()
@@ -710,8 +884,11 @@ impl Gateway {
         }
     }
 
-    /// Closes every session (shutdown).
+    /// Closes every session and upstream connection (shutdown).
     pub async fn shutdown(&self) {
+        for up in &self.upstreams {
+            up.close_shared().await;
+        }
         let all: Vec<Arc<Session>> = self.sessions.write().drain().map(|(_, s)| s).collect();
         for s in all {
             s.ctx.close().await;
@@ -738,8 +915,148 @@ impl Gateway {
         }
         let mut w = self.stateless.write();
         w.entry(key)
-            .or_insert_with(|| Arc::new(Context::new(hello, self.upstreams.len())))
+            .or_insert_with(|| {
+                Arc::new(Context::new(
+                    hello,
+                    self.upstreams.len(),
+                    Era::Modern,
+                    principal,
+                ))
+            })
             .clone()
+    }
+}
+
+const TOOLS: ListKind = ListKind {
+    key: "tools",
+    capability: "tools",
+    named: Some(NameSpace::Tools),
+};
+
+/// A `tools/list`-style request derived from `req` (same `_meta`, no cursor).
+fn list_request(req: &Request, method: &str) -> Request {
+    let mut params = json!({});
+    if let (Some(m), Some(o)) = (
+        req.params.as_ref().and_then(|p| p.get("_meta")),
+        params.as_object_mut(),
+    ) {
+        o.insert("_meta".into(), m.clone());
+    }
+    Request {
+        id: req.id.clone(),
+        method: method.to_owned(),
+        params: Some(params),
+    }
+}
+
+fn param_str(req: &Request, key: &str) -> Result<String, ErrorObject> {
+    req.params
+        .as_ref()
+        .and_then(|p| p.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            err(
+                codes::INVALID_PARAMS,
+                format!("params.{key} must be a string"),
+            )
+        })
+}
+
+/// The `Mcp-Param-*` headers a `tools/call` carries upstream, computed from the
+/// body (the source of truth). On the modern lane the client's own mirrors must
+/// agree with the body first (400 + -32020 otherwise); unknown `Mcp-Param-*`
+/// headers pass through untouched, as the spec requires of intermediaries.
+fn param_headers_for(
+    route: &ToolRoute,
+    req: &Request,
+    lane: Lane,
+    client: &[(HeaderName, HeaderValue)],
+) -> Result<Vec<(HeaderName, HeaderValue)>, ErrorObject> {
+    let args = req
+        .params
+        .as_ref()
+        .and_then(|p| p.get("arguments"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut out = Vec::new();
+    for p in &route.params {
+        let header = format!(
+            "{}{}",
+            bastion_proto::headers::PARAM_PREFIX,
+            p.name.to_ascii_lowercase()
+        );
+        let body = bastion_proto::headers::param_value(&args, p);
+        if lane == Lane::Modern {
+            let given: Vec<&HeaderValue> = client
+                .iter()
+                .filter(|(k, _)| k.as_str() == header)
+                .map(|(_, v)| v)
+                .collect();
+            let mismatch = |why: &str| {
+                ErrorObject::with_data(
+                    codes::HEADER_MISMATCH,
+                    format!("Mcp-Param-{} {why}", p.name),
+                    json!({"header": format!("Mcp-Param-{}", p.name)}),
+                )
+            };
+            match (given.as_slice(), &body) {
+                ([], None) => {}
+                ([], Some(_)) => {
+                    return Err(mismatch("header is required: the argument is present"));
+                }
+                ([v], b) => {
+                    let decoded = bastion_proto::headers::decode_value(v.as_bytes())
+                        .map_err(|e| mismatch(&e.to_string()))?;
+                    let body_v = args_value(&args, p);
+                    if !b.as_ref().is_some_and(|_| {
+                        body_v.is_some_and(|bv| bastion_proto::headers::matches_body(&decoded, bv))
+                    }) {
+                        return Err(mismatch("does not match the argument in the body"));
+                    }
+                }
+                _ => return Err(mismatch("must not be repeated")),
+            }
+        }
+        if let Some(v) = body
+            && let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(header.as_bytes()),
+                HeaderValue::from_str(&bastion_proto::headers::encode_value(&v)),
+            )
+        {
+            out.push((k, v));
+        }
+    }
+    for (k, v) in client {
+        if !route.params.iter().any(|p| {
+            k.as_str().eq_ignore_ascii_case(&format!(
+                "{}{}",
+                bastion_proto::headers::PARAM_PREFIX,
+                p.name
+            ))
+        }) {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn args_value<'a>(args: &'a Value, p: &bastion_proto::headers::ParamHeader) -> Option<&'a Value> {
+    let mut v = args;
+    for k in &p.path {
+        v = v.get(k)?;
+    }
+    Some(v)
+}
+
+/// Removes the 2026-07-28 result fields a 2025-era client does not know.
+fn legacyize_result(v: &mut Value) {
+    if let Some(o) = v.as_object_mut() {
+        if o.get("resultType").and_then(Value::as_str) == Some("complete") {
+            o.remove("resultType");
+        }
+        o.remove("ttlMs");
+        o.remove("cacheScope");
     }
 }
 

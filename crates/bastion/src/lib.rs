@@ -12,12 +12,14 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod bridge;
 pub mod config;
 pub mod context;
 pub mod demo;
 pub mod gateway;
 pub mod import;
 pub mod listener;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod upstream;

@@ -25,7 +25,7 @@ use bastion_proto::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use rand::RngCore;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::ServiceBuilder;
@@ -419,34 +419,33 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
         .and_then(ProtocolVersion::parse)
         .is_some_and(|v| v.era() == bastion_proto::Era::Modern);
 
-    if (has_session || is_initialize) && meta_version.is_some() {
+    // A 2025-era client may send mirrored headers harmlessly; what makes a request
+    // modern is 2026-07-28 metadata: `_meta` protocol version or a protocol
+    // version header that is not a 2025-era one.
+    let header_not_legacy = header_version.is_some_and(|v| {
+        ProtocolVersion::parse(v).is_none_or(|p| p.era() != bastion_proto::Era::Legacy)
+    });
+    let modern_markers = meta_version.is_some() || header_modern || header_not_legacy;
+    if has_session && modern_markers {
         return rec.refuse(
             StatusCode::BAD_REQUEST,
             req_id,
             ErrorObject::new(
                 codes::INVALID_REQUEST,
-                "request mixes protocol revisions: 2026-07-28 _meta cannot be combined with a session or initialize",
+                "request mixes protocol revisions: 2026-07-28 metadata cannot be combined with an Mcp-Session-Id",
             ),
         );
     }
-    if has_session || is_initialize {
+    // `initialize` with 2026-07-28 metadata is a modern request for a method that
+    // revision removed (404 below); without it, it starts a legacy session.
+    if has_session || (is_initialize && !modern_markers) {
         rec.ev.lane = Some(Lane::Legacy.as_str());
-        if header_modern {
-            return rec.refuse(
-                StatusCode::BAD_REQUEST,
-                req_id,
-                ErrorObject::new(
-                    codes::INVALID_REQUEST,
-                    "request mixes protocol revisions: MCP-Protocol-Version 2026-07-28 with a session or initialize",
-                ),
-            );
-        }
         if is_initialize && let Message::Request(r) = msg {
             return initialize(gw, r, acc, rec).await;
         }
         return legacy_post(gw, &headers, msg, acc, rec).await;
     }
-    if meta_version.is_some() || header_version.is_some() || headers.contains_key(h::METHOD) {
+    if modern_markers {
         rec.ev.lane = Some(Lane::Modern.as_str());
         return modern_post(gw, &headers, msg, acc, rec).await;
     }
@@ -503,7 +502,12 @@ async fn initialize(gw: Arc<Gateway>, r: Request, acc: Accept, mut rec: Rec) -> 
         digest: session_digest(&id),
         id: id.clone(),
         version,
-        ctx: Context::new(hello, gw.upstreams.len()),
+        ctx: Context::new(
+            hello,
+            gw.upstreams.len(),
+            bastion_proto::Era::Legacy,
+            ANONYMOUS,
+        ),
         listening: std::sync::atomic::AtomicBool::new(false),
     });
     let (caps, instructions) = gw.open_all(&session.ctx).await;
@@ -572,9 +576,7 @@ async fn legacy_post(
     }
     session.ctx.touch();
     match msg {
-        Message::Request(r) => {
-            run_request(gw, Ctx::Session(session), Lane::Legacy, r, acc, rec).await
-        }
+        Message::Request(r) => legacy_request(gw, session, r, acc, rec).await,
         Message::Notification(n) => {
             gw.notify(&session.ctx, n).await;
             rec.finish(StatusCode::ACCEPTED, Outcome::Ok, None);
@@ -632,7 +634,12 @@ async fn modern_post(
             .unwrap_or_else(|| json!({"name": "unknown", "version": "0"})),
     };
     let ctx = gw.stateless_context(ANONYMOUS, hello);
-    run_request(gw, Ctx::Stateless(ctx), Lane::Modern, r, acc, rec).await
+    let client_params: Vec<(http::HeaderName, HeaderValue)> = headers
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with(h::PARAM_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    modern_request(gw, ctx, r, acc, rec, client_params).await
 }
 
 /// The 2026-07-28 request rules, checked before any routing: protocol version
@@ -745,22 +752,6 @@ fn check_modern(
     Ok(())
 }
 
-/// The client context a request runs in.
-#[derive(Clone)]
-enum Ctx {
-    Session(Arc<Session>),
-    Stateless(Arc<Context>),
-}
-
-impl Ctx {
-    fn ctx(&self) -> &Context {
-        match self {
-            Ctx::Session(s) => &s.ctx,
-            Ctx::Stateless(c) => c,
-        }
-    }
-}
-
 /// A response as a single JSON body, or a one-event SSE stream when the client
 /// accepts only SSE.
 fn single(resp: Response, acc: Accept, status: StatusCode) -> HttpResponse {
@@ -786,112 +777,67 @@ fn sse_response(body: Body) -> HttpResponse {
         .into_response()
 }
 
-/// HTTP status for a final response on the modern lane (method-not-found is 404).
+/// HTTP status for a final response on the modern lane: the spec ties statuses
+/// to error codes there (404 method not found, 400 for malformed requests).
 fn final_status(lane: Lane, resp: &Response) -> StatusCode {
     match (&resp.outcome, lane) {
-        (Err(e), Lane::Modern) if e.code == codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        (Err(e), Lane::Modern) => match e.code {
+            codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            codes::PARSE_ERROR
+            | codes::INVALID_REQUEST
+            | codes::INVALID_PARAMS
+            | codes::HEADER_MISMATCH
+            | codes::MISSING_REQUIRED_CLIENT_CAPABILITY
+            | codes::UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
+            _ => StatusCode::OK,
+        },
         _ => StatusCode::OK,
     }
 }
 
-fn finish_response(lane: Lane, method: &str, mut resp: Response) -> Response {
-    if lane == Lane::Modern {
-        match resp.outcome.as_mut() {
-            Ok(r) => modernize_result(method, r),
-            // 2026-07-28 moved "resource not found" to -32602 and forbids -32002.
-            Err(e) if e.code == codes::RESOURCE_NOT_FOUND_LEGACY => e.code = codes::INVALID_PARAMS,
-            Err(_) => {}
-        }
-    }
-    resp
-}
-
-/// Converts an upcall for this client, or disposes of it. `None` = nothing to send.
-async fn upcall_for_client(
-    gw: &Gateway,
-    ctx: &Context,
-    lane: Lane,
-    log: bool,
-    up: Upcall,
-) -> Option<Message> {
-    match lane {
-        Lane::Legacy => gw.upcall_to_client(ctx, up),
-        Lane::Modern => match up.msg {
-            Message::Notification(n) => {
-                let keep = match n.method.as_str() {
-                    "notifications/progress" => true,
-                    "notifications/message" => log,
-                    // Request streams carry only notifications about the request.
-                    _ => false,
-                };
-                keep.then_some(Message::Notification(n))
-            }
-            Message::Request(r) => {
-                // Stateless clients cannot be sent requests; the input_required bridge
-                // is where they go. Until then the upstream gets a clear refusal.
-                let _ = up
-                    .reply
-                    .send(Response::error(
-                        Some(r.id),
-                        ErrorObject::new(
-                            codes::METHOD_NOT_FOUND,
-                            "the client uses the stateless 2026-07-28 revision and cannot receive this request",
-                        ),
-                    ))
-                    .await;
-                None
-            }
-            Message::Response(_) => None,
-        },
+fn outcome_of(resp: &Response) -> Outcome {
+    if resp.outcome.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Error
     }
 }
 
-/// Runs a request: waits for the response or the first related message, then
-/// answers with JSON (nothing else to say) or an SSE stream (messages first).
-async fn run_request(
+// ---------------------------------------------------------------- legacy lane
+
+/// Runs a legacy-lane request: waits for the response or the first related
+/// message, then answers with JSON (nothing else to say) or an SSE stream
+/// (messages first). A client disconnect does not cancel the upstream work.
+async fn legacy_request(
     gw: Arc<Gateway>,
-    c: Ctx,
-    lane: Lane,
+    session: Arc<Session>,
     req: Request,
     acc: Accept,
     mut rec: Rec,
 ) -> HttpResponse {
-    let method = req.method.clone();
-    let log = lane == Lane::Modern
-        && meta::meta(req.params.as_ref()).is_some_and(|m| m.contains_key(meta::LOG_LEVEL));
     let (tx, mut rx) = mpsc::channel::<Upcall>(64);
-    let task = {
+    let mut task = {
         let gw = gw.clone();
-        let c = c.clone();
-        tokio::spawn(async move { gw.dispatch(c.ctx(), lane, req, tx).await })
+        let s = session.clone();
+        tokio::spawn(async move { gw.dispatch(&s.ctx, Lane::Legacy, req, tx, Vec::new()).await })
     };
     let deadline = gw.cfg.server.request_timeout;
-    let mut task = task;
-    // Phase 1: until the first message to relay, the answer may still be plain JSON.
     let first = loop {
         tokio::select! {
             biased;
             res = &mut task => {
-                let resp = match res {
-                    Ok(r) => finish_response(lane, &method, r),
-                    Err(_) => Response::error(None, ErrorObject::new(codes::INTERNAL_ERROR, "internal error")),
-                };
-                let status = final_status(lane, &resp);
-                let outcome = if resp.outcome.is_ok() { Outcome::Ok } else { Outcome::Error };
-                rec.finish(status, outcome, resp.outcome.as_ref().err());
-                return single(resp, acc, status);
+                let resp = res.unwrap_or_else(|_| internal_error());
+                rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
+                return single(resp, acc, StatusCode::OK);
             }
             up = rx.recv() => {
                 let Some(up) = up else { continue };
-                if let Some(m) = upcall_for_client(&gw, c.ctx(), lane, log, up).await {
+                if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
                     if acc.sse {
                         break m;
                     }
-                    // JSON-only client: requests go to its GET stream; notifications
-                    // about this request cannot be delivered and are dropped.
-                    if let (Message::Request(_), Ctx::Session(_)) = (&m, &c) {
-                        tracing::debug!("JSON-only client: server request deferred to the GET stream");
-                    }
+                    // A JSON-only client cannot take messages about this request.
+                    tracing::debug!("JSON-only client: message about an in-flight request dropped");
                 }
             }
             _ = tokio::time::sleep(deadline) => {
@@ -902,7 +848,6 @@ async fn run_request(
             }
         }
     };
-    // Phase 2: stream.
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
         let mut client_gone = btx
@@ -913,12 +858,8 @@ async fn run_request(
             tokio::select! {
                 biased;
                 res = &mut task => {
-                    let resp = match res {
-                        Ok(r) => finish_response(lane, &method, r),
-                        Err(_) => Response::error(None, ErrorObject::new(codes::INTERNAL_ERROR, "internal error")),
-                    };
-                    let outcome = if resp.outcome.is_ok() { Outcome::Ok } else { Outcome::Error };
-                    rec.finish(StatusCode::OK, outcome, resp.outcome.as_ref().err());
+                    let resp = res.unwrap_or_else(|_| internal_error());
+                    rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
                     if !client_gone {
                         let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
                     }
@@ -929,21 +870,578 @@ async fn run_request(
                     if client_gone {
                         continue;
                     }
-                    if let Some(m) = upcall_for_client(&gw, c.ctx(), lane, log, up).await
+                    if let Some(m) = gw.upcall_to_client(&session.ctx, up)
                         && btx.send(Ok(sse::encode_message(None, &m.to_vec()))).await.is_err()
                     {
                         client_gone = true;
-                        if lane == Lane::Modern {
-                            // 2026-07-28: closing the stream cancels the request.
-                            task.abort();
-                            let e = ErrorObject::new(codes::INVALID_REQUEST, "client closed the stream (cancelled)");
-                            rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
+                    }
+                }
+            }
+        }
+    });
+    sse_response(Body::from_stream(ReceiverStream::new(brx)))
+}
+
+fn internal_error() -> Response {
+    Response::error(
+        None,
+        ErrorObject::new(codes::INTERNAL_ERROR, "internal error"),
+    )
+}
+
+// ---------------------------------------------------------------- modern lane
+
+/// The name a modern request targets (`params.name`, `uri` or `taskId`), used to
+/// bind sealed state to it.
+fn target_of(req: &Request) -> String {
+    bastion_proto::headers::expected_name(&req.method, req.params.as_ref())
+        .and_then(|(_, v)| v)
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// A modern-lane call in flight.
+struct Flight {
+    task: tokio::task::JoinHandle<Response>,
+    rx: mpsc::Receiver<Upcall>,
+    ctx: Arc<Context>,
+    method: String,
+    target: String,
+    client_id: Id,
+    log: bool,
+}
+
+/// Serves a 2026-07-28 request: opens sealed state, resumes bridged calls,
+/// streams `subscriptions/listen`, or dispatches.
+async fn modern_request(
+    gw: Arc<Gateway>,
+    ctx: Arc<Context>,
+    mut req: Request,
+    acc: Accept,
+    mut rec: Rec,
+    client_params: Vec<(http::HeaderName, HeaderValue)>,
+) -> HttpResponse {
+    let method = req.method.clone();
+    let target = target_of(&req);
+    let log = meta::meta(req.params.as_ref()).is_some_and(|m| m.contains_key(meta::LOG_LEVEL));
+    if method == "subscriptions/listen" {
+        return listen(gw, ctx, req, acc, rec).await;
+    }
+    let state = req
+        .params
+        .as_ref()
+        .and_then(|p| p.get("requestState"))
+        .cloned();
+    if let Some(state) = state {
+        let bad = |why: String| {
+            ErrorObject::with_data(
+                codes::INVALID_PARAMS,
+                "Invalid or expired requestState",
+                json!({"reason": "invalid_request_state", "detail": why}),
+            )
+        };
+        let Some(sealed) = state.as_str() else {
+            return rec.refuse(
+                StatusCode::BAD_REQUEST,
+                Some(req.id),
+                bad("requestState must be a string".into()),
+            );
+        };
+        match gw.sealer.open(sealed, ANONYMOUS, &method, &target) {
+            Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, Some(req.id), bad(e.to_string())),
+            Ok(st) => match st.inner {
+                crate::seal::Inner::Upstream { s } => {
+                    if let Some(p) = req.params.as_mut().and_then(Value::as_object_mut) {
+                        p.insert("requestState".into(), Value::from(s));
+                    }
+                }
+                crate::seal::Inner::Continuation { c } => {
+                    let cont = gw.continuations.lock().remove(&c);
+                    let Some(cont) = cont else {
+                        return rec.refuse(
+                            StatusCode::BAD_REQUEST,
+                            Some(req.id),
+                            bad("the continuation was already used or has expired".into()),
+                        );
+                    };
+                    let responses = req
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("inputResponses"))
+                        .and_then(Value::as_object);
+                    let left = crate::bridge::answer(cont.asks, responses).await;
+                    let flight = Flight {
+                        task: cont.task,
+                        rx: cont.rx,
+                        ctx: cont.ctx,
+                        method,
+                        target,
+                        client_id: req.id,
+                        log: cont.log,
+                    };
+                    if !left.is_empty() {
+                        // Still missing answers: ask again for what is left.
+                        let resp = suspend(&gw, flight, left);
+                        rec.finish(StatusCode::OK, Outcome::Ok, None);
+                        return single(resp, acc, StatusCode::OK);
+                    }
+                    return drive(gw, flight, acc, rec).await;
+                }
+            },
+        }
+    }
+    let (tx, rx) = mpsc::channel::<Upcall>(64);
+    let client_id = req.id.clone();
+    let task = {
+        let gw = gw.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            gw.dispatch(&ctx, Lane::Modern, req, tx, client_params)
+                .await
+        })
+    };
+    let flight = Flight {
+        task,
+        rx,
+        ctx,
+        method,
+        target,
+        client_id,
+        log,
+    };
+    drive(gw, flight, acc, rec).await
+}
+
+/// The final response of a modern call: the client's id, 2026-07-28 result
+/// fields, and any upstream `requestState` sealed.
+fn finish_modern(gw: &Gateway, f: &Flight, mut resp: Response) -> Response {
+    resp.id = Some(f.client_id.clone());
+    match resp.outcome.as_mut() {
+        Ok(r) => {
+            modernize_result(&f.method, r);
+            if r.get("resultType").and_then(Value::as_str) == Some("input_required")
+                && let Some(s) = r.get("requestState").and_then(Value::as_str)
+            {
+                let sealed = gw.sealer.seal(
+                    crate::seal::State {
+                        inner: crate::seal::Inner::Upstream { s: s.to_owned() },
+                        p: ANONYMOUS.into(),
+                        m: f.method.clone(),
+                        n: f.target.clone(),
+                        e: 0,
+                    },
+                    crate::bridge::CONTINUATION_TTL_SECS,
+                );
+                if let Some(o) = r.as_object_mut() {
+                    o.insert("requestState".into(), Value::from(sealed));
+                }
+            }
+        }
+        // 2026-07-28 moved "resource not found" to -32602 and forbids -32002.
+        Err(e) if e.code == codes::RESOURCE_NOT_FOUND_LEGACY => e.code = codes::INVALID_PARAMS,
+        Err(_) => {}
+    }
+    resp
+}
+
+/// What a modern call's upcall means for the client.
+enum Step {
+    /// Send this notification on the request's stream.
+    Send(Message),
+    /// The upstream needs client input (bridged server request).
+    Ask(crate::bridge::Ask),
+    /// Nothing to send.
+    Skip,
+}
+
+async fn step(f: &Flight, up: Upcall, n: &mut usize) -> Step {
+    match up.msg {
+        Message::Notification(n) => {
+            let keep = match n.method.as_str() {
+                "notifications/progress" => true,
+                "notifications/message" => f.log,
+                // Request streams carry only notifications about the request.
+                _ => false,
+            };
+            if keep {
+                Step::Send(Message::Notification(n))
+            } else {
+                Step::Skip
+            }
+        }
+        Message::Request(r) => {
+            let declared = crate::bridge::capability_for(&r.method)
+                .is_some_and(|cap| f.ctx.hello().capabilities.get(cap).is_some());
+            if !declared {
+                // MUST NOT send inputRequests the client has not declared support for.
+                let _ = up
+                    .reply
+                    .send(Response::error(
+                        Some(r.id),
+                        ErrorObject::new(
+                            codes::METHOD_NOT_FOUND,
+                            format!(
+                                "the client did not declare the capability {} needs",
+                                r.method
+                            ),
+                        ),
+                    ))
+                    .await;
+                return Step::Skip;
+            }
+            *n += 1;
+            let mut request = json!({"method": r.method});
+            if let (Some(p), Some(o)) = (r.params, request.as_object_mut()) {
+                o.insert("params".into(), p);
+            }
+            Step::Ask(crate::bridge::Ask {
+                key: format!("bastion-{n}"),
+                reply: up.reply,
+                upstream_id: r.id,
+                request,
+            })
+        }
+        Message::Response(_) => Step::Skip,
+    }
+}
+
+/// Parks the flight as a continuation and returns the `input_required` result.
+fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::bridge::Ask>) -> Response {
+    let mut key = [0u8; 16];
+    rand::rng().fill_bytes(&mut key);
+    let c: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let state = gw.sealer.seal(
+        crate::seal::State {
+            inner: crate::seal::Inner::Continuation { c: c.clone() },
+            p: ANONYMOUS.into(),
+            m: f.method.clone(),
+            n: f.target.clone(),
+            e: 0,
+        },
+        crate::bridge::CONTINUATION_TTL_SECS,
+    );
+    let mut result = crate::bridge::input_required(&asks, state);
+    modernize_result(&f.method, &mut result);
+    let id = f.client_id.clone();
+    gw.continuations.lock().insert(
+        c,
+        crate::bridge::Continuation {
+            task: f.task,
+            rx: f.rx,
+            ctx: f.ctx,
+            asks,
+            log: f.log,
+            expires: Instant::now() + Duration::from_secs(crate::bridge::CONTINUATION_TTL_SECS),
+        },
+    );
+    Response::result(id, result)
+}
+
+/// Drives a modern call to its end: a JSON answer if nothing precedes the
+/// response, an SSE stream otherwise; a bridged server request ends the
+/// exchange with `input_required`. Closing the stream cancels the call.
+async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> HttpResponse {
+    let deadline = gw.cfg.server.request_timeout;
+    let mut n = 0usize;
+    let first = loop {
+        tokio::select! {
+            biased;
+            res = &mut f.task => {
+                let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
+                let status = final_status(Lane::Modern, &resp);
+                rec.finish(status, outcome_of(&resp), resp.outcome.as_ref().err());
+                return single(resp, acc, status);
+            }
+            up = f.rx.recv() => {
+                let Some(up) = up else { continue };
+                match step(&f, up, &mut n).await {
+                    Step::Send(m) if acc.sse => break m,
+                    Step::Send(_) | Step::Skip => {}
+                    Step::Ask(a) => {
+                        let mut asks = vec![a];
+                        while let Ok(more) = f.rx.try_recv() {
+                            if let Step::Ask(a) = step(&f, more, &mut n).await {
+                                asks.push(a);
+                            }
+                        }
+                        let resp = suspend(&gw, f, asks);
+                        rec.finish(StatusCode::OK, Outcome::Ok, None);
+                        return single(resp, acc, StatusCode::OK);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(deadline) => {
+                f.task.abort();
+                let e = ErrorObject::new(codes::UPSTREAM_TIMEOUT, format!("request timed out after {deadline:?}"));
+                rec.finish(StatusCode::GATEWAY_TIMEOUT, Outcome::Error, Some(&e));
+                return rpc_error(StatusCode::GATEWAY_TIMEOUT, Some(f.client_id), e);
+            }
+        }
+    };
+    let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    tokio::spawn(async move {
+        if btx
+            .send(Ok(sse::encode_message(None, &first.to_vec())))
+            .await
+            .is_err()
+        {
+            f.task.abort();
+            return;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                res = &mut f.task => {
+                    let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
+                    rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
+                    let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
+                    return;
+                }
+                up = f.rx.recv() => {
+                    let Some(up) = up else { continue };
+                    match step(&f, up, &mut n).await {
+                        Step::Send(m) => {
+                            if btx.send(Ok(sse::encode_message(None, &m.to_vec()))).await.is_err() {
+                                // 2026-07-28: closing the stream cancels the request.
+                                f.task.abort();
+                                let e = ErrorObject::new(codes::INVALID_REQUEST, "client closed the stream (cancelled)");
+                                rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
+                                return;
+                            }
+                        }
+                        Step::Skip => {}
+                        Step::Ask(a) => {
+                            let mut asks = vec![a];
+                            while let Ok(more) = f.rx.try_recv() {
+                                if let Step::Ask(a) = step(&f, more, &mut n).await {
+                                    asks.push(a);
+                                }
+                            }
+                            let resp = suspend(&gw, f, asks);
+                            rec.finish(StatusCode::OK, Outcome::Ok, None);
+                            let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
                             return;
                         }
                     }
                 }
             }
         }
+    });
+    sse_response(Body::from_stream(ReceiverStream::new(brx)))
+}
+
+/// Which notification types a `subscriptions/listen` asked for.
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    tools: bool,
+    prompts: bool,
+    resources: bool,
+    uris: Vec<String>,
+}
+
+impl Filter {
+    fn from_params(p: Option<&Value>) -> Filter {
+        let n = p.and_then(|p| p.get("notifications"));
+        let flag = |k: &str| {
+            n.and_then(|n| n.get(k))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        Filter {
+            tools: flag("toolsListChanged"),
+            prompts: flag("promptsListChanged"),
+            resources: flag("resourcesListChanged"),
+            uris: n
+                .and_then(|n| n.get("resourceSubscriptions"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn allows(&self, n: &Notification) -> bool {
+        match n.method.as_str() {
+            "notifications/tools/list_changed" => self.tools,
+            "notifications/prompts/list_changed" => self.prompts,
+            "notifications/resources/list_changed" => self.resources,
+            "notifications/resources/updated" => n
+                .params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .is_some_and(|u| self.uris.iter().any(|x| x == u)),
+            _ => false,
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let mut o = Map::new();
+        if self.tools {
+            o.insert("toolsListChanged".into(), Value::Bool(true));
+        }
+        if self.prompts {
+            o.insert("promptsListChanged".into(), Value::Bool(true));
+        }
+        if self.resources {
+            o.insert("resourcesListChanged".into(), Value::Bool(true));
+        }
+        if !self.uris.is_empty() {
+            o.insert("resourceSubscriptions".into(), json!(self.uris));
+        }
+        Value::Object(o)
+    }
+}
+
+/// `subscriptions/listen`: one long-lived stream per request. The gateway
+/// acknowledges first, then relays change notifications from every upstream:
+/// 2026-07-28 upstreams through their own listen streams (same filter), 2025-era
+/// ones through their session's unsolicited messages (and `resources/subscribe`
+/// for requested URIs). Every notification is filtered to what was asked and
+/// tagged with this request's id. Closing the stream ends the upstream listens.
+async fn listen(
+    gw: Arc<Gateway>,
+    ctx: Arc<Context>,
+    req: Request,
+    acc: Accept,
+    mut rec: Rec,
+) -> HttpResponse {
+    if !acc.sse {
+        return rec.refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            Some(req.id),
+            ErrorObject::new(
+                codes::INVALID_REQUEST,
+                "subscriptions/listen needs Accept: text/event-stream",
+            ),
+        );
+    }
+    let filter = Filter::from_params(req.params.as_ref());
+    let sub_id = req.id.to_value();
+    let (utx, mut urx) = mpsc::channel::<Upcall>(64);
+    let mut upstream_tasks = Vec::new();
+    for up in &gw.upstreams {
+        let Ok(conn) = ctx.conn(up).await else {
+            continue;
+        };
+        if conn.era == bastion_proto::Era::Modern {
+            let listen_req = Request {
+                id: Id::Num(0),
+                method: "subscriptions/listen".into(),
+                params: Some(json!({
+                    "notifications": filter.to_value(),
+                    "_meta": req.params.as_ref().and_then(|p| p.get("_meta")).cloned().unwrap_or_else(|| json!({})),
+                })),
+            };
+            let tx = utx.clone();
+            upstream_tasks.push(tokio::spawn(async move {
+                let _ = conn.call(listen_req, Some(tx), &[], false).await;
+            }));
+        } else {
+            for uri in &filter.uris {
+                let sub = Request {
+                    id: Id::Num(0),
+                    method: "resources/subscribe".into(),
+                    params: Some(json!({"uri": uri})),
+                };
+                let _ = conn.call(sub, None, &[], false).await;
+            }
+        }
+    }
+    drop(utx);
+    // Acknowledge only once every upstream listen is live, so a change the client
+    // makes right after the acknowledgement is not missed. Anything else that
+    // arrives meanwhile is kept.
+    let mut early = Vec::new();
+    let mut waiting = upstream_tasks.len();
+    let ack_deadline = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(ack_deadline);
+    while waiting > 0 {
+        tokio::select! {
+            u = urx.recv() => match u {
+                Some(Upcall { msg: Message::Notification(n), .. }) if n.method == "notifications/subscriptions/acknowledged" => waiting -= 1,
+                Some(other) => early.push(other),
+                None => break,
+            },
+            _ = &mut ack_deadline => break,
+        }
+    }
+    rec.finish(StatusCode::OK, Outcome::Ok, None);
+    let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let tag = move |mut n: Notification| -> Message {
+        let p = n.params.get_or_insert_with(|| json!({}));
+        if let Some(m) = meta::meta_mut(p) {
+            m.insert(meta::SUBSCRIPTION_ID.into(), sub_id.clone());
+        }
+        Message::Notification(n)
+    };
+    let ack = tag(Notification {
+        method: "notifications/subscriptions/acknowledged".into(),
+        params: Some(json!({"notifications": filter.to_value()})),
+    });
+    tokio::spawn(async move {
+        let stop = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
+        if btx
+            .send(Ok(sse::encode_message(None, &ack.to_vec())))
+            .await
+            .is_err()
+        {
+            stop(&upstream_tasks);
+            return;
+        }
+        for up in early {
+            if let Message::Notification(n) = up.msg
+                && filter.allows(&n)
+                && btx
+                    .send(Ok(sse::encode_message(None, &tag(n).to_vec())))
+                    .await
+                    .is_err()
+            {
+                stop(&upstream_tasks);
+                return;
+            }
+        }
+        // 2025-era upstreams' change notifications reach one listen stream per
+        // context (the receiver is single-consumer); 2026-07-28 upstreams have a
+        // listen stream of their own per client stream.
+        let mut unsolicited = ctx.unsolicited_rx.try_lock().ok();
+        let mut keepalive = tokio::time::interval(Duration::from_secs(15));
+        keepalive.tick().await;
+        loop {
+            let up = tokio::select! {
+                u = urx.recv() => u,
+                Some(u) = async {
+                    match unsolicited.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => Some(u),
+                _ = keepalive.tick() => {
+                    if btx.send(Ok(Bytes::from_static(sse::KEEP_ALIVE))).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(up) = up else { break };
+            if let Message::Notification(n) = up.msg
+                && filter.allows(&n)
+                && btx
+                    .send(Ok(sse::encode_message(None, &tag(n).to_vec())))
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+        stop(&upstream_tasks);
     });
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
 }

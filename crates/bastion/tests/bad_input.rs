@@ -181,11 +181,48 @@ async fn every_bad_input_gets_its_exact_error() {
             Some(-32600),
         ),
         post(
-            "mixed lanes: initialize + modern header",
-            with(std_headers(), &[("mcp-protocol-version", "2026-07-28")]),
+            "initialize with a 2026-07-28 header is a modern request missing its _meta",
+            with(
+                std_headers(),
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "initialize"),
+                ],
+            ),
             init,
             400,
-            Some(-32600),
+            Some(-32602),
+        ),
+        post(
+            "modern: initialize was removed (404)",
+            mh("initialize", None),
+            &modern_body("initialize", json!({})),
+            404,
+            Some(-32601),
+        ),
+        post(
+            "modern: ping was removed (404)",
+            mh("ping", None),
+            &modern_body("ping", json!({})),
+            404,
+            Some(-32601),
+        ),
+        post(
+            "modern: resources/subscribe was removed (404)",
+            mh("resources/subscribe", None),
+            &modern_body("resources/subscribe", json!({"uri": "demo://readme"})),
+            404,
+            Some(-32601),
+        ),
+        post(
+            "modern: forged requestState",
+            mh("tools/call", Some("demo__echo")),
+            &modern_body(
+                "tools/call",
+                json!({"name":"demo__echo","arguments":{"message":"x"},"requestState":"bst1.AAAA"}),
+            ),
+            400,
+            Some(-32602),
         ),
         post(
             "response to nothing",

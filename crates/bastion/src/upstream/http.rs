@@ -157,19 +157,49 @@ impl HttpConn {
         &self,
         req: Request,
         events: Option<UpcallTx>,
+        extra: &[(http::HeaderName, HeaderValue)],
+        modern: bool,
     ) -> Result<Response, UpstreamError> {
         let is_init = req.method == "initialize";
         let id = req.id.clone();
         let had_session = self.shared.session.read().is_some();
-        let resp = self
-            .shared
-            .post(&Message::Request(req))
-            .send()
-            .await
-            .map_err(transport_error)?;
+        let mut b = self.shared.post(&Message::Request(req.clone()));
+        if modern {
+            // 2026-07-28: mirror the body into the standard headers.
+            b = b
+                .header(h::PROTOCOL_VERSION, ProtocolVersion::V2026_07_28.as_str())
+                .header(h::METHOD, h::encode_value(&req.method));
+            if let Some((_, Some(v))) = h::expected_name(&req.method, req.params.as_ref()) {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                b = b.header(h::NAME, h::encode_value(&text));
+            }
+        }
+        for (k, v) in extra {
+            b = b.header(k, v);
+        }
+        let resp = b.send().await.map_err(transport_error)?;
         if let Err(e) = check_status(&resp, had_session) {
             if matches!(e, UpstreamError::SessionExpired) {
                 self.shared.alive.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+            // A JSON-RPC error in a 4xx body is the upstream's answer: relay it.
+            let is_json = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"));
+            if resp.status().is_client_error() && is_json {
+                let body = read_bounded(resp).await?;
+                if let Ok(Message::Response(mut r)) = Message::parse(&body, MAX_MESSAGE)
+                    && r.outcome.is_err()
+                {
+                    r.id = Some(id);
+                    return Ok(r);
+                }
             }
             return Err(e);
         }

@@ -16,7 +16,11 @@
 //!   requests) are delivered as [`Upcall`]s to the sink of the call they belong to,
 //!   or to the context's unsolicited sink when they belong to no call;
 //! - a stdio child that crashes fails its pending calls at once, and a new one is
-//!   started on next use, no sooner than the upstream's restart backoff allows.
+//!   started on next use, no sooner than the upstream's restart backoff allows;
+//! - an upstream's revisions are pinned in configuration or detected once (a
+//!   `server/discover` probe and an `initialize` probe) and then fixed for the life
+//!   of the process; a connection speaks the client's era when the upstream
+//!   supports it, and is bridged otherwise (see `docs/protocol.md`).
 
 pub mod http;
 pub mod stdio;
@@ -26,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use bastion_proto::{
-    ErrorObject, Id, Message, Notification, ProtocolVersion, Request, Response, codes,
+    Era, ErrorObject, Id, Message, Notification, ProtocolVersion, Request, Response, codes, meta,
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -55,6 +59,8 @@ pub enum ReplyPath {
     Http(Arc<http::HttpShared>),
     /// Write to the child's stdin.
     Stdio(mpsc::Sender<bytes::Bytes>),
+    /// Answered inside the gateway (bridging `input_required` to a 2025-era client).
+    Local(Arc<Mutex<Option<tokio::sync::oneshot::Sender<Response>>>>),
 }
 
 impl ReplyPath {
@@ -67,6 +73,15 @@ impl ReplyPath {
                 .send(stdio::frame(&msg))
                 .await
                 .map_err(|_| UpstreamError::Unavailable("the upstream process has exited".into())),
+            ReplyPath::Local(slot) => {
+                let Message::Response(resp) = msg else {
+                    return Ok(());
+                };
+                if let Some(tx) = slot.lock().take() {
+                    let _ = tx.send(resp);
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -118,12 +133,37 @@ pub struct ClientHello {
     pub client_info: Value,
 }
 
+/// Which eras an upstream speaks (fixed once known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eras {
+    /// Answers `initialize` (2025-era sessions).
+    pub legacy: bool,
+    /// Answers `server/discover` for 2026-07-28 (stateless).
+    pub modern: bool,
+}
+
+impl Eras {
+    /// The wire era to use for a client of `want`: its own when supported.
+    pub fn choose(self, want: Era) -> Era {
+        match want {
+            Era::Legacy if self.legacy => Era::Legacy,
+            Era::Modern if self.modern => Era::Modern,
+            Era::Legacy => Era::Modern,
+            Era::Modern => Era::Legacy,
+        }
+    }
+}
+
 /// Restart backoff shared by every connection to one upstream.
 #[derive(Debug)]
 struct Backoff {
     failures: u32,
     not_before: Option<Instant>,
 }
+
+/// The most rounds of `input_required` the gateway drives for a 2025-era client
+/// before giving up (a loop guard; the TypeScript SDK uses 10).
+const MAX_INPUT_ROUNDS: usize = 10;
 
 /// One configured upstream.
 #[derive(Debug)]
@@ -134,8 +174,14 @@ pub struct Upstream {
     pub cfg: UpstreamConfig,
     backoff: Mutex<Backoff>,
     http_client: Option<reqwest::Client>,
-    /// The revision negotiated on first contact (pinned afterwards).
-    pinned: Mutex<Option<ProtocolVersion>>,
+    /// The eras it speaks, once pinned or detected.
+    eras: Mutex<Option<Eras>>,
+    /// Serializes detection so concurrent first contacts probe once.
+    detecting: tokio::sync::Mutex<()>,
+    /// 2026-07-28 connections, one per principal: the revision is stateless, so
+    /// every request carries its own envelope and one connection serves all of a
+    /// principal's contexts; principals never share one.
+    shared: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Conn>>>,
 }
 
 impl Upstream {
@@ -145,8 +191,17 @@ impl Upstream {
             UpstreamTransport::Http { .. } => Some(http::client()?),
             UpstreamTransport::Stdio { .. } => None,
         };
-        let pinned = match cfg.protocol {
-            ProtocolPin::Pinned(v) => Some(v),
+        let eras = match cfg.protocol {
+            ProtocolPin::Pinned(v) => Some(match v.era() {
+                Era::Legacy => Eras {
+                    legacy: true,
+                    modern: false,
+                },
+                Era::Modern => Eras {
+                    legacy: false,
+                    modern: true,
+                },
+            }),
             ProtocolPin::Auto => None,
         };
         Ok(Upstream {
@@ -157,7 +212,9 @@ impl Upstream {
                 not_before: None,
             }),
             http_client,
-            pinned: Mutex::new(pinned),
+            eras: Mutex::new(eras),
+            detecting: tokio::sync::Mutex::new(()),
+            shared: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -166,15 +223,22 @@ impl Upstream {
         &self.cfg.name
     }
 
-    /// The revision to offer in `initialize`: the pinned one, else the client's
-    /// (legacy revisions pass through so the upstream sees what the client speaks).
+    /// The eras it speaks, if known yet.
+    pub fn known_eras(&self) -> Option<Eras> {
+        *self.eras.lock()
+    }
+
+    /// The legacy revision to offer in `initialize`: the pinned one, else the
+    /// client's (so the upstream sees what the client speaks).
     fn offer_version(&self, hello: &ClientHello) -> ProtocolVersion {
-        if let Some(v) = *self.pinned.lock() {
+        if let ProtocolPin::Pinned(v) = self.cfg.protocol
+            && v.era() == Era::Legacy
+        {
             return v;
         }
         match hello.version.era() {
-            bastion_proto::Era::Legacy => hello.version,
-            bastion_proto::Era::Modern => ProtocolVersion::LATEST_LEGACY,
+            Era::Legacy => hello.version,
+            Era::Modern => ProtocolVersion::LATEST_LEGACY,
         }
     }
 
@@ -207,24 +271,8 @@ impl Upstream {
         }
     }
 
-    /// Opens and initializes a new connection for one client context.
-    pub async fn connect(
-        self: &Arc<Self>,
-        hello: &ClientHello,
-        unsolicited: UpcallTx,
-    ) -> Result<Arc<Conn>, UpstreamError> {
-        self.check_backoff()?;
-        let res = self.connect_inner(hello, unsolicited).await;
-        self.record(res.is_ok());
-        res
-    }
-
-    async fn connect_inner(
-        self: &Arc<Self>,
-        hello: &ClientHello,
-        unsolicited: UpcallTx,
-    ) -> Result<Arc<Conn>, UpstreamError> {
-        let transport = match &self.cfg.transport {
+    fn transport(&self, unsolicited: UpcallTx) -> Result<Transport, UpstreamError> {
+        Ok(match &self.cfg.transport {
             UpstreamTransport::Http { url, headers } => {
                 let client = self
                     .http_client
@@ -235,70 +283,152 @@ impl Upstream {
                     client,
                     url.clone(),
                     headers.clone(),
-                    unsolicited.clone(),
+                    unsolicited,
                 ))
             }
-            UpstreamTransport::Stdio { .. } => Transport::Stdio(stdio::StdioConn::spawn(
-                self.index,
-                &self.cfg,
-                unsolicited.clone(),
-            )?),
+            UpstreamTransport::Stdio { .. } => {
+                Transport::Stdio(stdio::StdioConn::spawn(self.index, &self.cfg, unsolicited)?)
+            }
+        })
+    }
+
+    /// The eras this upstream speaks: pinned, or detected now (once).
+    pub async fn eras(self: &Arc<Self>) -> Result<Eras, UpstreamError> {
+        if let Some(e) = *self.eras.lock() {
+            return Ok(e);
+        }
+        let _g = self.detecting.lock().await;
+        if let Some(e) = *self.eras.lock() {
+            return Ok(e);
+        }
+        let probe_hello = ClientHello {
+            version: ProtocolVersion::LATEST_LEGACY,
+            capabilities: json!({}),
+            client_info: json!({"name": "mcp-bastion", "version": env!("CARGO_PKG_VERSION")}),
+        };
+        // Each probe uses its own connection: a stdio server fixes its era on the
+        // first message it reads.
+        let modern = match self.open(&probe_hello, Era::Modern, sink_nowhere()).await {
+            Ok(c) => {
+                c.close().await;
+                true
+            }
+            Err(_) => false,
+        };
+        let legacy = match self.open(&probe_hello, Era::Legacy, sink_nowhere()).await {
+            Ok(c) => {
+                c.close().await;
+                true
+            }
+            Err(_) => false,
+        };
+        if !legacy && !modern {
+            return Err(UpstreamError::Unavailable(
+                "answers neither server/discover (2026-07-28) nor initialize (2025 revisions)"
+                    .into(),
+            ));
+        }
+        let e = Eras { legacy, modern };
+        tracing::info!(upstream = %self.name(), legacy, modern, "upstream revisions detected and pinned");
+        *self.eras.lock() = Some(e);
+        Ok(e)
+    }
+
+    /// Opens and initializes a new 2025-era connection for one client context.
+    pub async fn connect_legacy(
+        self: &Arc<Self>,
+        hello: &ClientHello,
+        unsolicited: UpcallTx,
+    ) -> Result<Arc<Conn>, UpstreamError> {
+        self.check_backoff()?;
+        let res = self.open(hello, Era::Legacy, unsolicited).await;
+        self.record(res.is_ok());
+        res
+    }
+
+    /// The principal's 2026-07-28 connection, opened on first use or after it died.
+    pub async fn modern_conn(
+        self: &Arc<Self>,
+        principal: &str,
+    ) -> Result<Arc<Conn>, UpstreamError> {
+        let mut map = self.shared.lock().await;
+        if let Some(c) = map.get(principal)
+            && c.alive()
+        {
+            return Ok(c.clone());
+        }
+        self.check_backoff()?;
+        let hello = ClientHello {
+            version: ProtocolVersion::V2026_07_28,
+            capabilities: json!({}),
+            client_info: json!({"name": "mcp-bastion", "version": env!("CARGO_PKG_VERSION")}),
+        };
+        let res = self.open(&hello, Era::Modern, sink_nowhere()).await;
+        self.record(res.is_ok());
+        let c = res?;
+        if let Some(old) = map.insert(principal.to_owned(), c.clone()) {
+            old.close().await;
+        }
+        Ok(c)
+    }
+
+    /// Closes every shared 2026-07-28 connection (shutdown).
+    pub async fn close_shared(&self) {
+        let all: Vec<Arc<Conn>> = self.shared.lock().await.drain().map(|(_, c)| c).collect();
+        for c in all {
+            c.close().await;
+        }
+    }
+
+    async fn open(
+        self: &Arc<Self>,
+        hello: &ClientHello,
+        era: Era,
+        unsolicited: UpcallTx,
+    ) -> Result<Arc<Conn>, UpstreamError> {
+        let transport = self.transport(unsolicited)?;
+        let version = match era {
+            Era::Legacy => self.offer_version(hello),
+            Era::Modern => ProtocolVersion::V2026_07_28,
         };
         let conn = Arc::new(Conn {
             upstream: self.clone(),
             transport,
+            era,
+            hello: hello.clone(),
             next_id: AtomicI64::new(1),
             dead: AtomicBool::new(false),
-            version: Mutex::new(self.offer_version(hello)),
+            version: Mutex::new(version),
             init: Mutex::new(Value::Null),
             inflight: Mutex::new(std::collections::HashMap::new()),
         });
-        let offered = self.offer_version(hello);
-        let init = Request {
-            id: Id::Num(0),
-            method: "initialize".into(),
-            params: Some(json!({
-                "protocolVersion": offered.as_str(),
-                "capabilities": hello.capabilities,
-                "clientInfo": hello.client_info,
-            })),
-        };
-        let resp = conn.call(init, None).await?;
-        let result = resp.outcome.map_err(|e| {
-            UpstreamError::Protocol(format!("initialize refused with code {}", e.code))
-        })?;
-        let negotiated = result
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .and_then(ProtocolVersion::parse)
-            .filter(|v| v.era() == bastion_proto::Era::Legacy)
-            .ok_or_else(|| {
-                UpstreamError::Protocol(
-                    "initialize answered with an unsupported protocolVersion".into(),
-                )
-            })?;
-        {
-            let mut pinned = self.pinned.lock();
-            if pinned.is_none() {
-                *pinned = Some(negotiated);
-                tracing::info!(upstream = %self.name(), version = %negotiated, "upstream revision detected and pinned");
-            }
-        }
-        *conn.version.lock() = negotiated;
-        if let Transport::Http(h) = &conn.transport {
-            h.shared.set_version(negotiated);
-        }
-        *conn.init.lock() = result;
-        conn.notify(Notification {
-            method: "notifications/initialized".into(),
-            params: None,
-        })
-        .await?;
-        if let Transport::Http(h) = &conn.transport {
-            h.start_listening();
+        match era {
+            Era::Legacy => conn.handshake_legacy(version).await?,
+            Era::Modern => conn.discover().await?,
         }
         Ok(conn)
     }
+}
+
+/// The 2026-07-28 per-request `_meta` envelope for `hello`.
+pub fn envelope(hello: &ClientHello, log_level: Option<&Value>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        meta::PROTOCOL_VERSION.into(),
+        Value::from(ProtocolVersion::V2026_07_28.as_str()),
+    );
+    m.insert(meta::CLIENT_CAPABILITIES.into(), hello.capabilities.clone());
+    m.insert(meta::CLIENT_INFO.into(), hello.client_info.clone());
+    if let Some(l) = log_level {
+        m.insert(meta::LOG_LEVEL.into(), l.clone());
+    }
+    Value::Object(m)
+}
+
+/// A sink for probe connections: nothing they send is wanted.
+fn sink_nowhere() -> UpcallTx {
+    let (tx, _rx) = mpsc::channel(1);
+    tx
 }
 
 enum Transport {
@@ -315,12 +445,17 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// One initialized MCP connection to an upstream.
+/// One MCP connection to an upstream: an initialized 2025-era session, or a
+/// 2026-07-28 stateless channel carrying one client context's envelope.
 #[derive(Debug)]
 pub struct Conn {
     /// The upstream.
     pub upstream: Arc<Upstream>,
     transport: Transport,
+    /// The era spoken on this connection's wire.
+    pub era: Era,
+    /// What the gateway said in `initialize` (2025-era connections).
+    hello: ClientHello,
     next_id: AtomicI64,
     dead: AtomicBool,
     version: Mutex<ProtocolVersion>,
@@ -330,6 +465,84 @@ pub struct Conn {
 }
 
 impl Conn {
+    async fn handshake_legacy(&self, offered: ProtocolVersion) -> Result<(), UpstreamError> {
+        let init = Request {
+            id: Id::Num(0),
+            method: "initialize".into(),
+            params: Some(json!({
+                "protocolVersion": offered.as_str(),
+                "capabilities": self.hello.capabilities,
+                "clientInfo": self.hello.client_info,
+            })),
+        };
+        let resp = self.call(init, None, &[], false).await?;
+        let result = resp.outcome.map_err(|e| {
+            UpstreamError::Protocol(format!("initialize refused with code {}", e.code))
+        })?;
+        let negotiated = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .and_then(ProtocolVersion::parse)
+            .filter(|v| v.era() == Era::Legacy)
+            .ok_or_else(|| {
+                UpstreamError::Protocol(
+                    "initialize answered with an unsupported protocolVersion".into(),
+                )
+            })?;
+        *self.version.lock() = negotiated;
+        if let Transport::Http(h) = &self.transport {
+            h.shared.set_version(negotiated);
+        }
+        *self.init.lock() = result;
+        self.notify(Notification {
+            method: "notifications/initialized".into(),
+            params: None,
+        })
+        .await?;
+        if let Transport::Http(h) = &self.transport {
+            h.start_listening();
+        }
+        Ok(())
+    }
+
+    /// 2026-07-28: no handshake; `server/discover` tells capabilities.
+    async fn discover(&self) -> Result<(), UpstreamError> {
+        let req = Request {
+            id: Id::Num(0),
+            method: "server/discover".into(),
+            params: Some(json!({"_meta": envelope(&self.hello, None)})),
+        };
+        let resp = self.call(req, None, &[], false).await?;
+        let result = resp.outcome.map_err(|e| {
+            UpstreamError::Protocol(format!("server/discover refused with code {}", e.code))
+        })?;
+        let supported = result
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|s| s.as_str() == Some(ProtocolVersion::V2026_07_28.as_str()))
+            });
+        if !supported {
+            return Err(UpstreamError::Protocol(
+                "server/discover does not list 2026-07-28".into(),
+            ));
+        }
+        let mut init = json!({
+            "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        });
+        if let Some(obj) = init.as_object_mut() {
+            if let Some(i) = result.get("instructions") {
+                obj.insert("instructions".into(), i.clone());
+            }
+            if let Some(si) = meta::meta(Some(&result)).and_then(|m| m.get(meta::SERVER_INFO)) {
+                obj.insert("serverInfo".into(), si.clone());
+            }
+        }
+        *self.init.lock() = init;
+        Ok(())
+    }
+
     /// Whether the connection can still be used.
     pub fn alive(&self) -> bool {
         !self.dead.load(Ordering::SeqCst)
@@ -339,7 +552,7 @@ impl Conn {
             }
     }
 
-    /// The upstream's `initialize` result (capabilities, serverInfo, instructions).
+    /// The upstream's `initialize` result (or the equivalent from `server/discover`).
     pub fn init_result(&self) -> Value {
         self.init.lock().clone()
     }
@@ -367,11 +580,95 @@ impl Conn {
     }
 
     /// Sends `req` and waits for its response, delivering related upcalls to
-    /// `events`. The response carries `req`'s original id.
+    /// `events`. `headers` are extra HTTP headers for this request (mirrored
+    /// `Mcp-Param-*`). On a 2026-07-28 connection serving a 2025-era client
+    /// (`ask_client`), `input_required` rounds are driven here by asking the
+    /// client through server requests. The response carries `req`'s original id.
     pub async fn call(
+        &self,
+        req: Request,
+        events: Option<UpcallTx>,
+        headers: &[(::http::HeaderName, ::http::HeaderValue)],
+        ask_client: bool,
+    ) -> Result<Response, UpstreamError> {
+        if self.era == Era::Legacy || !ask_client {
+            return self.call_once(req, events, headers).await;
+        }
+        let mut req = req;
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let resp = self.call_once(req.clone(), events.clone(), headers).await?;
+            let Ok(result) = &resp.outcome else {
+                return Ok(resp);
+            };
+            if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+                return Ok(resp);
+            }
+            let answers = self.ask_client(result, events.as_ref()).await?;
+            let Some(p) = req.params.as_mut().and_then(Value::as_object_mut) else {
+                return Ok(resp);
+            };
+            p.insert("inputResponses".into(), answers);
+            match result.get("requestState") {
+                Some(s) => p.insert("requestState".into(), s.clone()),
+                None => p.remove("requestState"),
+            };
+        }
+        Err(UpstreamError::Protocol(format!(
+            "upstream asked for input more than {MAX_INPUT_ROUNDS} times"
+        )))
+    }
+
+    /// Sends each of an `input_required` result's requests to the 2025-era client
+    /// as a server request and collects the answers by key.
+    async fn ask_client(
+        &self,
+        result: &Value,
+        events: Option<&UpcallTx>,
+    ) -> Result<Value, UpstreamError> {
+        let mut waits = Vec::new();
+        if let Some(reqs) = result.get("inputRequests").and_then(Value::as_object) {
+            for (key, r) in reqs {
+                let Some(method) = r.get("method").and_then(Value::as_str) else {
+                    continue;
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let up = Upcall {
+                    upstream: self.upstream.index,
+                    reply: ReplyPath::Local(Arc::new(Mutex::new(Some(tx)))),
+                    msg: Message::Request(Request {
+                        id: Id::Str(key.clone()),
+                        method: method.to_owned(),
+                        params: r.get("params").cloned(),
+                    }),
+                };
+                let sink = events.ok_or_else(|| {
+                    UpstreamError::Protocol(
+                        "upstream asked for input on a request that cannot carry it".into(),
+                    )
+                })?;
+                sink.send(up)
+                    .await
+                    .map_err(|_| UpstreamError::Unavailable("client went away".into()))?;
+                waits.push((key.clone(), rx));
+            }
+        }
+        let mut answers = serde_json::Map::new();
+        for (key, rx) in waits {
+            // A refusal or no answer leaves the key out: the upstream decides.
+            if let Ok(Ok(Response { outcome: Ok(v), .. })) =
+                tokio::time::timeout(self.upstream.cfg.timeout, rx).await
+            {
+                answers.insert(key, v);
+            }
+        }
+        Ok(Value::Object(answers))
+    }
+
+    async fn call_once(
         &self,
         mut req: Request,
         events: Option<UpcallTx>,
+        headers: &[(::http::HeaderName, ::http::HeaderValue)],
     ) -> Result<Response, UpstreamError> {
         let client_id = std::mem::replace(
             &mut req.id,
@@ -382,24 +679,27 @@ impl Conn {
             .lock()
             .insert(client_id.clone(), up_id.clone());
         let deadline = self.upstream.cfg.timeout;
+        let modern = self.era == Era::Modern;
         let fut = async {
             match &self.transport {
-                Transport::Http(h) => h.call(req, events).await,
+                Transport::Http(h) => h.call(req, events, headers, modern).await,
                 Transport::Stdio(s) => s.call(req, events).await,
             }
         };
         let res = match tokio::time::timeout(deadline, fut).await {
             Ok(r) => r,
             Err(_) => {
-                // Tell the upstream to stop working on it; best effort.
-                let _ = self
-                    .notify(Notification {
-                        method: "notifications/cancelled".into(),
-                        params: Some(
-                            json!({"requestId": up_id.to_value(), "reason": "gateway timeout"}),
-                        ),
-                    })
-                    .await;
+                if !modern {
+                    // Tell the upstream to stop working on it; best effort.
+                    let _ = self
+                        .notify(Notification {
+                            method: "notifications/cancelled".into(),
+                            params: Some(
+                                json!({"requestId": up_id.to_value(), "reason": "gateway timeout"}),
+                            ),
+                        })
+                        .await;
+                }
                 Err(UpstreamError::Timeout(deadline))
             }
         };
@@ -437,8 +737,12 @@ impl Conn {
         }
     }
 
-    /// Sends a notification.
+    /// Sends a notification (2025-era connections only: 2026-07-28 defines none
+    /// from client to server over HTTP).
     pub async fn notify(&self, n: Notification) -> Result<(), UpstreamError> {
+        if self.era == Era::Modern {
+            return Ok(());
+        }
         let msg = Message::Notification(n);
         match &self.transport {
             Transport::Http(h) => h.shared.post_no_reply(&msg).await,

@@ -291,15 +291,30 @@ impl Shared {
             .and_then(|p| p.events.clone())
     }
 
+    /// Delivers a message toward the client without ever blocking the reader:
+    /// a stalled consumer must not stop responses to every other call. A request
+    /// that does not fit is handed to a task (the upstream waits for its answer);
+    /// a notification that does not fit is dropped.
     async fn upcall(&self, sink: Option<UpcallTx>, msg: Message) {
+        use tokio::sync::mpsc::error::TrySendError;
         let sink = sink.unwrap_or_else(|| self.unsolicited.clone());
-        let _ = sink
-            .send(Upcall {
-                upstream: self.upstream,
-                reply: ReplyPath::Stdio(self.writer.clone()),
-                msg,
-            })
-            .await;
+        let up = Upcall {
+            upstream: self.upstream,
+            reply: ReplyPath::Stdio(self.writer.clone()),
+            msg,
+        };
+        match sink.try_send(up) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(up)) => {
+                if matches!(up.msg, Message::Request(_)) {
+                    tokio::spawn(async move {
+                        let _ = sink.send(up).await;
+                    });
+                } else {
+                    tracing::debug!(upstream = %self.name, "client not reading; notification dropped");
+                }
+            }
+        }
     }
 
     async fn dispatch(&self, line: &str) {
@@ -340,6 +355,17 @@ impl Shared {
                         self.upcall(Some(sink), Message::Notification(n)).await;
                     }
                     // Progress for no live call is dropped: it cannot be attributed.
+                } else if let Some(sub) = n
+                    .params
+                    .as_ref()
+                    .and_then(|p| meta::meta(Some(p)))
+                    .and_then(|m| m.get(meta::SUBSCRIPTION_ID))
+                    .and_then(Id::from_value)
+                {
+                    // 2026-07-28 listen streams tag notifications with the listen
+                    // request's id: deliver to that call.
+                    let sink = self.pending.lock().get(&sub).and_then(|p| p.events.clone());
+                    self.upcall(sink, Message::Notification(n)).await;
                 } else if n.method == "notifications/message" {
                     let sink = self.current_sink();
                     self.upcall(sink, Message::Notification(n)).await;

@@ -1,0 +1,250 @@
+//! Sealed `requestState` values (2026-07-28 multi-round-trip requests).
+//!
+//! Every `requestState` a client sees from the gateway is sealed here, whether it
+//! wraps an upstream's own state or names a gateway-held continuation (a bridged
+//! 2025-era upstream waiting for sampling/elicitation answers). Sealing is
+//! XChaCha20-Poly1305 with a random 192-bit nonce under a key generated at start;
+//! the payload binds the state to the principal, the upstream, the method, the
+//! target name and an expiry, so a state replayed by another principal, against
+//! another tool, or late is refused. Anything that does not open is refused: the
+//! gateway never forwards a `requestState` it did not issue.
+//!
+//! Single use is enforced for continuations (taken from the registry on use);
+//! wrapped upstream states are as reusable as the upstream makes them.
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+const PREFIX: &str = "bst1.";
+const AAD: &[u8] = b"mcp-bastion/requestState/v1";
+/// Largest `requestState` accepted from a client (before opening).
+pub const MAX_STATE: usize = 64 * 1024;
+
+/// What a sealed state stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k")]
+pub enum Inner {
+    /// An upstream's own `requestState`, returned to it verbatim on retry.
+    #[serde(rename = "u")]
+    Upstream {
+        /// The upstream's value, byte for byte.
+        s: String,
+    },
+    /// A continuation held by the gateway (bridged 2025-era upstream).
+    #[serde(rename = "c")]
+    Continuation {
+        /// Registry key.
+        c: String,
+    },
+}
+
+/// The sealed payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// What it stands for.
+    #[serde(flatten)]
+    pub inner: Inner,
+    /// Principal it was issued to.
+    pub p: String,
+    /// Method of the originating request.
+    pub m: String,
+    /// Target name/URI of the originating request ("" if none).
+    pub n: String,
+    /// Expiry, Unix seconds.
+    pub e: u64,
+}
+
+/// Why a state was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// Not issued by this gateway, tampered with, or too large.
+    #[error("invalid requestState")]
+    Invalid,
+    /// Issued for another principal, method or target.
+    #[error("requestState does not belong to this request")]
+    Mismatch,
+    /// Past its expiry.
+    #[error("requestState expired")]
+    Expired,
+}
+
+/// The sealing key.
+pub struct Sealer {
+    aead: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer([REDACTED])")
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Sealer {
+    /// A sealer with a fresh random key.
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Sealer {
+            aead: XChaCha20Poly1305::new(&key.into()),
+        }
+    }
+
+    /// Seals `state`; `ttl_secs` from now.
+    pub fn seal(&self, mut state: State, ttl_secs: u64) -> String {
+        state.e = now().saturating_add(ttl_secs);
+        let plain = serde_json::to_vec(&state).unwrap_or_default();
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        // Encryption with a valid key and nonce cannot fail for in-memory input.
+        let ct = self
+            .aead
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: AAD,
+                },
+            )
+            .unwrap_or_default();
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&ct);
+        format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        )
+    }
+
+    /// Opens a state and checks it belongs to (`principal`, `method`, `name`).
+    pub fn open(
+        &self,
+        sealed: &str,
+        principal: &str,
+        method: &str,
+        name: &str,
+    ) -> Result<State, SealError> {
+        if sealed.len() > MAX_STATE {
+            return Err(SealError::Invalid);
+        }
+        let b64 = sealed.strip_prefix(PREFIX).ok_or(SealError::Invalid)?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| SealError::Invalid)?;
+        if raw.len() < 24 + 16 {
+            return Err(SealError::Invalid);
+        }
+        let (nonce, ct) = raw.split_at(24);
+        let plain = self
+            .aead
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
+            .map_err(|_| SealError::Invalid)?;
+        let st: State = serde_json::from_slice(&plain).map_err(|_| SealError::Invalid)?;
+        if st.p != principal || st.m != method || st.n != name {
+            return Err(SealError::Mismatch);
+        }
+        if st.e < now() {
+            return Err(SealError::Expired);
+        }
+        Ok(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st() -> State {
+        State {
+            inner: Inner::Upstream {
+                s: "opaque-upstream".into(),
+            },
+            p: "alice".into(),
+            m: "tools/call".into(),
+            n: "t".into(),
+            e: 0,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_bindings() {
+        let s = Sealer::random();
+        let sealed = s.seal(st(), 60);
+        assert!(
+            !sealed.contains("opaque-upstream"),
+            "sealed state must not reveal the upstream's"
+        );
+        let open = s.open(&sealed, "alice", "tools/call", "t").unwrap();
+        assert_eq!(
+            open.inner,
+            Inner::Upstream {
+                s: "opaque-upstream".into()
+            }
+        );
+        assert_eq!(
+            s.open(&sealed, "mallory", "tools/call", "t"),
+            Err(SealError::Mismatch)
+        );
+        assert_eq!(
+            s.open(&sealed, "alice", "tools/call", "other"),
+            Err(SealError::Mismatch)
+        );
+        assert_eq!(
+            s.open(&sealed, "alice", "prompts/get", "t"),
+            Err(SealError::Mismatch)
+        );
+        // Another gateway's (or a restarted one's) state does not open.
+        assert_eq!(
+            Sealer::random().open(&sealed, "alice", "tools/call", "t"),
+            Err(SealError::Invalid)
+        );
+    }
+
+    #[test]
+    fn tampering_and_garbage_are_refused() {
+        let s = Sealer::random();
+        let sealed = s.seal(st(), 60);
+        let mut bytes = sealed.into_bytes();
+        let last = bytes.len() - 3;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert_eq!(
+            s.open(&tampered, "alice", "tools/call", "t"),
+            Err(SealError::Invalid)
+        );
+        for g in [
+            "",
+            "bst1.",
+            "bst1.!!!",
+            "v1.abc",
+            &"x".repeat(MAX_STATE + 1),
+        ] {
+            assert_eq!(
+                s.open(g, "alice", "tools/call", "t"),
+                Err(SealError::Invalid)
+            );
+        }
+    }
+
+    #[test]
+    fn expired_is_refused() {
+        let s = Sealer::random();
+        let mut state = st();
+        state.e = 0;
+        // Seal with ttl 0 then wait past the second boundary.
+        let sealed = s.seal(state, 0);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(
+            s.open(&sealed, "alice", "tools/call", "t"),
+            Err(SealError::Expired)
+        );
+    }
+}
