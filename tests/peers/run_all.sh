@@ -36,7 +36,9 @@ fix_port=$(free_port)
 pids+=($!)
 wait_port "$fix_port"
 
-start_bastion() { # name upstream-toml → prints URL
+# Starts bastion with one upstream; sets $started_url. (Not used in $(…): a
+# subshell would lose the pid and leave the process running after the script.)
+start_bastion() { # name upstream-toml
     local name=$1 upstream=$2 port
     port=$(free_port)
     cat >"$work/$name.toml" <<TOML
@@ -52,19 +54,21 @@ TOML
     BASTION_LOG=warn "$bastion" serve --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
     pids+=($!)
     wait_port "$port"
-    echo "http://127.0.0.1:$port/mcp"
+    started_url="http://127.0.0.1:$port/mcp"
 }
-via_http=$(start_bastion via-http "[[upstream]]
+start_bastion via-http "[[upstream]]
 name = \"fixture\"
 transport = \"http\"
 url = \"http://127.0.0.1:$fix_port/mcp\"
-prefix = \"\"")
-via_stdio=$(start_bastion via-stdio "[[upstream]]
+prefix = \"\""
+via_http=$started_url
+start_bastion via-stdio "[[upstream]]
 name = \"fixture\"
 transport = \"stdio\"
 command = \"$py\"
 args = [\"$here/conformance_fixture.py\", \"--transport\", \"stdio\", \"--log-level\", \"warning\"]
-prefix = \"\"")
+prefix = \"\""
+via_stdio=$started_url
 
 status=0
 for rev in $revisions; do
@@ -81,11 +85,27 @@ if [[ $status -ne 0 ]]; then
     tail -n 50 "$work"/via-*.log >&2 || true
 fi
 
-if [[ -f "$here/test_sdk_client.py" ]]; then
-    for via in http stdio; do
-        url=$via_http; [[ $via == stdio ]] && url=$via_stdio
-        echo "== Python SDK client through bastion ($via upstream)"
-        bash "$here/run_sdk_tests.sh" "$url" || status=1
-    done
-fi
+for via in http stdio; do
+    url=$via_http; [[ $via == stdio ]] && url=$via_stdio
+    echo "== Python SDK client through bastion ($via upstream)"
+    bash "$here/run_sdk_tests.sh" "$url" || status=1
+done
+
+# Bridges: the same fixture behind bastion with its revision pinned, so every call
+# crosses from one revision to the other.
+pinned() { # name revision
+    start_bastion "$1" "[[upstream]]
+name = \"fixture\"
+transport = \"http\"
+url = \"http://127.0.0.1:$fix_port/mcp\"
+prefix = \"\"
+protocol = \"$2\""
+}
+pinned bridge-legacy 2025-11-25
+bridge_legacy=$started_url
+pinned bridge-modern 2026-07-28
+bridge_modern=$started_url
+echo "== Python SDK client across revision bridges"
+BRIDGE_LEGACY_UPSTREAM_URL=$bridge_legacy BRIDGE_MODERN_UPSTREAM_URL=$bridge_modern \
+    "$py" -m pytest "$here/test_bridges.py" -q -p no:cacheprovider || status=1
 exit $status

@@ -130,8 +130,14 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         println!("{b}");
     }
     let router = bastion::server::router(gw.clone());
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGINT or SIGTERM: stop accepting, then end every session so upstream
+    // sessions are DELETEd and stdio children reaped.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
         tracing::info!("shutting down");
     };
     bastion::listener::serve(gw, listener, router, shutdown).await?;

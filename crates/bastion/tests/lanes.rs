@@ -376,3 +376,127 @@ command = "/nonexistent/mcp-server"
     assert_eq!(r["result"]["content"][0]["text"], "Echo: still");
     gw.stop().await;
 }
+
+/// A 2026-07-28 request with explicit capabilities (the `modern` helper declares none).
+async fn modern_with_caps(
+    url: &str,
+    id: i64,
+    name: &str,
+    mut params: Value,
+    caps: Value,
+) -> (u16, Value) {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caps,
+    });
+    params["name"] = json!(name);
+    let r = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", name)
+        .json(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, messages(r).await.pop().unwrap())
+}
+
+#[tokio::test]
+async fn stateless_client_answers_a_2025_upstreams_sampling_through_input_required() {
+    let gw = start(&demo_config("")).await;
+    let caps = json!({"sampling": {}});
+    let (st, first) = modern_with_caps(
+        &gw.url,
+        1,
+        "demo__ask_model",
+        json!({"arguments":{"question":"2+2?"}}),
+        caps.clone(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let r = &first["result"];
+    assert_eq!(r["resultType"], "input_required", "{first}");
+    let (key, ask) = r["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(ask["method"], "sampling/createMessage");
+    assert_eq!(ask["params"]["messages"][0]["content"]["text"], "2+2?");
+    let state = r["requestState"].as_str().unwrap().to_owned();
+    assert!(state.starts_with("bst1."), "{state}");
+
+    // The state is bound to the tool it was issued for.
+    let (st, e) = modern_with_caps(
+        &gw.url,
+        2,
+        "demo__echo",
+        json!({"arguments":{"message":"x"},"requestState": state, "inputResponses": {}}),
+        caps.clone(),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (400, json!(-32602)),
+        "{e}"
+    );
+
+    // Tampering is detected.
+    let mut tampered = state.clone().into_bytes();
+    let i = tampered.len() - 5;
+    tampered[i] = if tampered[i] == b'a' { b'b' } else { b'a' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let (st, _) = modern_with_caps(
+        &gw.url,
+        3,
+        "demo__ask_model",
+        json!({"arguments":{"question":"2+2?"},"requestState": tampered, "inputResponses": {}}),
+        caps.clone(),
+    )
+    .await;
+    assert_eq!(st, 400);
+
+    // The retry with the answer completes the upstream call.
+    let answer = json!({key.clone(): {"role":"assistant","content":{"type":"text","text":"four"},"model":"m"}});
+    let (st, done) = modern_with_caps(
+        &gw.url,
+        4,
+        "demo__ask_model",
+        json!({"arguments":{"question":"2+2?"},"requestState": state, "inputResponses": answer}),
+        caps.clone(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(done["id"], 4);
+    assert_eq!(done["result"]["content"][0]["text"], "The model said: four");
+    assert_eq!(done["result"]["resultType"], "complete");
+
+    // Single use: the same state cannot resume anything again.
+    let (st, e) = modern_with_caps(
+        &gw.url,
+        5,
+        "demo__ask_model",
+        json!({"arguments":{"question":"2+2?"},"requestState": state, "inputResponses": answer}),
+        caps,
+    )
+    .await;
+    assert_eq!((st, e["error"]["code"].clone()), (400, json!(-32602)));
+
+    // A client that did not declare sampling is never sent a sampling request.
+    let (_, r) = modern_with_caps(
+        &gw.url,
+        6,
+        "demo__ask_model",
+        json!({"arguments":{"question":"q"}}),
+        json!({}),
+    )
+    .await;
+    assert_ne!(r["result"]["resultType"], "input_required", "{r}");
+    assert_eq!(r["result"]["isError"], true);
+    gw.stop().await;
+}
