@@ -1025,16 +1025,7 @@ fn finish_modern(gw: &Gateway, f: &Flight, mut resp: Response) -> Response {
             if r.get("resultType").and_then(Value::as_str) == Some("input_required")
                 && let Some(s) = r.get("requestState").and_then(Value::as_str)
             {
-                let sealed = gw.sealer.seal(
-                    crate::seal::State {
-                        inner: crate::seal::Inner::Upstream { s: s.to_owned() },
-                        p: ANONYMOUS.into(),
-                        m: f.method.clone(),
-                        n: f.target.clone(),
-                        e: 0,
-                    },
-                    crate::bridge::CONTINUATION_TTL_SECS,
-                );
+                let sealed = seal_for(gw, f, crate::seal::Inner::Upstream { s: s.to_owned() });
                 if let Some(o) = r.as_object_mut() {
                     o.insert("requestState".into(), Value::from(sealed));
                 }
@@ -1045,6 +1036,36 @@ fn finish_modern(gw: &Gateway, f: &Flight, mut resp: Response) -> Response {
         Err(_) => {}
     }
     resp
+}
+
+/// Seals `inner` for this flight's principal, method and target.
+fn seal_for(gw: &Gateway, f: &Flight, inner: crate::seal::Inner) -> String {
+    gw.sealer.seal(
+        crate::seal::State {
+            inner,
+            p: ANONYMOUS.into(),
+            m: f.method.clone(),
+            n: f.target.clone(),
+            e: 0,
+        },
+        crate::bridge::CONTINUATION_TTL_SECS,
+    )
+}
+
+/// The first ask plus every other one already queued: an upstream that sends
+/// several requests at once gets them answered in one client round.
+async fn collect_asks(
+    f: &mut Flight,
+    first: crate::bridge::Ask,
+    n: &mut usize,
+) -> Vec<crate::bridge::Ask> {
+    let mut asks = vec![first];
+    while let Ok(more) = f.rx.try_recv() {
+        if let Step::Ask(a) = step(f, more, n).await {
+            asks.push(a);
+        }
+    }
+    asks
 }
 
 /// What a modern call's upcall means for the client.
@@ -1113,16 +1134,7 @@ fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::bridge::Ask>) -> Response {
     let mut key = [0u8; 16];
     rand::rng().fill_bytes(&mut key);
     let c: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let state = gw.sealer.seal(
-        crate::seal::State {
-            inner: crate::seal::Inner::Continuation { c: c.clone() },
-            p: ANONYMOUS.into(),
-            m: f.method.clone(),
-            n: f.target.clone(),
-            e: 0,
-        },
-        crate::bridge::CONTINUATION_TTL_SECS,
-    );
+    let state = seal_for(gw, &f, crate::seal::Inner::Continuation { c: c.clone() });
     let mut result = crate::bridge::input_required(&asks, state);
     modernize_result(&f.method, &mut result);
     let id = f.client_id.clone();
@@ -1161,12 +1173,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
                     Step::Send(m) if acc.sse => break m,
                     Step::Send(_) | Step::Skip => {}
                     Step::Ask(a) => {
-                        let mut asks = vec![a];
-                        while let Ok(more) = f.rx.try_recv() {
-                            if let Step::Ask(a) = step(&f, more, &mut n).await {
-                                asks.push(a);
-                            }
-                        }
+                        let asks = collect_asks(&mut f, a, &mut n).await;
                         let resp = suspend(&gw, f, asks);
                         rec.finish(StatusCode::OK, Outcome::Ok, None);
                         return single(resp, acc, StatusCode::OK);
@@ -1214,12 +1221,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
                         }
                         Step::Skip => {}
                         Step::Ask(a) => {
-                            let mut asks = vec![a];
-                            while let Ok(more) = f.rx.try_recv() {
-                                if let Step::Ask(a) = step(&f, more, &mut n).await {
-                                    asks.push(a);
-                                }
-                            }
+                            let asks = collect_asks(&mut f, a, &mut n).await;
                             let resp = suspend(&gw, f, asks);
                             rec.finish(StatusCode::OK, Outcome::Ok, None);
                             let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
