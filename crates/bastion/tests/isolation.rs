@@ -331,3 +331,50 @@ async fn tls_listener_refuses_tls12() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_redirects_are_not_followed() {
+    // The configured upstream answers with a redirect to another (recording) server:
+    // following it would let an upstream point the gateway at any host.
+    let (target_url, target_seen) = recording_upstream().await;
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move || {
+            let to = target_url.clone();
+            async move {
+                (
+                    http::StatusCode::TEMPORARY_REDIRECT,
+                    [(http::header::LOCATION, to)],
+                )
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    let gw = start(&format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[auth]
+mode = "dangerous_none"
+[[upstream]]
+name = "redir"
+transport = "http"
+url = "http://{addr}/mcp"
+protocol = "2025-11-25"
+"#
+    ))
+    .await;
+    let (s, _) = Legacy::connect(&gw.url, json!({})).await;
+    let r = s
+        .call(1, "tools/call", json!({"name":"redir__t","arguments":{}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32010, "{r}");
+    assert!(
+        target_seen.lock().is_empty(),
+        "the gateway followed the redirect"
+    );
+    gw.stop().await;
+}
