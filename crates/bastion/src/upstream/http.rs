@@ -163,19 +163,22 @@ impl HttpConn {
         let is_init = req.method == "initialize";
         let id = req.id.clone();
         let had_session = self.shared.session.read().is_some();
-        let mut b = self.shared.post(&Message::Request(req.clone()));
+        // Mirrored headers are computed before the request is moved into its body.
+        let mut mirrored: Vec<(&'static str, String)> = Vec::new();
         if modern {
-            // 2026-07-28: mirror the body into the standard headers.
-            b = b
-                .header(h::PROTOCOL_VERSION, ProtocolVersion::V2026_07_28.as_str())
-                .header(h::METHOD, h::encode_value(&req.method));
+            mirrored.push((h::PROTOCOL_VERSION, ProtocolVersion::V2026_07_28.as_str().to_owned()));
+            mirrored.push((h::METHOD, h::encode_value(&req.method)));
             if let Some((_, Some(v))) = h::expected_name(&req.method, req.params.as_ref()) {
                 let text = match v {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                b = b.header(h::NAME, h::encode_value(&text));
+                mirrored.push((h::NAME, h::encode_value(&text)));
             }
+        }
+        let mut b = self.shared.post(&Message::Request(req));
+        for (k, v) in mirrored {
+            b = b.header(k, v);
         }
         for (k, v) in extra {
             b = b.header(k, v);
