@@ -82,6 +82,8 @@ pub struct Context {
     pub routes: RwLock<Routes>,
     /// Client request id → upstream serving it, for cancellation.
     inflight: Mutex<HashMap<Id, usize>>,
+    /// Client request id → the task serving it, stopped when the client cancels.
+    tasks: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
     last_used: Mutex<Instant>,
     closed: AtomicBool,
 }
@@ -107,6 +109,7 @@ impl Context {
             next_server_request: AtomicI64::new(1),
             routes: RwLock::new(Routes::default()),
             inflight: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
             closed: AtomicBool::new(false),
         }
@@ -211,6 +214,25 @@ impl Context {
     /// Forgets an in-flight client request.
     pub fn end_call(&self, id: &Id) {
         self.inflight.lock().remove(id);
+    }
+
+    /// Spawns the task serving client request `id` and records it so a
+    /// cancellation can stop it. The map is held while spawning, so the task's
+    /// own removal (`take_task` at its end) always comes after the insertion.
+    pub fn spawn_tracked<T: Send + 'static>(
+        &self,
+        id: &Id,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        let mut tasks = self.tasks.lock();
+        let task = tokio::spawn(fut);
+        tasks.insert(id.clone(), task.abort_handle());
+        task
+    }
+
+    /// Forgets (and returns) the task serving client request `id`.
+    pub fn take_task(&self, id: &Id) -> Option<tokio::task::AbortHandle> {
+        self.tasks.lock().remove(id)
     }
 
     /// Which upstream is serving client request `id`.

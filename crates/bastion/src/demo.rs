@@ -22,6 +22,8 @@ type Pending = Arc<Mutex<HashMap<Id, oneshot::Sender<Response>>>>;
 struct Peer {
     out: mpsc::Sender<Vec<u8>>,
     pending: Pending,
+    /// Requests being served, so `notifications/cancelled` can stop them.
+    running: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
     next: AtomicI64,
     client_caps: Mutex<Value>,
 }
@@ -64,6 +66,7 @@ pub async fn run_upstream() -> std::io::Result<()> {
     let peer = Arc::new(Peer {
         out: otx,
         pending: Arc::new(Mutex::new(HashMap::new())),
+        running: Mutex::new(HashMap::new()),
         next: AtomicI64::new(1),
         client_caps: Mutex::new(json!({})),
     });
@@ -80,18 +83,36 @@ pub async fn run_upstream() -> std::io::Result<()> {
                     let _ = tx.send(r);
                 }
             }
-            Message::Notification(_) => {}
+            Message::Notification(n) => {
+                // A cancelled request is stopped and gets no response.
+                if n.method == "notifications/cancelled"
+                    && let Some(id) = n
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(Id::from_value)
+                    && let Some(task) = peer.running.lock().remove(&id)
+                {
+                    task.abort();
+                }
+            }
             Message::Request(req) => {
-                let peer = peer.clone();
-                tokio::spawn(async move {
+                let id = req.id.clone();
+                let p = peer.clone();
+                // Hold the map while spawning: the task's own removal waits for the
+                // insertion, so a finished request never leaves an entry behind.
+                let mut running = peer.running.lock();
+                let task = tokio::spawn(async move {
                     let id = req.id.clone();
-                    let outcome = handle(&peer, req).await;
-                    peer.send(Message::Response(Response {
+                    let outcome = handle(&p, req).await;
+                    p.running.lock().remove(&id);
+                    p.send(Message::Response(Response {
                         id: Some(id),
                         outcome,
                     }))
                     .await;
                 });
+                running.insert(id, task.abort_handle());
             }
         }
     }

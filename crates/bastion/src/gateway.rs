@@ -507,6 +507,14 @@ impl Gateway {
                     && let Some(conn) = ctx.existing_conn(idx).await
                 {
                     conn.cancel(&cid, params.get("reason").cloned()).await;
+                    let mut ev = AuditEvent::new(EventKind::Upstream, Outcome::Error);
+                    ev.upstream = Some(conn.upstream.name().to_owned());
+                    ev.reason = Some("request cancelled by the client".into());
+                    self.audit.emit(ev);
+                }
+                // Stop waiting: a cancelled request gets no response.
+                if let Some(task) = ctx.take_task(&cid) {
+                    task.abort();
                 }
             }
             _ => {

@@ -816,17 +816,33 @@ async fn legacy_request(
     mut rec: Rec,
 ) -> HttpResponse {
     let (tx, mut rx) = mpsc::channel::<Upcall>(64);
+    let client_id = req.id.clone();
     let mut task = {
         let gw = gw.clone();
         let s = session.clone();
-        tokio::spawn(async move { gw.dispatch(&s.ctx, Lane::Legacy, req, tx, Vec::new()).await })
+        let id = client_id.clone();
+        session.ctx.spawn_tracked(&client_id, async move {
+            let resp = gw.dispatch(&s.ctx, Lane::Legacy, req, tx, Vec::new()).await;
+            s.ctx.take_task(&id);
+            resp
+        })
     };
     let deadline = gw.cfg.server.request_timeout;
     let first = loop {
         tokio::select! {
             biased;
             res = &mut task => {
-                let resp = res.unwrap_or_else(|_| internal_error());
+                let Ok(resp) = res else {
+                    // Cancelled by the client: no response is owed. An SSE client gets an
+                    // empty stream; a JSON-only one the error the SDKs use (-32800).
+                    let e = ErrorObject::new(REQUEST_CANCELLED, "request cancelled");
+                    rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
+                    return if acc.sse {
+                        sse_response(Body::empty())
+                    } else {
+                        single(Response::error(Some(client_id), e), acc, StatusCode::OK)
+                    };
+                };
                 rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
                 return single(resp, acc, StatusCode::OK);
             }
@@ -858,7 +874,12 @@ async fn legacy_request(
             tokio::select! {
                 biased;
                 res = &mut task => {
-                    let resp = res.unwrap_or_else(|_| internal_error());
+                    let Ok(resp) = res else {
+                        // Cancelled by the client: the stream ends with no response.
+                        let e = ErrorObject::new(REQUEST_CANCELLED, "request cancelled");
+                        rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
+                        return;
+                    };
                     rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
                     if !client_gone {
                         let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
@@ -881,6 +902,9 @@ async fn legacy_request(
     });
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
 }
+
+/// The code SDKs use for a request the client cancelled.
+const REQUEST_CANCELLED: i64 = -32800;
 
 fn internal_error() -> Response {
     Response::error(

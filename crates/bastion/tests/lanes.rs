@@ -500,3 +500,55 @@ async fn stateless_client_answers_a_2025_upstreams_sampling_through_input_requir
     assert_eq!(r["result"]["isError"], true);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn client_cancellation_reaches_the_upstream_and_ends_the_request() {
+    let gw = start(&demo_config("")).await;
+    let (s, _) = Legacy::connect(&gw.url, json!({})).await;
+    let resp = s
+        .post(&json!({"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{
+            "name":"demo__count_slowly","arguments":{"steps":100,"delay_ms":50},"_meta":{"progressToken":"c1"}}}))
+        .await;
+    let mut body = resp.bytes_stream();
+    use futures::StreamExt;
+    let mut seen = String::new();
+    // Wait for the first progress notification: the upstream is working.
+    while !seen.contains("notifications/progress") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let r = s
+        .post(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user"}}))
+        .await;
+    assert_eq!(r.status(), 202);
+    // The stream ends without a response (100 steps would take 5 s and end with one).
+    while let Some(chunk) = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+    {
+        seen.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(
+        !seen.contains("\"result\""),
+        "a cancelled request got a response: {seen}"
+    );
+    assert!(
+        gw.events()
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("request cancelled by the client"))
+    );
+    // The session is still usable.
+    let r = s
+        .call(
+            2,
+            "tools/call",
+            json!({"name":"demo__echo","arguments":{"message":"after"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: after");
+    gw.stop().await;
+}

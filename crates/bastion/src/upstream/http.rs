@@ -166,7 +166,10 @@ impl HttpConn {
         // Mirrored headers are computed before the request is moved into its body.
         let mut mirrored: Vec<(&'static str, String)> = Vec::new();
         if modern {
-            mirrored.push((h::PROTOCOL_VERSION, ProtocolVersion::V2026_07_28.as_str().to_owned()));
+            mirrored.push((
+                h::PROTOCOL_VERSION,
+                ProtocolVersion::V2026_07_28.as_str().to_owned(),
+            ));
             mirrored.push((h::METHOD, h::encode_value(&req.method)));
             if let Some((_, Some(v))) = h::expected_name(&req.method, req.params.as_ref()) {
                 let text = match v {
