@@ -1,0 +1,147 @@
+//! The command-line contract: `check-config`, `import`, `demo`, `--help`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    reason = "test code that runs the CLI binary as a user would"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bastion");
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let (ok, out, _) = run(&["--help"]);
+    assert!(ok);
+    for cmd in ["serve", "check-config", "import", "demo"] {
+        assert!(out.contains(cmd), "{cmd} missing from --help: {out}");
+    }
+}
+
+#[test]
+fn check_config_accepts_good_and_names_the_problem_in_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        r#"[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080/mcp"
+[auth]
+mode = "dangerous_none"
+[[upstream]]
+name = "fixture"
+transport = "http"
+url = "http://127.0.0.1:3000/mcp"
+prefix = ""
+"#,
+    )
+    .unwrap();
+    let (ok, out, _) = run(&["check-config", good.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok (1 upstream(s))"), "{out}");
+    assert!(
+        out.contains("dangerous_none"),
+        "dangerous settings are reported: {out}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("prefix = \"\"", "prefx = \"\""),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["check-config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("bad.toml") && err.contains("prefx"), "{err}");
+}
+
+#[test]
+fn import_converts_mcp_servers_without_copying_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mcp.json");
+    std::fs::write(
+        &src,
+        r#"{"mcpServers":{"files":{"command":"npx","args":["-y","@modelcontextprotocol/server-filesystem","/tmp"],"env":{"API_KEY":"sk-canary-123"}}}}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["import", src.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("[[upstream]]") && out.contains("name = \"files\""),
+        "{out}"
+    );
+    assert!(!out.contains("sk-canary-123") && !err.contains("sk-canary-123"));
+    assert!(err.contains("BASTION_FILES_API_KEY"), "{err}");
+}
+
+#[test]
+fn demo_serves_its_upstream_end_to_end() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env("BASTION_LOG", "warn")
+        .env("TMPDIR", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The banner tells the newcomer how to connect.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    assert!(
+        banner.contains(&format!("http://127.0.0.1:{port}/mcp")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("mcpServers") && banner.contains("curl"),
+        "{banner}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let r = c
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "demo__echo")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__echo","arguments":{"message":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#)
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(result.contains("Echo: hello"), "{result}");
+}
