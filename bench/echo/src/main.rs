@@ -118,11 +118,23 @@ fn post(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
     }
     let msg: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, PARSE_ERROR, "Parse error"),
+        Err(_) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                PARSE_ERROR,
+                "Parse error",
+            );
+        }
     };
     let Some(obj) = msg.as_object() else {
         // Batches were removed in 2025-06-18; anything but an object is invalid.
-        return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, INVALID_REQUEST, "Invalid Request");
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            INVALID_REQUEST,
+            "Invalid Request",
+        );
     };
     let Some(method) = obj.get("method").and_then(Value::as_str) else {
         // A response from the client (we never ask it anything): accept and ignore.
@@ -145,9 +157,7 @@ fn post(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
         Some(_) => {}
     }
     if let Some(v) = headers.get(VERSION_HEADER)
-        && !v
-            .to_str()
-            .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v))
+        && !v.to_str().is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v))
     {
         return status_only(StatusCode::BAD_REQUEST);
     }
