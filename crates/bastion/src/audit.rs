@@ -136,6 +136,10 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     fn healthy(&self) -> bool;
 }
 
+/// How often the writer thread drains and flushes (bounds how long an event
+/// waits in memory).
+const WRITER_PERIOD: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Appends events as JSON lines to a file, on a dedicated thread.
 #[derive(Debug)]
 pub struct JsonlSink {
@@ -158,16 +162,36 @@ impl JsonlSink {
         std::thread::Builder::new()
             .name("bastion-audit".into())
             .spawn(move || {
+                // The writer wakes on its own every few milliseconds and drains what
+                // queued meanwhile: senders never have to wake it, which on a busy
+                // gateway would cost a futex wake-up (a context switch) per event.
                 let mut w = std::io::BufWriter::new(file);
-                while let Ok(ev) = rx.recv() {
-                    let mut ok = write_line(&mut w, &ev);
-                    // Drain whatever queued meanwhile, then flush once.
-                    while let Ok(ev) = rx.try_recv() {
-                        ok &= write_line(&mut w, &ev);
+                loop {
+                    std::thread::sleep(WRITER_PERIOD);
+                    let mut ok = true;
+                    let mut wrote = false;
+                    let mut closed = false;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ev) => {
+                                ok &= write_line(&mut w, &ev);
+                                wrote = true;
+                            }
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
+                        }
                     }
-                    ok &= w.flush().is_ok();
+                    if wrote {
+                        ok &= w.flush().is_ok();
+                    }
                     if !ok {
                         h.store(false, Ordering::SeqCst);
+                    }
+                    if closed {
+                        return;
                     }
                 }
             })?;
