@@ -1168,14 +1168,6 @@ fn decode_cursor(v: &Value) -> Option<BTreeMap<usize, String>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// Whether `era` of a revision matches the lane.
-pub fn lane_of(v: ProtocolVersion) -> Lane {
-    match v.era() {
-        Era::Legacy => Lane::Legacy,
-        Era::Modern => Lane::Modern,
-    }
-}
-
 /// Adds the 2026-07-28 result fields: `resultType` and the gateway's serverInfo.
 pub fn modernize_result(method: &str, result: &mut Value) {
     let Some(obj) = result.as_object_mut() else {

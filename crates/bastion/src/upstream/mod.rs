@@ -223,11 +223,6 @@ impl Upstream {
         &self.cfg.name
     }
 
-    /// The eras it speaks, if known yet.
-    pub fn known_eras(&self) -> Option<Eras> {
-        *self.eras.lock()
-    }
-
     /// The legacy revision to offer in `initialize`: the pinned one, else the
     /// client's (so the upstream sees what the client speaks).
     fn offer_version(&self, hello: &ClientHello) -> ProtocolVersion {
@@ -398,7 +393,6 @@ impl Upstream {
             hello: hello.clone(),
             next_id: AtomicI64::new(1),
             dead: AtomicBool::new(false),
-            version: Mutex::new(version),
             init: Mutex::new(Value::Null),
             inflight: Mutex::new(std::collections::HashMap::new()),
         });
@@ -458,7 +452,6 @@ pub struct Conn {
     hello: ClientHello,
     next_id: AtomicI64,
     dead: AtomicBool,
-    version: Mutex<ProtocolVersion>,
     init: Mutex<Value>,
     /// Client id → upstream id of requests in flight, for cancellation.
     inflight: Mutex<std::collections::HashMap<Id, Id>>,
@@ -489,7 +482,6 @@ impl Conn {
                     "initialize answered with an unsupported protocolVersion".into(),
                 )
             })?;
-        *self.version.lock() = negotiated;
         if let Transport::Http(h) = &self.transport {
             h.shared.set_version(negotiated);
         }
@@ -557,11 +549,6 @@ impl Conn {
         self.init.lock().clone()
     }
 
-    /// The negotiated revision.
-    pub fn version(&self) -> ProtocolVersion {
-        *self.version.lock()
-    }
-
     /// Whether the upstream declared capability `cap` (e.g. `tools`).
     pub fn has_capability(&self, cap: &str) -> bool {
         self.init
@@ -569,14 +556,6 @@ impl Conn {
             .get("capabilities")
             .and_then(|c| c.get(cap))
             .is_some_and(|v| !v.is_null())
-    }
-
-    /// How to answer this connection's server-initiated requests.
-    pub fn reply_path(&self) -> ReplyPath {
-        match &self.transport {
-            Transport::Http(h) => ReplyPath::Http(h.shared.clone()),
-            Transport::Stdio(s) => ReplyPath::Stdio(s.writer()),
-        }
     }
 
     /// Sends `req` and waits for its response, delivering related upcalls to

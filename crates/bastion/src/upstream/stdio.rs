@@ -164,10 +164,6 @@ impl StdioConn {
         self.shared.alive.load(Ordering::SeqCst)
     }
 
-    pub(super) fn writer(&self) -> mpsc::Sender<Bytes> {
-        self.shared.writer.clone()
-    }
-
     pub(super) async fn send(&self, msg: &Message) -> Result<(), UpstreamError> {
         if !self.alive() {
             return Err(UpstreamError::Unavailable(
