@@ -912,26 +912,34 @@ impl Gateway {
         &self,
         principal: &str,
         hello: crate::upstream::ClientHello,
-    ) -> Arc<Context> {
+    ) -> Option<Arc<Context>> {
         let key = format!(
             "{principal}\u{0}{}",
             serde_json::to_string(&hello.capabilities).unwrap_or_default()
         );
         if let Some(c) = self.stateless.read().get(&key) {
             c.touch();
-            return c.clone();
+            return Some(c.clone());
         }
         let mut w = self.stateless.write();
-        w.entry(key)
-            .or_insert_with(|| {
-                Arc::new(Context::new(
-                    hello,
-                    self.upstreams.len(),
-                    Era::Modern,
-                    principal,
-                ))
-            })
-            .clone()
+        // Each context may hold upstream sessions (and stdio children): a client
+        // varying its declared capabilities must not be able to create them without
+        // bound. The same ceiling as for sessions applies; idle ones are reaped.
+        if !w.contains_key(&key) && w.len() >= self.cfg.server.max_sessions {
+            return None;
+        }
+        Some(
+            w.entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Context::new(
+                        hello,
+                        self.upstreams.len(),
+                        Era::Modern,
+                        principal,
+                    ))
+                })
+                .clone(),
+        )
     }
 }
 

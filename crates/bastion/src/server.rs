@@ -633,7 +633,16 @@ async fn modern_post(
             .cloned()
             .unwrap_or_else(|| json!({"name": "unknown", "version": "0"})),
     };
-    let ctx = gw.stateless_context(ANONYMOUS, hello);
+    let Some(ctx) = gw.stateless_context(ANONYMOUS, hello) else {
+        return rec.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(r.id),
+            ErrorObject::new(
+                codes::GATEWAY_REFUSED,
+                "too many client contexts; retry later",
+            ),
+        );
+    };
     let client_params: Vec<(http::HeaderName, HeaderValue)> = headers
         .iter()
         .filter(|(k, _)| k.as_str().starts_with(h::PARAM_PREFIX))

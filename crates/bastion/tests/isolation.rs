@@ -378,3 +378,50 @@ protocol = "2025-11-25"
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn client_contexts_are_bounded() {
+    let gw = start(&demo_config("").replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nmax_sessions = 2",
+    ))
+    .await;
+    // Stateless lane: each distinct capability set is a context (it may hold upstream
+    // sessions), so varying it must not create them without bound.
+    let call = |caps: Value| {
+        let url = gw.url.clone();
+        async move {
+            let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{
+                "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": caps}}});
+            http()
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/list")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call(json!({})).await, 200);
+    assert_eq!(call(json!({"sampling": {}})).await, 200);
+    assert_eq!(call(json!({"roots": {}})).await, 503);
+    // A known context is still served.
+    assert_eq!(call(json!({})).await, 200);
+    // Legacy lane: sessions have the same ceiling.
+    let (_a, _) = Legacy::connect(&gw.url, json!({})).await;
+    let (_b, _) = Legacy::connect(&gw.url, json!({})).await;
+    let r = http()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    gw.stop().await;
+}
