@@ -258,14 +258,22 @@ fn host_allowed(gw: &Gateway, headers: &HeaderMap, uri: &http::Uri) -> bool {
     }
     if s.listen.ip().is_loopback() {
         let port = s.listen.port();
-        let (name, p) = match host.rsplit_once(':') {
-            Some((n, p)) if !n.ends_with(']') || host.starts_with('[') => {
-                (n, p.parse::<u16>().ok())
-            }
-            _ => (host.as_str(), None),
+        // `name[:port]`, where an IPv6 name is bracketed: `[::1]:8080`.
+        let (name, rest) = match host.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((ip, rest)) => (ip, rest),
+                None => return false,
+            },
+            None => match host.find(':') {
+                Some(i) => (host.get(..i).unwrap_or(""), host.get(i..).unwrap_or("")),
+                None => (host.as_str(), ""),
+            },
         };
-        let name_ok = is_loopback_host(name);
-        return name_ok && p.is_none_or(|p| p == port);
+        let port_ok = match rest.strip_prefix(':') {
+            Some(p) => p.parse::<u16>().is_ok_and(|p| p == port),
+            None => rest.is_empty(),
+        };
+        return is_loopback_host(name) && port_ok;
     }
     false
 }
@@ -338,19 +346,20 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: HttpRequest) -> HttpRespons
     }
 }
 
+fn missing_session() -> ErrorObject {
+    ErrorObject::new(
+        codes::SESSION_REQUIRED,
+        "Bad Request: Mcp-Session-Id header is required (send initialize first, or use the 2026-07-28 revision's _meta)",
+    )
+}
+
 /// Looks up the session named by the request, or the error to answer with.
 fn session_of(
     gw: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<Session>, (StatusCode, ErrorObject)> {
     let Some(sid) = header_str(headers, h::SESSION_ID) else {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            ErrorObject::new(
-                codes::SESSION_REQUIRED,
-                "Bad Request: Mcp-Session-Id header is required (send initialize first, or use the 2026-07-28 revision's _meta)",
-            ),
-        ));
+        return Err((StatusCode::BAD_REQUEST, missing_session()));
     };
     gw.sessions.read().get(sid).cloned().ok_or((
         StatusCode::NOT_FOUND,
@@ -449,15 +458,10 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
         rec.ev.lane = Some(Lane::Modern.as_str());
         return modern_post(gw, &headers, msg, acc, rec).await;
     }
+    // No session, not initialize, no 2026-07-28 metadata: a 2025-era request
+    // outside any session.
     rec.ev.lane = Some(Lane::Legacy.as_str());
-    let (status, e) = match session_of(&gw, &headers) {
-        Err(x) => x,
-        Ok(_) => (
-            StatusCode::BAD_REQUEST,
-            ErrorObject::new(codes::INVALID_REQUEST, "bad request"),
-        ),
-    };
-    rec.refuse(status, req_id, e)
+    rec.refuse(StatusCode::BAD_REQUEST, req_id, missing_session())
 }
 
 async fn initialize(gw: Arc<Gateway>, r: Request, acc: Accept, mut rec: Rec) -> HttpResponse {

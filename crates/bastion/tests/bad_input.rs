@@ -445,6 +445,40 @@ async fn every_bad_input_gets_its_exact_error() {
             assert_ne!(req_ev.outcome, Outcome::Ok, "{}", c.name);
         }
     }
+    // Every loopback spelling of the gateway's own authority passes the Host check.
+    let port = gw.addr.port();
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".into(),
+        "[::1]".into(),
+    ] {
+        let r = s
+            .req()
+            .header("host", host.as_str())
+            .json(&json!({"jsonrpc":"2.0","id":101,"method":"ping"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "Host {host}");
+    }
+    for host in [
+        "[::1]:1",
+        "[::2]",
+        "localhost:1",
+        "127.0.0.1.nip.io",
+        "[::1",
+    ] {
+        let r = s
+            .req()
+            .header("host", host)
+            .json(&json!({"jsonrpc":"2.0","id":102,"method":"ping"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "Host {host}");
+    }
     // The session survived all of it, including the hostile DELETE.
     let r = s.call(99, "tools/list", json!({})).await;
     assert!(r["result"]["tools"].is_array());
