@@ -73,11 +73,7 @@ async fn client_credentials_never_reach_upstream() {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let gw = start(&format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[auth]
-mode = "dangerous_none"
-[[upstream]]
+        r#"{HEAD}[[upstream]]
 name = "rec"
 transport = "http"
 url = "{up_url}"
@@ -139,11 +135,7 @@ headers = {{ Authorization = "file:{}" }}
 #[tokio::test]
 async fn stdio_child_sees_only_configured_env() {
     let gw = start(&format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[auth]
-mode = "dangerous_none"
-[[upstream]]
+        r#"{HEAD}[[upstream]]
 name = "env"
 transport = "stdio"
 command = "{py}"
@@ -188,11 +180,7 @@ async fn colliding_names_are_withheld() {
     // Upstream "a" (prefix "") exposes "p__x"; upstream "b" (prefix "p__") exposes "x":
     // both claim "p__x", so neither gets it.
     let gw = start(&format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[auth]
-mode = "dangerous_none"
-[[upstream]]
+        r#"{HEAD}[[upstream]]
 name = "a"
 transport = "stdio"
 command = "{py}"
@@ -355,11 +343,7 @@ async fn upstream_redirects_are_not_followed() {
         let _ = axum::serve(l, app).await;
     });
     let gw = start(&format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[auth]
-mode = "dangerous_none"
-[[upstream]]
+        r#"{HEAD}[[upstream]]
 name = "redir"
 transport = "http"
 url = "http://{addr}/mcp"

@@ -263,11 +263,7 @@ async fn http_upstream_through_a_second_gateway() {
     // client with sessions, SSE replies and server-initiated requests.
     let back = start(&demo_config("")).await;
     let front = start(&format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[auth]
-mode = "dangerous_none"
-[[upstream]]
+        r#"{HEAD}[[upstream]]
 name = "back"
 transport = "http"
 url = "{}"

@@ -35,14 +35,14 @@ impl Gw {
     }
 }
 
+/// The `[server]` and `[auth]` tables every test gateway starts from (its port is
+/// replaced by a free one in [`start`]).
+pub const HEAD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmode = \"dangerous_none\"\n";
+
 /// A config with the demo upstream on stdio, plus `extra` TOML appended.
 pub fn demo_config(extra: &str) -> String {
     format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[auth]
-mode = "dangerous_none"
-[[upstream]]
+        r#"{HEAD}[[upstream]]
 name = "demo"
 transport = "stdio"
 command = "{BIN}"
