@@ -640,6 +640,58 @@ impl Gateway {
         req: &Request,
         kind: &ListKind,
     ) -> Result<Value, ErrorObject> {
+        self.list_collecting(ctx, req, kind).await.map(|(v, _)| v)
+    }
+
+    /// With an empty prefix, two upstreams can expose the same tool or prompt
+    /// name. Start-up lists every upstream once and refuses to start on such a
+    /// collision (it would otherwise only be found, and withheld, at run time).
+    /// An upstream that cannot be reached now is skipped with a warning: its
+    /// names are still checked, and withheld on collision, whenever they are listed.
+    pub async fn startup_name_check(&self) -> Result<(), String> {
+        if self.upstreams.len() < 2 || !self.upstreams.iter().any(|u| u.cfg.prefix.is_empty()) {
+            return Ok(());
+        }
+        let hello = crate::upstream::ClientHello {
+            version: ProtocolVersion::LATEST_LEGACY,
+            capabilities: json!({}),
+            client_info: server_info(),
+        };
+        let ctx = Context::new(
+            hello,
+            self.upstreams.len(),
+            Era::Legacy,
+            "bastion-startup-check",
+        );
+        let mut found = Vec::new();
+        for kind in [TOOLS, PROMPTS] {
+            let req = Request {
+                id: Id::Num(0),
+                method: format!("{}/list", kind.key),
+                params: Some(json!({})),
+            };
+            match self.list_collecting(&ctx, &req, &kind).await {
+                Ok((_, c)) => found.extend(c.into_iter().map(|n| format!("{} {n:?}", kind.key))),
+                Err(e) => tracing::warn!(error = %e.message, "start-up name check incomplete"),
+            }
+        }
+        ctx.close().await;
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "upstreams expose colliding names (give one of them a prefix): {}",
+                found.join(", ")
+            ))
+        }
+    }
+
+    async fn list_collecting(
+        &self,
+        ctx: &Context,
+        req: &Request,
+        kind: &ListKind,
+    ) -> Result<(Value, Vec<String>), ErrorObject> {
         let cursor = req
             .params
             .as_ref()
@@ -818,7 +870,7 @@ impl Gateway {
         if !next.is_empty() {
             out.insert("nextCursor".into(), Value::from(encode_cursor(&next)));
         }
-        Ok(Value::Object(out))
+        Ok((Value::Object(out), collisions))
     }
 
     /// The stateless lane's `server/discover` result.
@@ -947,6 +999,12 @@ const TOOLS: ListKind = ListKind {
     key: "tools",
     capability: "tools",
     named: Some(NameSpace::Tools),
+};
+
+const PROMPTS: ListKind = ListKind {
+    key: "prompts",
+    capability: "prompts",
+    named: Some(NameSpace::Prompts),
 };
 
 /// A `tools/list`-style request derived from `req` (same `_meta`, no cursor).

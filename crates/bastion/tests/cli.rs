@@ -145,3 +145,58 @@ fn demo_serves_its_upstream_end_to_end() {
     let _ = child.wait();
     assert!(result.contains("Echo: hello"), "{result}");
 }
+
+#[test]
+fn serve_refuses_to_start_when_unprefixed_upstreams_collide() {
+    // Upstream "a" (prefix "") exposes "p__x"; upstream "b" (prefix "p__") exposes "x".
+    let py = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/env_server.py");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("collide.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let audit = dir.path().join("audit.jsonl");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+[auth]
+mode = "dangerous_none"
+[audit]
+path = "{audit}"
+[[upstream]]
+name = "a"
+transport = "stdio"
+command = "{py}"
+args = ["{server}"]
+prefix = ""
+env = {{ TOOLS = "p__x,only_a" }}
+[[upstream]]
+name = "b"
+transport = "stdio"
+command = "{py}"
+args = ["{server}"]
+prefix = "p__"
+env = {{ TOOLS = "x" }}
+"#,
+            audit = audit.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("BASTION_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("colliding") && err.contains("p__x"), "{err}");
+}
