@@ -1425,6 +1425,23 @@ async fn listen(
         method: "notifications/subscriptions/acknowledged".into(),
         params: Some(json!({"notifications": filter.to_value()})),
     });
+    // Relays one upcall if the filter allows it; false once the client is gone.
+    let forward = move |btx: &mpsc::Sender<Result<Bytes, Infallible>>, up: Upcall| {
+        let msg = match up.msg {
+            Message::Notification(n) if filter.allows(&n) => Some(tag(n)),
+            _ => None,
+        };
+        let btx = btx.clone();
+        async move {
+            match msg {
+                Some(m) => btx
+                    .send(Ok(sse::encode_message(None, &m.to_vec())))
+                    .await
+                    .is_ok(),
+                None => true,
+            }
+        }
+    };
     tokio::spawn(async move {
         let stop = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
         if btx
@@ -1436,13 +1453,7 @@ async fn listen(
             return;
         }
         for up in early {
-            if let Message::Notification(n) = up.msg
-                && filter.allows(&n)
-                && btx
-                    .send(Ok(sse::encode_message(None, &tag(n).to_vec())))
-                    .await
-                    .is_err()
-            {
+            if !forward(&btx, up).await {
                 stop(&upstream_tasks);
                 return;
             }
@@ -1470,13 +1481,7 @@ async fn listen(
                 }
             };
             let Some(up) = up else { break };
-            if let Message::Notification(n) = up.msg
-                && filter.allows(&n)
-                && btx
-                    .send(Ok(sse::encode_message(None, &tag(n).to_vec())))
-                    .await
-                    .is_err()
-            {
+            if !forward(&btx, up).await {
                 break;
             }
         }

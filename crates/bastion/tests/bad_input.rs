@@ -92,7 +92,7 @@ async fn every_bad_input_gets_its_exact_error() {
         }
         h
     };
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let init = INIT_BODY;
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#,
@@ -530,7 +530,7 @@ async fn failing_audit_trail_fails_closed() {
     let r = http()
         .post(&gw.url)
         .header("content-type", "application/json")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .body(INIT_BODY)
         .send()
         .await
         .unwrap();

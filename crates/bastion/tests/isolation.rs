@@ -90,7 +90,7 @@ headers = {{ Authorization = "file:{}" }}
         .header("authorization", "Bearer client-token-canary")
         .header("cookie", "sid=cookie-canary")
         .header("x-custom", "header-canary")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .body(INIT_BODY)
         .send()
         .await
         .unwrap();
@@ -307,7 +307,7 @@ async fn tls_listener_refuses_tls12() {
     assert!(connect(&TLS12).await.is_err(), "TLS 1.2 must be refused");
     let mut tls = connect(&TLS13).await.expect("TLS 1.3 accepted");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let body = INIT_BODY;
     let req = format!(
         "POST /mcp HTTP/1.1\r\nHost: localhost:{}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         gw.addr.port(),
@@ -402,7 +402,7 @@ async fn client_contexts_are_bounded() {
     let r = http()
         .post(&gw.url)
         .header("content-type", "application/json")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .body(INIT_BODY)
         .send()
         .await
         .unwrap();

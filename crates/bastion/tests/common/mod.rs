@@ -39,6 +39,9 @@ impl Gw {
 /// replaced by a free one in [`start`]).
 pub const HEAD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmode = \"dangerous_none\"\n";
 
+/// A 2025-11-25 `initialize` request body.
+pub const INIT_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+
 /// A config with the demo upstream on stdio, plus `extra` TOML appended.
 pub fn demo_config(extra: &str) -> String {
     format!(
