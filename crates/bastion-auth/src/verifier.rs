@@ -1,0 +1,551 @@
+//! [`Verifier`]: the credential check every client request goes through.
+//!
+//! `authenticate` parses the `Authorization` header (exactly one, `Bearer` or
+//! `DPoP`, RFC 6750 token syntax), validates the token (JWT locally, opaque by
+//! introspection), consults the revocation list, enforces DPoP binding and the
+//! baseline scopes, and returns the [`Principal`] or an [`AuthFailure`].
+//!
+//! Verified JWTs are remembered by the SHA-256 of their bytes until they expire
+//! (bounded), so the per-request cost with a warm cache is a hash and a map
+//! lookup instead of a signature verification. A cached entry is only used while
+//! its signing key is still in the issuer's key set, and revocation, DPoP and
+//! scopes are checked on every request, cached or not.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use parking_lot::Mutex;
+
+use crate::dpop::{self, DpopConfig, ReplayCache};
+use crate::introspect::{self, IntrospectionCache, IntrospectionConfig};
+use crate::jwks::KeyCache;
+use crate::jwt;
+use crate::principal::{Principal, TokenKind};
+use crate::revocation::{Revocations, Revoked};
+use crate::util::{now_secs, sha256};
+
+/// Validated verifier settings.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// The only trusted issuer (`iss` must equal it exactly).
+    pub issuer: String,
+    /// The canonical resource URI of this gateway: every token's `aud` must
+    /// contain it (C0.1), and DPoP proofs' `htu` must name it.
+    pub audience: String,
+    /// Accepted JWS algorithms (asymmetric only; HMAC is refused regardless).
+    pub algorithms: Vec<Algorithm>,
+    /// Clock leeway for `exp`, `nbf` and `iat` (at most 60 s).
+    pub leeway: Duration,
+    /// Scopes every MCP request needs.
+    pub required_scopes: Vec<String>,
+    /// Scope hierarchy: a granted key implies its values (transitively).
+    pub scope_implies: BTreeMap<String, Vec<String>>,
+    /// Claim (dotted path) holding group names.
+    pub groups_claim: Option<String>,
+    /// Claim (dotted path) holding role names.
+    pub roles_claim: Option<String>,
+    /// Opaque-token introspection, when configured.
+    pub introspection: Option<IntrospectionConfig>,
+    /// DPoP settings.
+    pub dpop: DpopConfig,
+    /// What a locally verified JWT is recorded as (`Jwt`, or `Dev` for the
+    /// development issuer).
+    pub jwt_kind: TokenKind,
+}
+
+impl VerifierConfig {
+    /// Adds the scopes implied by the hierarchy (bounded depth).
+    pub(crate) fn expand_scopes(&self, mut s: BTreeSet<String>) -> BTreeSet<String> {
+        if self.scope_implies.is_empty() {
+            return s;
+        }
+        for _ in 0..8 {
+            let add: Vec<String> = s
+                .iter()
+                .filter_map(|k| self.scope_implies.get(k))
+                .flatten()
+                .filter(|x| !s.contains(*x))
+                .cloned()
+                .collect();
+            if add.is_empty() {
+                break;
+            }
+            s.extend(add);
+        }
+        s
+    }
+}
+
+/// The parts of an HTTP request the verifier reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// Every `Authorization` header value (`None` for a value that is not
+    /// visible ASCII).
+    pub authorization: &'a [Option<&'a str>],
+    /// Every `DPoP` header value.
+    pub dpop: &'a [Option<&'a str>],
+    /// The HTTP method, for DPoP `htm`.
+    pub method: &'a str,
+}
+
+/// Why authentication failed. The `Display` text is the precise reason for the
+/// audit log; clients see [`AuthFailure::description`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    #[error("no credentials")]
+    Missing,
+    #[error("unsupported authorization scheme")]
+    UnsupportedScheme,
+    #[error("malformed authorization header: {0}")]
+    BadRequest(&'static str),
+    #[error("malformed token")]
+    Malformed,
+    #[error("token algorithm not allowed")]
+    AlgorithmNotAllowed,
+    #[error("token type is not an access token")]
+    NotAnAccessToken,
+    #[error("no issuer key with the token's kid")]
+    UnknownKey,
+    #[error("token alg does not match the issuer's key")]
+    AlgorithmMismatch,
+    #[error("issuer keys unavailable: {0}")]
+    KeysUnavailable(String),
+    #[error("bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid (nbf)")]
+    NotYetValid,
+    #[error("token issued in the future (iat)")]
+    IssuedInFuture,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("audience is not this resource")]
+    WrongAudience,
+    #[error("missing or malformed claim {0}")]
+    MissingClaim(String),
+    #[error("token is not active (introspection)")]
+    Inactive,
+    #[error("introspection unavailable: {0}")]
+    IntrospectionUnavailable(String),
+    #[error("opaque token and no introspection configured")]
+    NotIntrospectable,
+    #[error("invalid DPoP proof: {0}")]
+    BadDpop(&'static str),
+    #[error("DPoP-bound token presented without DPoP")]
+    DpopProofMissing,
+    #[error("token is not DPoP-bound but DPoP is required")]
+    DpopRequired,
+    #[error("DPoP scheme used with a token that is not DPoP-bound")]
+    NotDpopBound,
+    #[error("token revoked")]
+    TokenRevoked,
+    #[error("subject revoked")]
+    SubjectRevoked,
+    #[error("insufficient scope")]
+    InsufficientScope,
+}
+
+/// A refused request: the reason, and what the challenge needs.
+#[derive(Debug, Clone)]
+pub struct AuthFailure {
+    /// Why.
+    pub reason: Reason,
+    /// For `insufficient_scope`: every scope the operation needs.
+    pub required_scopes: Vec<String>,
+    /// Who, when the token itself was valid (insufficient scope, revocation).
+    pub principal: Option<Box<Principal>>,
+}
+
+impl AuthFailure {
+    fn new(reason: Reason) -> Self {
+        AuthFailure {
+            reason,
+            required_scopes: Vec::new(),
+            principal: None,
+        }
+    }
+
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self.reason {
+            Reason::BadRequest(_) => 400,
+            Reason::InsufficientScope => 403,
+            Reason::KeysUnavailable(_) | Reason::IntrospectionUnavailable(_) => 503,
+            Reason::Missing
+            | Reason::UnsupportedScheme
+            | Reason::Malformed
+            | Reason::AlgorithmNotAllowed
+            | Reason::NotAnAccessToken
+            | Reason::UnknownKey
+            | Reason::AlgorithmMismatch
+            | Reason::BadSignature
+            | Reason::Expired
+            | Reason::NotYetValid
+            | Reason::IssuedInFuture
+            | Reason::WrongIssuer
+            | Reason::WrongAudience
+            | Reason::MissingClaim(_)
+            | Reason::Inactive
+            | Reason::NotIntrospectable
+            | Reason::BadDpop(_)
+            | Reason::DpopProofMissing
+            | Reason::DpopRequired
+            | Reason::NotDpopBound
+            | Reason::TokenRevoked
+            | Reason::SubjectRevoked => 401,
+        }
+    }
+
+    /// The RFC 6750 / RFC 9449 `error` code; none when no credentials were sent
+    /// (RFC 6750 §3.1).
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self.reason {
+            Reason::Missing | Reason::UnsupportedScheme => None,
+            Reason::BadRequest(_) => Some("invalid_request"),
+            Reason::InsufficientScope => Some("insufficient_scope"),
+            Reason::BadDpop(_) | Reason::DpopProofMissing => Some("invalid_dpop_proof"),
+            Reason::KeysUnavailable(_) | Reason::IntrospectionUnavailable(_) => {
+                Some("temporarily_unavailable")
+            }
+            Reason::Malformed
+            | Reason::AlgorithmNotAllowed
+            | Reason::NotAnAccessToken
+            | Reason::UnknownKey
+            | Reason::AlgorithmMismatch
+            | Reason::BadSignature
+            | Reason::Expired
+            | Reason::NotYetValid
+            | Reason::IssuedInFuture
+            | Reason::WrongIssuer
+            | Reason::WrongAudience
+            | Reason::MissingClaim(_)
+            | Reason::Inactive
+            | Reason::NotIntrospectable
+            | Reason::DpopRequired
+            | Reason::NotDpopBound
+            | Reason::TokenRevoked
+            | Reason::SubjectRevoked => Some("invalid_token"),
+        }
+    }
+
+    /// A fixed, client-safe description (no token content, no key ids).
+    pub fn description(&self) -> &'static str {
+        match self.reason {
+            Reason::Missing => "authentication required: send an OAuth access token",
+            Reason::UnsupportedScheme => "authentication required: use the Bearer or DPoP scheme",
+            Reason::BadRequest(m) => m,
+            Reason::Expired => "the access token expired",
+            Reason::NotYetValid | Reason::IssuedInFuture => "the access token is not valid yet",
+            Reason::WrongAudience => "the access token was not issued for this resource",
+            Reason::WrongIssuer => "the access token is not from a trusted issuer",
+            Reason::Malformed
+            | Reason::AlgorithmNotAllowed
+            | Reason::NotAnAccessToken
+            | Reason::UnknownKey
+            | Reason::AlgorithmMismatch
+            | Reason::BadSignature
+            | Reason::MissingClaim(_)
+            | Reason::NotIntrospectable => "the access token is invalid",
+            Reason::Inactive | Reason::TokenRevoked | Reason::SubjectRevoked => {
+                "the access token is not active"
+            }
+            Reason::KeysUnavailable(_) | Reason::IntrospectionUnavailable(_) => {
+                "the identity provider cannot be reached to verify this token; retry later"
+            }
+            Reason::BadDpop(_) | Reason::DpopProofMissing => {
+                "a valid DPoP proof is required for this token"
+            }
+            Reason::DpopRequired => "this resource requires a DPoP-bound access token",
+            Reason::NotDpopBound => "the DPoP scheme requires a DPoP-bound access token",
+            Reason::InsufficientScope => "the access token lacks the scopes this request needs",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    principal: Arc<Principal>,
+    kid: Option<String>,
+}
+
+const MAX_VERIFIED: usize = 1 << 16;
+
+/// Validates client credentials.
+#[derive(Debug)]
+pub struct Verifier {
+    cfg: VerifierConfig,
+    keys: Arc<KeyCache>,
+    http: reqwest::Client,
+    replay: ReplayCache,
+    revocations: Arc<Revocations>,
+    verified: Mutex<HashMap<[u8; 32], Cached>>,
+    introspected: IntrospectionCache,
+}
+
+/// `Authorization` schemes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+impl Verifier {
+    /// A verifier over `keys`.
+    pub fn new(
+        cfg: VerifierConfig,
+        keys: Arc<KeyCache>,
+        http: reqwest::Client,
+        revocations: Arc<Revocations>,
+    ) -> Self {
+        Verifier {
+            cfg,
+            keys,
+            http,
+            replay: ReplayCache::default(),
+            revocations,
+            verified: Mutex::new(HashMap::new()),
+            introspected: IntrospectionCache::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &VerifierConfig {
+        &self.cfg
+    }
+
+    /// The key cache (for the token sources that share the issuer's metadata).
+    pub fn keys(&self) -> &Arc<KeyCache> {
+        &self.keys
+    }
+
+    /// The revocation list.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// Authenticates one request and checks the baseline scopes.
+    pub async fn authenticate(&self, c: &Credentials<'_>) -> Result<Principal, AuthFailure> {
+        let (scheme, token) = parse_authorization(c.authorization).map_err(AuthFailure::new)?;
+        let proof = match c.dpop {
+            [] => None,
+            [Some(p)] => Some(*p),
+            [None] => return Err(AuthFailure::new(Reason::BadDpop("malformed DPoP header"))),
+            _ => return Err(AuthFailure::new(Reason::BadDpop("several DPoP headers"))),
+        };
+        let principal = self.validate_token(token).await.map_err(AuthFailure::new)?;
+        let refuse = |reason: Reason, p: &Principal| AuthFailure {
+            reason,
+            required_scopes: Vec::new(),
+            principal: Some(Box::new(p.clone())),
+        };
+        match self.revocations.check(&principal) {
+            Some(Revoked::Token) => return Err(refuse(Reason::TokenRevoked, &principal)),
+            Some(Revoked::Subject) => return Err(refuse(Reason::SubjectRevoked, &principal)),
+            None => {}
+        }
+        match (&principal.dpop_jkt, scheme) {
+            (Some(jkt), Scheme::Dpop) => {
+                let proof = proof.ok_or_else(|| refuse(Reason::DpopProofMissing, &principal))?;
+                let want = dpop::Expect {
+                    method: c.method,
+                    htu: &self.cfg.audience,
+                    access_token: token,
+                    jkt,
+                };
+                dpop::verify(
+                    proof,
+                    &want,
+                    &self.cfg.dpop,
+                    &self.cfg.algorithms,
+                    &self.replay,
+                )
+                .map_err(|r| refuse(r, &principal))?;
+            }
+            (Some(_), Scheme::Bearer) => {
+                return Err(refuse(Reason::DpopProofMissing, &principal));
+            }
+            (None, Scheme::Dpop) => return Err(refuse(Reason::NotDpopBound, &principal)),
+            (None, Scheme::Bearer) if self.cfg.dpop.required => {
+                return Err(refuse(Reason::DpopRequired, &principal));
+            }
+            (None, Scheme::Bearer) => {}
+        }
+        self.require_scopes(principal, &self.cfg.required_scopes)
+    }
+
+    /// Checks that `p` holds every scope in `required`; otherwise the
+    /// `insufficient_scope` failure that lets the client step up.
+    pub fn require_scopes(
+        &self,
+        p: Principal,
+        required: &[String],
+    ) -> Result<Principal, AuthFailure> {
+        if p.has_scopes(required) {
+            return Ok(p);
+        }
+        let mut all: Vec<String> = self.cfg.required_scopes.clone();
+        for s in required {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+        Err(AuthFailure {
+            reason: Reason::InsufficientScope,
+            required_scopes: all,
+            principal: Some(Box::new(p)),
+        })
+    }
+
+    async fn validate_token(&self, token: &str) -> Result<Principal, Reason> {
+        let key = sha256(token.as_bytes());
+        let now = now_secs();
+        let hit = self.verified.lock().get(&key).cloned();
+        if let Some(c) = hit {
+            let live = c.principal.expires_at + self.cfg.leeway.as_secs() > now;
+            if live && self.keys.has_kid(c.kid.as_deref()) {
+                return Ok((*c.principal).clone());
+            }
+            self.verified.lock().remove(&key);
+            if !live {
+                return Err(Reason::Expired);
+            }
+        }
+        if jwt::looks_like_jwt(token) {
+            let (p, kid) = jwt::validate(token, &self.cfg, &self.keys, self.cfg.jwt_kind).await?;
+            self.remember(key, &p, kid);
+            return Ok(p);
+        }
+        let Some(icfg) = &self.cfg.introspection else {
+            return Err(Reason::NotIntrospectable);
+        };
+        if let Some(r) = self.introspected.get(token) {
+            return r;
+        }
+        let endpoint = match &icfg.endpoint {
+            Some(u) => u.clone(),
+            None => self
+                .keys
+                .introspection_endpoint()
+                .await
+                .map_err(Reason::IntrospectionUnavailable)?,
+        };
+        let r = match introspect::introspect(&self.http, &endpoint, icfg, token).await? {
+            None => Err(Reason::Inactive),
+            Some(claims) => {
+                if claims
+                    .get("token_type")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|t| {
+                        !t.eq_ignore_ascii_case("bearer")
+                            && !t.eq_ignore_ascii_case("dpop")
+                            && !t.eq_ignore_ascii_case("access_token")
+                    })
+                {
+                    Err(Reason::NotAnAccessToken)
+                } else {
+                    jwt::principal_from_claims(&claims, &self.cfg, TokenKind::Introspected)
+                }
+            }
+        };
+        introspect::remember(&self.introspected, icfg, token, &r);
+        r
+    }
+
+    fn remember(&self, key: [u8; 32], p: &Principal, kid: Option<String>) {
+        let now = now_secs();
+        let mut m = self.verified.lock();
+        if m.len() >= MAX_VERIFIED {
+            m.retain(|_, c| c.principal.expires_at > now);
+            if m.len() >= MAX_VERIFIED {
+                m.clear();
+            }
+        }
+        m.insert(
+            key,
+            Cached {
+                principal: Arc::new(p.clone()),
+                kid,
+            },
+        );
+    }
+}
+
+/// RFC 6750 §2.1 `b64token` syntax.
+fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn parse_authorization<'a>(values: &[Option<&'a str>]) -> Result<(Scheme, &'a str), Reason> {
+    let v = match values {
+        [] => return Err(Reason::Missing),
+        [Some(v)] => *v,
+        [None] => return Err(Reason::BadRequest("malformed Authorization header")),
+        _ => return Err(Reason::BadRequest("several Authorization headers")),
+    };
+    let v = v.trim();
+    let (scheme, rest) = match v.split_once(' ') {
+        Some((s, r)) => (s, r.trim_start()),
+        None => (v, ""),
+    };
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return Err(Reason::UnsupportedScheme);
+    };
+    if rest.is_empty() {
+        return Err(Reason::BadRequest("empty access token"));
+    }
+    if !is_b64token(rest) {
+        return Err(Reason::BadRequest("access token has invalid characters"));
+    }
+    Ok((scheme, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_header_syntax() {
+        fn p<'a>(v: &[Option<&'a str>]) -> Result<(Scheme, &'a str), Reason> {
+            parse_authorization(v)
+        }
+        assert_eq!(p(&[]), Err(Reason::Missing));
+        assert_eq!(p(&[Some("Basic abc")]), Err(Reason::UnsupportedScheme));
+        assert!(matches!(p(&[Some("Bearer")]), Err(Reason::BadRequest(_))));
+        assert!(matches!(p(&[Some("Bearer ")]), Err(Reason::BadRequest(_))));
+        assert!(matches!(
+            p(&[Some("Bearer a b")]),
+            Err(Reason::BadRequest(_))
+        ));
+        assert!(matches!(
+            p(&[Some("Bearer a"), Some("Bearer b")]),
+            Err(Reason::BadRequest(_))
+        ));
+        assert_eq!(
+            p(&[Some("bearer abc.def")]),
+            Ok((Scheme::Bearer, "abc.def"))
+        );
+        assert_eq!(p(&[Some("DPoP abc==")]), Ok((Scheme::Dpop, "abc==")));
+    }
+
+    #[test]
+    fn failures_map_to_rfc6750() {
+        let f = |r| AuthFailure::new(r);
+        assert_eq!(f(Reason::Missing).status(), 401);
+        assert_eq!(f(Reason::Missing).error_code(), None);
+        assert_eq!(f(Reason::Expired).error_code(), Some("invalid_token"));
+        assert_eq!(f(Reason::BadRequest("x")).status(), 400);
+        assert_eq!(f(Reason::InsufficientScope).status(), 403);
+        assert_eq!(f(Reason::KeysUnavailable(String::new())).status(), 503);
+    }
+}
