@@ -42,11 +42,12 @@ mod verifier;
 pub use dev::{DevIssuer, DevIssuerError};
 pub use dpop::{DpopConfig, ReplayCache};
 pub use introspect::IntrospectionConfig;
+pub use jsonwebtoken::Algorithm;
 pub use jwks::{KeyCache, KeySource};
 pub use principal::{Principal, TokenKind};
 pub use revocation::Revocations;
 pub use secret::Secret;
-pub use tokens::{GrantKind, Issued, TokenError, TokenSource, TokenSourceConfig};
+pub use tokens::{GrantKind, Issued, TokenEndpoint, TokenError, TokenSource, TokenSourceConfig};
 pub use util::{audience_matches, now_secs};
 pub use verifier::{AuthFailure, Credentials, Verifier, VerifierConfig};
 

@@ -35,13 +35,22 @@ impl GrantKind {
     }
 }
 
+/// Where the token endpoint is.
+#[derive(Debug, Clone)]
+pub enum TokenEndpoint {
+    /// Configured.
+    Url(url::Url),
+    /// Named by the metadata of an issuer (RFC 8414 / OpenID discovery).
+    Discover(std::sync::Arc<crate::jwks::KeyCache>),
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct TokenSourceConfig {
     /// Grant.
     pub grant: GrantKind,
     /// Token endpoint.
-    pub token_endpoint: url::Url,
+    pub token_endpoint: TokenEndpoint,
     /// The gateway's client id.
     pub client_id: String,
     /// Its secret.
@@ -177,9 +186,16 @@ impl TokenSource {
         if let Some(a) = &self.cfg.audience {
             form.push(("audience", a));
         }
+        let endpoint = match &self.cfg.token_endpoint {
+            TokenEndpoint::Url(u) => u.clone(),
+            TokenEndpoint::Discover(keys) => keys
+                .token_endpoint()
+                .await
+                .map_err(TokenError::Unavailable)?,
+        };
         let resp = self
             .http
-            .post(self.cfg.token_endpoint.clone())
+            .post(endpoint)
             .basic_auth(
                 form_encode(&self.cfg.client_id),
                 Some(form_encode(self.cfg.client_secret.expose_secret())),

@@ -487,7 +487,9 @@ async fn token_sources_cache_until_expiry_and_exchange_per_subject() {
     let idp = Idp::start(&[]).await;
     let cfg = |grant| TokenSourceConfig {
         grant,
-        token_endpoint: url::Url::parse(&format!("{}/token", idp.issuer)).unwrap(),
+        token_endpoint: bastion_auth::TokenEndpoint::Url(
+            url::Url::parse(&format!("{}/token", idp.issuer)).unwrap(),
+        ),
         client_id: "gw client".into(),
         client_secret: Secret::new("s3cret&".into()),
         scope: Some("files:read".into()),

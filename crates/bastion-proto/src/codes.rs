@@ -31,3 +31,6 @@ pub const GATEWAY_REFUSED: i64 = -32011;
 pub const UPSTREAM_TIMEOUT: i64 = -32012;
 /// Gateway: a session is required (legacy lane) or unknown.
 pub const SESSION_REQUIRED: i64 = -32013;
+/// Gateway: authentication failed or the token lacks a required scope (the HTTP
+/// status and `WWW-Authenticate` say which; `data.error` carries the RFC 6750 code).
+pub const UNAUTHORIZED: i64 = -32014;

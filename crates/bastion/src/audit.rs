@@ -33,6 +33,10 @@ pub enum EventKind {
     Lifecycle,
     /// Gateway start or stop.
     Gateway,
+    /// An authentication attempt: the token validation and its precise outcome.
+    Auth,
+    /// The gateway obtained a credential of its own for an upstream.
+    Credential,
 }
 
 /// How it ended.
@@ -59,9 +63,25 @@ pub struct AuditEvent {
     /// Gateway-assigned request id (also in the `x-request-id` response header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// Who: the authenticated principal (`anonymous` in `dangerous_none` mode).
+    /// Who: the authenticated subject (`anonymous` in `dangerous_none` mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// The issuer that vouched for the principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The OAuth client the token was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// How the credential was checked (`jwt`, `introspection`, `dev_issuer`),
+    /// or the grant of an upstream credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<&'static str>,
+    /// The token's `jti` (an identifier, not the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// Scopes granted (auth events) or required (insufficient-scope refusals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
     /// Digest of the session id (never the id itself).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
@@ -106,6 +126,11 @@ impl AuditEvent {
             outcome,
             request_id: None,
             principal: None,
+            issuer: None,
+            client_id: None,
+            credential: None,
+            token_id: None,
+            scopes: None,
             session: None,
             lane: None,
             http_method: None,

@@ -95,6 +95,53 @@ struct RawTls {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     mode: Option<String>,
+    issuer: Option<String>,
+    jwks_url: Option<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    scopes_supported: Option<Vec<String>>,
+    leeway_secs: Option<u64>,
+    algorithms: Option<Vec<String>>,
+    groups_claim: Option<String>,
+    roles_claim: Option<String>,
+    #[serde(default)]
+    scope_implies: BTreeMap<String, Vec<String>>,
+    introspection: Option<RawIntrospection>,
+    dpop: Option<RawDpop>,
+    jwks_refresh_cooldown_secs: Option<u64>,
+    jwks_max_age_secs: Option<u64>,
+    dev_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    endpoint: Option<String>,
+    client_id: String,
+    client_secret: String,
+    max_cache_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDpop {
+    #[serde(default)]
+    required: bool,
+    max_age_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamAuth {
+    kind: String,
+    token: Option<String>,
+    token_endpoint: Option<String>,
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+    audience: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -124,6 +171,7 @@ struct RawUpstream {
     prefix: Option<String>,
     protocol: Option<String>,
     timeout_secs: Option<u64>,
+    auth: Option<RawUpstreamAuth>,
 }
 
 // ---------------------------------------------------------------- runtime shapes
@@ -176,10 +224,96 @@ pub struct TlsConfig {
 }
 
 /// How clients authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthMode {
+    /// OAuth 2.1 resource server (the default).
+    OAuth(Box<OAuthConfig>),
+    /// A local development issuer whose key the gateway holds: loopback only.
+    DangerousDevIssuer {
+        /// Where the signing key lives (created on first use, mode 0600).
+        key_file: PathBuf,
+        /// Scopes every MCP request needs.
+        required_scopes: Vec<String>,
+    },
     /// No authentication: loopback-only testing mode.
     DangerousNone,
+}
+
+impl AuthMode {
+    /// Whether this is `dangerous_none`.
+    pub fn is_none(&self) -> bool {
+        matches!(self, AuthMode::DangerousNone)
+    }
+}
+
+/// OAuth resource-server settings (`[auth]` with `mode = "oauth"`).
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// The trusted issuer.
+    pub issuer: String,
+    /// JWKS URL override (otherwise discovered).
+    pub jwks_url: Option<Url>,
+    /// Scopes every MCP request needs.
+    pub required_scopes: Vec<String>,
+    /// Scopes advertised in the Protected Resource Metadata.
+    pub scopes_supported: Vec<String>,
+    /// Clock leeway (at most 60 s).
+    pub leeway: Duration,
+    /// Accepted JWS algorithms.
+    pub algorithms: Vec<bastion_auth::Algorithm>,
+    /// Claim with group names.
+    pub groups_claim: Option<String>,
+    /// Claim with role names.
+    pub roles_claim: Option<String>,
+    /// Scope hierarchy.
+    pub scope_implies: BTreeMap<String, Vec<String>>,
+    /// Opaque-token introspection.
+    pub introspection: Option<bastion_auth::IntrospectionConfig>,
+    /// DPoP.
+    pub dpop: bastion_auth::DpopConfig,
+    /// Least time between unknown-`kid` refreshes.
+    pub jwks_refresh_cooldown: Duration,
+    /// Key-set age after which it is refreshed in the background.
+    pub jwks_max_age: Duration,
+}
+
+/// The gateway's own credential towards one HTTP upstream (never the client's).
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    /// No credential (or only the static `headers`).
+    None,
+    /// A static bearer token from a secret reference.
+    Static(Secret),
+    /// OAuth client credentials or RFC 8693 token exchange.
+    OAuth(Box<UpstreamOAuth>),
+}
+
+/// Where an upstream token comes from.
+#[derive(Debug, Clone)]
+pub struct UpstreamOAuth {
+    /// The grant.
+    pub grant: bastion_auth::GrantKind,
+    /// The token endpoint, or the issuer whose metadata names it.
+    pub token_endpoint: TokenEndpoint,
+    /// The gateway's client id.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: Secret,
+    /// Scopes to request.
+    pub scope: Option<String>,
+    /// RFC 8707 resource (default: the upstream URL).
+    pub resource: Option<String>,
+    /// RFC 8693 audience.
+    pub audience: Option<String>,
+}
+
+/// A token endpoint, configured or discovered.
+#[derive(Debug, Clone)]
+pub enum TokenEndpoint {
+    /// Configured.
+    Url(Url),
+    /// From this issuer's metadata.
+    Discover(String),
 }
 
 /// Audit trail settings.
@@ -211,6 +345,8 @@ pub struct UpstreamConfig {
     pub protocol: ProtocolPin,
     /// Longest one upstream request may take.
     pub timeout: Duration,
+    /// The gateway's own credential for it.
+    pub auth: UpstreamAuth,
 }
 
 /// How to reach an upstream.
@@ -264,8 +400,15 @@ impl Config {
     /// The `dangerous_*` settings in effect, for the start-up log.
     pub fn dangerous_settings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.auth == AuthMode::DangerousNone {
-            out.push("auth.mode = \"dangerous_none\" (no client authentication)".to_owned());
+        match &self.auth {
+            AuthMode::DangerousNone => {
+                out.push("auth.mode = \"dangerous_none\" (no client authentication)".to_owned());
+            }
+            AuthMode::DangerousDevIssuer { .. } => out.push(
+                "auth.mode = \"dangerous_dev_issuer\" (tokens minted by a local key; not for production)"
+                    .to_owned(),
+            ),
+            AuthMode::OAuth(_) => {}
         }
         for u in &self.upstreams {
             if let UpstreamTransport::Stdio {
@@ -303,22 +446,19 @@ impl Validator<'_> {
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let auth = match raw.auth.mode.as_deref() {
-            Some("dangerous_none") => AuthMode::DangerousNone,
-            None => {
-                return Err(self.err(
-                    "auth.mode",
-                    "an authentication mode; this build supports only \"dangerous_none\" (loopback testing)",
-                ));
-            }
-            Some(_) => {
-                return Err(self.err(
-                    "auth.mode",
-                    "\"dangerous_none\" (the only mode this build supports)",
-                ));
-            }
+        let explicit_public_url = raw.server.public_url.is_some();
+        let auth = self.auth(raw.auth)?;
+        if matches!(auth, AuthMode::OAuth(_)) && !explicit_public_url {
+            return Err(self.err(
+                "server.public_url",
+                "the canonical URL of the MCP endpoint (every token's audience must be this exact value)",
+            ));
+        }
+        let server = self.server(raw.server, &auth)?;
+        let oauth_issuer = match &auth {
+            AuthMode::OAuth(o) => Some(o.issuer.clone()),
+            _ => None,
         };
-        let server = self.server(raw.server, auth)?;
         let audit = AuditConfig {
             path: raw
                 .audit
@@ -330,7 +470,7 @@ impl Validator<'_> {
         }
         let mut upstreams: Vec<UpstreamConfig> = Vec::new();
         for (i, u) in raw.upstreams.into_iter().enumerate() {
-            let u = self.upstream(i, u)?;
+            let u = self.upstream(i, u, oauth_issuer.as_deref())?;
             if let Some(other) = upstreams.iter().find(|o| o.name == u.name) {
                 return Err(self.err(
                     format!("upstream[{i}].name"),
@@ -360,7 +500,7 @@ impl Validator<'_> {
         })
     }
 
-    fn server(&self, raw: RawServer, auth: AuthMode) -> Result<ServerConfig, ConfigError> {
+    fn server(&self, raw: RawServer, auth: &AuthMode) -> Result<ServerConfig, ConfigError> {
         let listen_str = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
         let listen: SocketAddr = listen_str.parse().map_err(|_| {
             self.err(
@@ -368,10 +508,10 @@ impl Validator<'_> {
                 "an IP:port socket address such as \"127.0.0.1:8080\"",
             )
         })?;
-        if auth == AuthMode::DangerousNone && !listen.ip().is_loopback() {
+        if !matches!(auth, AuthMode::OAuth(_)) && !listen.ip().is_loopback() {
             return Err(self.err(
                 "server.listen",
-                "a loopback address while auth.mode = \"dangerous_none\" (an unauthenticated gateway must not be reachable from the network)",
+                "a loopback address while auth.mode is \"dangerous_none\" or \"dangerous_dev_issuer\" (a gateway without real authentication must not be reachable from the network)",
             ));
         }
         let scheme = if raw.tls.is_some() { "https" } else { "http" };
@@ -452,7 +592,244 @@ impl Validator<'_> {
         })
     }
 
-    fn upstream(&self, i: usize, raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    fn auth(&self, raw: RawAuth) -> Result<AuthMode, ConfigError> {
+        let mode = raw.mode.as_deref().unwrap_or("oauth");
+        let scopes = |list: &[String], key: &str| -> Result<Vec<String>, ConfigError> {
+            for (i, s) in list.iter().enumerate() {
+                // RFC 6749 §3.3 scope-token.
+                if s.is_empty()
+                    || !s.bytes().all(|b| {
+                        b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)
+                    })
+                {
+                    return Err(self.err(format!("{key}[{i}]"), "an RFC 6749 scope token"));
+                }
+            }
+            Ok(list.to_vec())
+        };
+        let required_scopes = scopes(&raw.required_scopes, "auth.required_scopes")?;
+        match mode {
+            "dangerous_none" => return Ok(AuthMode::DangerousNone),
+            "dangerous_dev_issuer" => {
+                return Ok(AuthMode::DangerousDevIssuer {
+                    key_file: raw
+                        .dev_key_file
+                        .unwrap_or_else(|| PathBuf::from(".bastion/dev-issuer.key")),
+                    required_scopes,
+                });
+            }
+            "oauth" => {}
+            _ => {
+                return Err(self.err(
+                    "auth.mode",
+                    "\"oauth\" (the default), \"dangerous_dev_issuer\" or \"dangerous_none\"",
+                ));
+            }
+        }
+        let issuer = raw
+            .issuer
+            .ok_or_else(|| self.err("auth.issuer", "the issuer URL of the identity provider"))?;
+        let iu = Url::parse(&issuer).map_err(|_| {
+            self.err(
+                "auth.issuer",
+                "an absolute https URL (http only on loopback)",
+            )
+        })?;
+        let loopback = is_loopback_host(iu.host_str().unwrap_or(""));
+        if !(iu.scheme() == "https" || iu.scheme() == "http" && loopback) || iu.query().is_some() {
+            return Err(self.err(
+                "auth.issuer",
+                "an https URL without query (http only on loopback)",
+            ));
+        }
+        let jwks_url = match raw.jwks_url {
+            None => None,
+            Some(u) => {
+                let url =
+                    Url::parse(&u).map_err(|_| self.err("auth.jwks_url", "an absolute URL"))?;
+                let lb = is_loopback_host(url.host_str().unwrap_or(""));
+                if !(url.scheme() == "https" || url.scheme() == "http" && lb) {
+                    return Err(self.err("auth.jwks_url", "an https URL (http only on loopback)"));
+                }
+                Some(url)
+            }
+        };
+        let scopes_supported = match raw.scopes_supported {
+            Some(list) => scopes(&list, "auth.scopes_supported")?,
+            None => required_scopes.clone(),
+        };
+        if scopes_supported.iter().any(|s| s == "offline_access") {
+            return Err(self.err(
+                "auth.scopes_supported",
+                "resource scopes only (MCP servers should not advertise offline_access)",
+            ));
+        }
+        let leeway = match raw.leeway_secs {
+            Some(n) if n > 60 => return Err(self.err("auth.leeway_secs", "at most 60 seconds")),
+            Some(n) => n,
+            None => 30,
+        };
+        let algorithms = match raw.algorithms {
+            None => bastion_auth::DEFAULT_ALGORITHMS.to_vec(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, a) in list.iter().enumerate() {
+                    let alg = bastion_auth::DEFAULT_ALGORITHMS
+                        .iter()
+                        .find(|x| format!("{x:?}") == *a)
+                        .ok_or_else(|| {
+                            self.err(
+                                format!("auth.algorithms[{i}]"),
+                                "an asymmetric JWS algorithm (ES256, ES384, EdDSA, RS256, RS384, RS512, PS256, PS384, PS512)",
+                            )
+                        })?;
+                    out.push(*alg);
+                }
+                if out.is_empty() {
+                    return Err(self.err("auth.algorithms", "at least one algorithm"));
+                }
+                out
+            }
+        };
+        let introspection = match raw.introspection {
+            None => None,
+            Some(ri) => {
+                let endpoint =
+                    match ri.endpoint {
+                        None => None,
+                        Some(u) => Some(Url::parse(&u).map_err(|_| {
+                            self.err("auth.introspection.endpoint", "an absolute URL")
+                        })?),
+                    };
+                let client_secret = SecretRef::parse(&ri.client_secret)
+                    .and_then(|r| r.resolve())
+                    .map_err(|e| self.err("auth.introspection.client_secret", e.to_string()))?;
+                Some(bastion_auth::IntrospectionConfig {
+                    endpoint,
+                    client_id: ri.client_id,
+                    client_secret,
+                    max_cache: Duration::from_secs(ri.max_cache_secs.unwrap_or(60)),
+                })
+            }
+        };
+        let rd = raw.dpop.unwrap_or_default();
+        let dpop = bastion_auth::DpopConfig {
+            required: rd.required,
+            max_age: Duration::from_secs(match rd.max_age_secs {
+                Some(0) => return Err(self.err("auth.dpop.max_age_secs", "a positive number")),
+                Some(n) if n > 600 => {
+                    return Err(self.err("auth.dpop.max_age_secs", "at most 600 seconds"));
+                }
+                Some(n) => n,
+                None => 60,
+            }),
+            skew: Duration::from_secs(5),
+        };
+        Ok(AuthMode::OAuth(Box::new(OAuthConfig {
+            issuer,
+            jwks_url,
+            required_scopes,
+            scopes_supported,
+            leeway: Duration::from_secs(leeway),
+            algorithms,
+            groups_claim: raw.groups_claim,
+            roles_claim: raw.roles_claim,
+            scope_implies: raw.scope_implies,
+            introspection,
+            dpop,
+            jwks_refresh_cooldown: Duration::from_secs(
+                raw.jwks_refresh_cooldown_secs.unwrap_or(10),
+            ),
+            jwks_max_age: Duration::from_secs(raw.jwks_max_age_secs.unwrap_or(300).max(1)),
+        })))
+    }
+
+    fn upstream_auth(
+        &self,
+        i: usize,
+        raw: Option<RawUpstreamAuth>,
+        url: &Url,
+        oauth_issuer: Option<&str>,
+    ) -> Result<UpstreamAuth, ConfigError> {
+        let key = |k: &str| format!("upstream[{i}].auth.{k}");
+        let Some(raw) = raw else {
+            return Ok(UpstreamAuth::None);
+        };
+        let secret = |v: &Option<String>, k: &str| -> Result<Secret, ConfigError> {
+            let v = v
+                .as_deref()
+                .ok_or_else(|| self.err(key(k), "a secret reference (env:NAME or file:/path)"))?;
+            let s = SecretRef::parse(v)
+                .and_then(|r| r.resolve())
+                .map_err(|e| self.err(key(k), e.to_string()))?;
+            if http::HeaderValue::from_str(&format!("Bearer {}", s.expose_secret())).is_err() {
+                return Err(self.err(key(k), "a secret usable in an HTTP header"));
+            }
+            Ok(s)
+        };
+        let grant = match raw.kind.as_str() {
+            "none" => return Ok(UpstreamAuth::None),
+            "static" => return Ok(UpstreamAuth::Static(secret(&raw.token, "token")?)),
+            "client_credentials" => bastion_auth::GrantKind::ClientCredentials,
+            "token_exchange" => bastion_auth::GrantKind::TokenExchange,
+            _ => {
+                return Err(self.err(
+                    key("kind"),
+                    "\"none\", \"static\", \"client_credentials\" or \"token_exchange\"",
+                ));
+            }
+        };
+        if grant == bastion_auth::GrantKind::TokenExchange && oauth_issuer.is_none() {
+            return Err(self.err(
+                key("kind"),
+                "token_exchange needs auth.mode = \"oauth\" (there is no client token to exchange otherwise)",
+            ));
+        }
+        let token_endpoint = match (&raw.token_endpoint, &raw.issuer, grant) {
+            (Some(u), _, _) => {
+                let url = Url::parse(u)
+                    .map_err(|_| self.err(key("token_endpoint"), "an absolute URL"))?;
+                let lb = is_loopback_host(url.host_str().unwrap_or(""));
+                if !(url.scheme() == "https" || url.scheme() == "http" && lb) {
+                    return Err(self.err(
+                        key("token_endpoint"),
+                        "an https URL (http only on loopback)",
+                    ));
+                }
+                TokenEndpoint::Url(url)
+            }
+            (None, Some(iss), _) => TokenEndpoint::Discover(iss.clone()),
+            (None, None, bastion_auth::GrantKind::TokenExchange) => {
+                TokenEndpoint::Discover(oauth_issuer.unwrap_or_default().to_owned())
+            }
+            (None, None, _) => {
+                return Err(self.err(
+                    key("token_endpoint"),
+                    "the token endpoint URL, or `issuer` to discover it",
+                ));
+            }
+        };
+        let client_id = raw
+            .client_id
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| self.err(key("client_id"), "the gateway's client id at that issuer"))?;
+        Ok(UpstreamAuth::OAuth(Box::new(UpstreamOAuth {
+            grant,
+            token_endpoint,
+            client_id,
+            client_secret: secret(&raw.client_secret, "client_secret")?,
+            scope: raw.scope,
+            resource: Some(raw.resource.unwrap_or_else(|| url.to_string())),
+            audience: raw.audience,
+        })))
+    }
+
+    fn upstream(
+        &self,
+        i: usize,
+        raw: RawUpstream,
+        oauth_issuer: Option<&str>,
+    ) -> Result<UpstreamConfig, ConfigError> {
         let key = |k: &str| format!("upstream[{i}].{k}");
         let name_ok = !raw.name.is_empty()
             && raw.name.len() <= 64
@@ -488,6 +865,7 @@ impl Validator<'_> {
             Some(n) => n,
             None => 300,
         });
+        let mut auth = UpstreamAuth::None;
         let transport = match raw.transport.as_str() {
             "http" => {
                 if raw.command.is_some()
@@ -538,11 +916,15 @@ impl Validator<'_> {
                     }
                     headers.push((name, secret));
                 }
+                auth = self.upstream_auth(i, raw.auth, &url, oauth_issuer)?;
                 UpstreamTransport::Http { url, headers }
             }
             "stdio" => {
-                if raw.url.is_some() || !raw.headers.is_empty() {
-                    return Err(self.err(key("transport"), "no url/headers for a stdio upstream"));
+                if raw.url.is_some() || !raw.headers.is_empty() || raw.auth.is_some() {
+                    return Err(self.err(
+                        key("transport"),
+                        "no url/headers/auth for a stdio upstream (pass its credentials in env)",
+                    ));
                 }
                 let command = raw
                     .command
@@ -581,6 +963,7 @@ impl Validator<'_> {
             transport,
             protocol,
             timeout,
+            auth,
         })
     }
 }

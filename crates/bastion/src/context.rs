@@ -137,7 +137,7 @@ impl Context {
         if self.closed.load(Ordering::SeqCst) {
             return Err(UpstreamError::Unavailable("client context closed".into()));
         }
-        if up.eras().await?.choose(self.era) == Era::Modern {
+        if up.eras(Some(&self.principal)).await?.choose(self.era) == Era::Modern {
             return up.modern_conn(&self.principal).await;
         }
         let slot = self
@@ -155,7 +155,7 @@ impl Context {
         }
         let hello = self.hello();
         let conn = up
-            .connect_legacy(&hello, self.unsolicited_tx.clone())
+            .connect_legacy(&hello, self.unsolicited_tx.clone(), &self.principal)
             .await?;
         *guard = Some(conn.clone());
         Ok(conn)

@@ -322,13 +322,15 @@ async fn call_tool(
 }
 
 /// The configuration `bastion demo` runs with.
-pub fn demo_config_toml(listen: &str, exe: &str, audit: &str) -> String {
+pub fn demo_config_toml(listen: &str, exe: &str, audit: &str, key_file: &str) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     format!(
         r#"[server]
 listen = {listen}
 [auth]
-mode = "dangerous_none"
+mode = "dangerous_dev_issuer"
+dev_key_file = {key_file}
+required_scopes = ["mcp:tools"]
 [audit]
 path = {audit}
 [[upstream]]
@@ -340,31 +342,39 @@ args = ["demo-upstream"]
         listen = q(listen),
         exe = q(exe),
         audit = q(audit),
+        key_file = q(key_file),
     )
 }
 
-/// What `bastion demo` prints once it listens.
-pub fn banner(url: &str, audit: &str) -> String {
+/// What `bastion demo` prints once it listens. `token` is a short-lived access
+/// token from the demo's development issuer.
+pub fn banner(url: &str, audit: &str, token: &str) -> String {
     format!(
         r#"
 mcp-bastion demo gateway is running at {url}
 (upstream: the built-in demo server; tools are exposed as demo__echo, demo__add, …)
 
+Every request needs an access token. This one is for "demo-user", scope mcp:tools,
+valid for one hour, minted by the demo's local development issuer:
+  export TOKEN={token}
+(`bastion dev-token --config FILE --sub NAME --scope mcp:tools` mints more for a
+dangerous_dev_issuer configuration; without a token you get the 401 challenge.)
+
 Try it with curl:
-  curl -s -D - {url} -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  curl -s -D - {url} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"curl","version":"0"}}}}}}'
   # then, with the Mcp-Session-Id header it returned:
-  curl -s {url} -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  curl -s {url} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -H 'Mcp-Session-Id: <id>' -H 'MCP-Protocol-Version: 2025-11-25' \
     -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"demo__echo","arguments":{{"message":"hello"}}}}}}'
 
 Or the stateless 2026-07-28 revision, no session needed:
-  curl -s {url} -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+  curl -s {url} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/list' \
     -d '{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
 
 mcpServers snippet for Claude Desktop / VS Code / Cursor:
-  {{"mcpServers": {{"bastion-demo": {{"type": "http", "url": "{url}"}}}}}}
+  {{"mcpServers": {{"bastion-demo": {{"type": "http", "url": "{url}", "headers": {{"Authorization": "Bearer <TOKEN>"}}}}}}}}
 
 Audit trail: {audit}
 Press Ctrl-C to stop.

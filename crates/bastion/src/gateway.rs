@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use bastion_proto::{Era, ErrorObject, Id, ProtocolVersion, Request, Response, codes, meta};
@@ -63,6 +64,31 @@ pub struct Gateway {
     pub sealer: crate::seal::Sealer,
     /// Bridged upstream calls waiting for client input, by id.
     pub continuations: parking_lot::Mutex<HashMap<String, crate::bridge::Continuation>>,
+    /// Client authentication.
+    pub auth: crate::auth::ClientAuth,
+}
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An upstream could not be set up.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Authentication could not be set up.
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::SetupError),
+}
+
+/// The HTTP client for the identity provider (discovery, JWKS, introspection,
+/// token endpoints): bounded time, no redirects (a redirect could move a client
+/// secret or a subject token to another host).
+fn idp_client() -> Result<reqwest::Client, StartError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|_| crate::auth::SetupError::new("cannot build the HTTP client").into())
 }
 
 /// Which object key and capability a list method uses.
@@ -115,14 +141,64 @@ fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
 
 impl Gateway {
     /// Builds the gateway from a validated configuration.
-    pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, UpstreamError> {
-        let upstreams = cfg
-            .upstreams
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, u)| Upstream::new(i, u).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+    pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, StartError> {
+        let http = idp_client()?;
+        let auth = crate::auth::ClientAuth::new(&cfg, http.clone())?;
+        let mut upstreams = Vec::new();
+        for (i, u) in cfg.upstreams.iter().cloned().enumerate() {
+            let kind = match &u.auth {
+                crate::config::UpstreamAuth::None => crate::upstream::CredKind::None,
+                crate::config::UpstreamAuth::Static(s) => {
+                    crate::upstream::CredKind::Static(s.clone())
+                }
+                crate::config::UpstreamAuth::OAuth(o) => {
+                    let token_endpoint = match &o.token_endpoint {
+                        crate::config::TokenEndpoint::Url(u) => {
+                            bastion_auth::TokenEndpoint::Url(u.clone())
+                        }
+                        crate::config::TokenEndpoint::Discover(iss) => {
+                            // The client-facing issuer's cache already knows its
+                            // metadata; another issuer gets its own.
+                            match auth.verifier() {
+                                Some(v) if v.config().issuer == *iss => {
+                                    bastion_auth::TokenEndpoint::Discover(v.keys().clone())
+                                }
+                                _ => bastion_auth::TokenEndpoint::Discover(
+                                    bastion_auth::KeyCache::new(
+                                        bastion_auth::KeySource::Discover {
+                                            issuer: iss.clone(),
+                                        },
+                                        http.clone(),
+                                        Duration::from_secs(10),
+                                        Duration::from_secs(300),
+                                    ),
+                                ),
+                            }
+                        }
+                    };
+                    crate::upstream::CredKind::OAuth(Arc::new(bastion_auth::TokenSource::new(
+                        bastion_auth::TokenSourceConfig {
+                            grant: o.grant,
+                            token_endpoint,
+                            client_id: o.client_id.clone(),
+                            client_secret: o.client_secret.clone(),
+                            scope: o.scope.clone(),
+                            resource: o.resource.clone(),
+                            audience: o.audience.clone(),
+                            refresh_margin: Duration::from_secs(30),
+                        },
+                        http.clone(),
+                    )))
+                }
+            };
+            let creds = crate::upstream::Creds {
+                kind,
+                upstream: u.name.clone(),
+                subjects: auth.subjects().cloned(),
+                audit: Some(audit.clone()),
+            };
+            upstreams.push(Arc::new(Upstream::new(i, u, creds)?));
+        }
         Ok(Arc::new(Gateway {
             cfg: Arc::new(cfg),
             upstreams,
@@ -131,6 +207,7 @@ impl Gateway {
             audit,
             sealer: crate::seal::Sealer::random(),
             continuations: parking_lot::Mutex::new(HashMap::new()),
+            auth,
         }))
     }
 

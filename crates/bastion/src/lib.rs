@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod auth;
 pub mod bridge;
 pub mod config;
 pub mod context;

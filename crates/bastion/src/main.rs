@@ -49,6 +49,25 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
     },
+    /// Mint a short-lived access token from the development issuer of a
+    /// `dangerous_dev_issuer` configuration (local use only).
+    DevToken {
+        /// Configuration file (TOML) with `auth.mode = "dangerous_dev_issuer"`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Subject (user) of the token.
+        #[arg(long)]
+        sub: String,
+        /// Scopes, space-separated or repeated.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Lifetime in seconds (at most 3600).
+        #[arg(long, default_value_t = 600)]
+        ttl: u64,
+        /// Client id recorded in the token.
+        #[arg(long, default_value = "bastion-dev-token")]
+        client_id: String,
+    },
     /// The built-in demo MCP server on stdio (what `demo` runs as its upstream).
     #[command(hide = true)]
     DemoUpstream,
@@ -96,6 +115,25 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("skipped {s}");
             }
         }
+        Cmd::DevToken {
+            config,
+            sub,
+            scope,
+            ttl,
+            client_id,
+        } => {
+            let cfg = Config::load(&config)?;
+            if ttl == 0 || ttl > 3600 {
+                anyhow::bail!("--ttl must be between 1 and 3600 seconds");
+            }
+            let scopes: Vec<String> = scope
+                .iter()
+                .flat_map(|s| s.split([' ', ',']))
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            println!("{}", dev_token(&cfg, &sub, &scopes, ttl, &client_id)?);
+        }
         Cmd::Serve { config } => {
             init_tracing();
             let cfg = Config::load(&config)?;
@@ -108,13 +146,48 @@ fn main() -> anyhow::Result<()> {
                 .join("bastion-demo-audit.jsonl")
                 .display()
                 .to_string();
-            let text = bastion::demo::demo_config_toml(&listen, &exe, &audit);
+            let key = std::env::temp_dir()
+                .join("bastion-demo-dev-issuer.key")
+                .display()
+                .to_string();
+            let text = bastion::demo::demo_config_toml(&listen, &exe, &audit, &key);
             let cfg = Config::parse(&text, "<demo>")?;
             let url = cfg.server.public_url.to_string();
-            rt.block_on(serve(cfg, Some(bastion::demo::banner(&url, &audit))))?;
+            let token = dev_token(
+                &cfg,
+                "demo-user",
+                &["mcp:tools".to_owned()],
+                3600,
+                "bastion-demo",
+            )?;
+            rt.block_on(serve(
+                cfg,
+                Some(bastion::demo::banner(&url, &audit, &token)),
+            ))?;
         }
     }
     Ok(())
+}
+
+/// Mints a development-issuer token for `cfg` (which must use that mode).
+fn dev_token(
+    cfg: &Config,
+    sub: &str,
+    scopes: &[String],
+    ttl: u64,
+    client_id: &str,
+) -> anyhow::Result<String> {
+    let bastion::config::AuthMode::DangerousDevIssuer { key_file, .. } = &cfg.auth else {
+        anyhow::bail!("dev-token needs auth.mode = \"dangerous_dev_issuer\" in the configuration");
+    };
+    let public = &cfg.server.public_url;
+    let issuer = format!(
+        "{}{}",
+        public.origin().ascii_serialization(),
+        bastion::auth::DEV_ISSUER_PATH
+    );
+    let dev = bastion_auth::DevIssuer::load_or_create(&issuer, key_file)?;
+    Ok(dev.mint(public.as_str(), sub, scopes, ttl, client_id)?)
 }
 
 async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {

@@ -6,30 +6,9 @@
 //! (`env:NAME` or `file:/path`); it is resolved once at start-up so a missing
 //! secret stops the gateway instead of failing a request later.
 
-use std::fmt;
 use std::path::PathBuf;
 
-/// A value that must never be logged, audited or echoed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    /// The value, for the one place that must send it.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([REDACTED])")
-    }
-}
+pub use bastion_auth::Secret;
 
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +57,12 @@ impl SecretRef {
     pub fn resolve(&self) -> Result<Secret, SecretError> {
         match self {
             SecretRef::Env(name) => std::env::var(name)
-                .map(Secret)
+                .map(Secret::new)
                 .map_err(|_| SecretError::MissingEnv(name.clone())),
             SecretRef::File(path) => {
                 check_private(path)?;
                 std::fs::read_to_string(path)
-                    .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_owned()))
+                    .map(|s| Secret::new(s.trim_end_matches(['\n', '\r']).to_owned()))
                     .map_err(|e| SecretError::File {
                         path: path.display().to_string(),
                         reason: e.kind().to_string(),

@@ -36,15 +36,30 @@ use crate::context::{Context, Session};
 use crate::gateway::{Gateway, Lane, modernize_result, server_info};
 use crate::upstream::{ClientHello, Upcall};
 
-/// The principal of every request until authentication lands (`dangerous_none`).
-const ANONYMOUS: &str = "anonymous";
-
 /// Builds the router with its middleware stack.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let limit = gw.cfg.server.max_concurrent_requests;
-    Router::new()
-        .route("/mcp", axum::routing::any(handle))
-        .fallback(not_found)
+    let mut r = Router::new().route("/mcp", axum::routing::any(handle));
+    if gw.auth.enabled() {
+        for p in gw.auth.prm_paths() {
+            r = r.route(p, axum::routing::get(prm));
+        }
+    }
+    if gw.auth.dev_issuer().is_some() {
+        r = r
+            .route(
+                &format!("{}/jwks", crate::auth::DEV_ISSUER_PATH),
+                axum::routing::get(dev_jwks),
+            )
+            .route(
+                &format!(
+                    "/.well-known/oauth-authorization-server{}",
+                    crate::auth::DEV_ISSUER_PATH
+                ),
+                axum::routing::get(dev_metadata),
+            );
+    }
+    r.fallback(not_found)
         .with_state(gw)
         .layer(
             ServiceBuilder::new()
@@ -58,7 +73,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                     ]),
                 )
                 .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-                .layer(tower_http::trace::TraceLayer::new_for_http())
+                // Spans name the path only: a query string could carry a token
+                // a client put there by mistake (RS-14/RS-19).
+                .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                    |req: &http::Request<Body>| {
+                        tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                    },
+                ))
                 .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
                 .load_shed()
                 .concurrency_limit(limit),
@@ -71,6 +92,44 @@ async fn overloaded(_: tower::BoxError) -> HttpResponse {
         None,
         ErrorObject::new(codes::GATEWAY_REFUSED, "gateway overloaded; retry later"),
     )
+}
+
+/// RFC 9728 Protected Resource Metadata.
+async fn prm(State(gw): State<Arc<Gateway>>) -> HttpResponse {
+    gw.auth.prm_response()
+}
+
+/// The development issuer's key set.
+async fn dev_jwks(State(gw): State<Arc<Gateway>>) -> HttpResponse {
+    match gw.auth.dev_issuer() {
+        Some(d) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            d.jwks().to_string(),
+        )
+            .into_response(),
+        None => not_found().await,
+    }
+}
+
+/// The development issuer's RFC 8414 metadata (keys only: it has no endpoints;
+/// `bastion dev-token` mints its tokens).
+async fn dev_metadata(State(gw): State<Arc<Gateway>>) -> HttpResponse {
+    match gw.auth.dev_issuer() {
+        Some(d) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({
+                "issuer": d.issuer(),
+                "jwks_uri": format!("{}/jwks", d.issuer()),
+                "response_types_supported": [],
+                "grant_types_supported": [],
+            })
+            .to_string(),
+        )
+            .into_response(),
+        None => not_found().await,
+    }
 }
 
 async fn not_found() -> HttpResponse {
@@ -130,6 +189,8 @@ struct Rec {
     ev: AuditEvent,
     t0: Instant,
     done: bool,
+    /// The principal's binding key (issuer and subject), once authenticated.
+    pkey: String,
 }
 
 impl Rec {
@@ -141,13 +202,55 @@ impl Rec {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         ev.http_method = Some(req.method().as_str().to_owned());
-        ev.principal = Some(ANONYMOUS.to_owned());
         Rec {
             gw: gw.clone(),
             ev,
             t0: Instant::now(),
             done: false,
+            pkey: String::new(),
         }
+    }
+
+    /// Records who the request comes from.
+    fn principal(&mut self, p: &bastion_auth::Principal) {
+        self.ev.principal = Some(p.subject.clone());
+        self.ev.issuer = Some(p.issuer.clone());
+        self.ev.client_id = p.client_id.clone();
+        self.pkey = p.key();
+    }
+
+    /// Emits the authentication event for this request's credential check.
+    fn auth_event(&self, r: &Result<bastion_auth::Principal, bastion_auth::AuthFailure>) {
+        let outcome = if r.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Refused
+        };
+        let mut ev = AuditEvent::new(EventKind::Auth, outcome);
+        ev.request_id = self.ev.request_id.clone();
+        ev.http_method = self.ev.http_method.clone();
+        let p = match r {
+            Ok(p) => Some(p),
+            Err(f) => {
+                ev.status = Some(f.status());
+                ev.reason = Some(f.reason.to_string());
+                if !f.required_scopes.is_empty() {
+                    ev.scopes = Some(f.required_scopes.join(" "));
+                }
+                f.principal.as_deref()
+            }
+        };
+        if let Some(p) = p {
+            ev.principal = Some(p.subject.clone());
+            ev.issuer = Some(p.issuer.clone());
+            ev.client_id = p.client_id.clone();
+            ev.credential = Some(p.kind.as_str());
+            ev.token_id = p.token_id.clone();
+            if r.is_ok() {
+                ev.scopes = Some(p.scope_string());
+            }
+        }
+        self.gw.audit.emit(ev);
     }
 
     fn message(&mut self, m: &Message) {
@@ -300,7 +403,7 @@ fn origin_allowed(gw: &Gateway, headers: &HeaderMap) -> bool {
 }
 
 /// The `/mcp` handler.
-async fn handle(State(gw): State<Arc<Gateway>>, req: HttpRequest) -> HttpResponse {
+async fn handle(State(gw): State<Arc<Gateway>>, mut req: HttpRequest) -> HttpResponse {
     let mut rec = Rec::new(&gw, &req);
     if !gw.audit.healthy() {
         return rec.refuse(
@@ -326,6 +429,27 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: HttpRequest) -> HttpRespons
             ErrorObject::new(codes::GATEWAY_REFUSED, "Origin is not allowed"),
         );
     }
+    // Authentication: every request, sessions never authenticate (C0.2, C0.3).
+    // The client's credentials are removed from the request here, whatever the
+    // outcome, so nothing downstream can forward them.
+    let method = req.method().clone();
+    let auth = gw.auth.authenticate(req.headers_mut(), &method).await;
+    if gw.auth.enabled() {
+        rec.auth_event(&auth);
+    }
+    let principal = match auth {
+        Ok(p) => p,
+        Err(f) => {
+            if let Some(p) = &f.principal {
+                rec.principal(p);
+            }
+            let e = ErrorObject::new(codes::UNAUTHORIZED, f.reason.to_string());
+            let status = StatusCode::from_u16(f.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            rec.finish(status, Outcome::Refused, Some(&e));
+            return gw.auth.refusal(&f, None);
+        }
+    };
+    rec.principal(&principal);
     match *req.method() {
         Method::POST => post(gw, req, rec).await,
         Method::GET => get(gw, req, rec).await,
@@ -354,17 +478,36 @@ fn missing_session() -> ErrorObject {
 }
 
 /// Looks up the session named by the request, or the error to answer with.
+///
+/// A session belongs to the principal that created it: another principal's
+/// request gets exactly the answer of an unknown session (no oracle, RS-10) and
+/// leaves a security event.
 fn session_of(
     gw: &Gateway,
     headers: &HeaderMap,
+    rec: &Rec,
 ) -> Result<Arc<Session>, (StatusCode, ErrorObject)> {
     let Some(sid) = header_str(headers, h::SESSION_ID) else {
         return Err((StatusCode::BAD_REQUEST, missing_session()));
     };
-    gw.sessions.read().get(sid).cloned().ok_or((
-        StatusCode::NOT_FOUND,
-        ErrorObject::new(codes::SESSION_REQUIRED, "Session not found"),
-    ))
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            ErrorObject::new(codes::SESSION_REQUIRED, "Session not found"),
+        )
+    };
+    let s = gw.sessions.read().get(sid).cloned().ok_or_else(not_found)?;
+    if s.ctx.principal != rec.pkey {
+        let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
+        ev.request_id = rec.ev.request_id.clone();
+        ev.principal = rec.ev.principal.clone();
+        ev.issuer = rec.ev.issuer.clone();
+        ev.session = Some(s.digest.clone());
+        ev.reason = Some("session belongs to another principal".into());
+        gw.audit.emit(ev);
+        return Err(not_found());
+    }
+    Ok(s)
 }
 
 async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
@@ -510,7 +653,7 @@ async fn initialize(gw: Arc<Gateway>, r: Request, acc: Accept, mut rec: Rec) -> 
             hello,
             gw.upstreams.len(),
             bastion_proto::Era::Legacy,
-            ANONYMOUS,
+            &rec.pkey,
         ),
         listening: std::sync::atomic::AtomicBool::new(false),
     });
@@ -557,7 +700,7 @@ async fn legacy_post(
         Message::Request(r) => Some(r.id.clone()),
         _ => None,
     };
-    let session = match session_of(&gw, headers) {
+    let session = match session_of(&gw, headers, &rec) {
         Ok(s) => s,
         Err((status, e)) => return rec.refuse(status, req_id, e),
     };
@@ -637,7 +780,7 @@ async fn modern_post(
             .cloned()
             .unwrap_or_else(|| json!({"name": "unknown", "version": "0"})),
     };
-    let Some(ctx) = gw.stateless_context(ANONYMOUS, hello) else {
+    let Some(ctx) = gw.stateless_context(&rec.pkey, hello) else {
         return rec.refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(r.id),
@@ -987,7 +1130,7 @@ async fn modern_request(
                 bad("requestState must be a string".into()),
             );
         };
-        match gw.sealer.open(sealed, ANONYMOUS, &method, &target) {
+        match gw.sealer.open(sealed, &ctx.principal, &method, &target) {
             Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, Some(req.id), bad(e.to_string())),
             Ok(st) => match st.inner {
                 crate::seal::Inner::Upstream { s } => {
@@ -1080,7 +1223,7 @@ fn seal_for(gw: &Gateway, f: &Flight, inner: crate::seal::Inner) -> String {
     gw.sealer.seal(
         crate::seal::State {
             inner,
-            p: ANONYMOUS.into(),
+            p: f.ctx.principal.clone(),
             m: f.method.clone(),
             n: f.target.clone(),
             e: 0,
@@ -1503,7 +1646,7 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
             ),
         );
     }
-    let session = match session_of(&gw, headers) {
+    let session = match session_of(&gw, headers, &rec) {
         Ok(s) => s,
         Err((status, e)) => return rec.refuse(status, None, e),
     };
@@ -1571,7 +1714,7 @@ async fn delete(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpRespons
             ErrorObject::new(codes::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"),
         );
     }
-    let session = match session_of(&gw, req.headers()) {
+    let session = match session_of(&gw, req.headers(), &rec) {
         Ok(s) => s,
         Err((status, e)) => return rec.refuse(status, None, e),
     };

@@ -124,12 +124,30 @@ fn demo_serves_its_upstream_end_to_end() {
         banner.contains("mcpServers") && banner.contains("curl"),
         "{banner}"
     );
+    let token = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("export TOKEN="))
+        .unwrap()
+        .to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {
         let c = reqwest::Client::new();
         let url = format!("http://127.0.0.1:{port}/mcp");
+        // Without the token: the challenge that points at the resource metadata.
+        let denied = c
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), 401);
+        let challenge = denied.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.contains("resource_metadata="), "{challenge}");
         let r = c
             .post(&url)
+            .bearer_auth(&token)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", "2026-07-28")

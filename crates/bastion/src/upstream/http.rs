@@ -43,6 +43,10 @@ pub struct HttpShared {
     client: reqwest::Client,
     url: url::Url,
     headers: Vec<(http::HeaderName, Secret)>,
+    /// The gateway's own credential for this upstream.
+    creds: super::Creds,
+    /// Whose context this connection serves (token exchange uses its token).
+    principal: Option<String>,
     session: RwLock<Option<HeaderValue>>,
     version: RwLock<Option<HeaderValue>>,
     alive: AtomicBool,
@@ -62,8 +66,21 @@ impl HttpShared {
         *self.version.write() = Some(HeaderValue::from_static(v.as_str()));
     }
 
-    fn builder(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+    /// The `Authorization` value for the next request: the gateway's own
+    /// credential for this upstream, never anything from the client.
+    async fn credential(&self) -> Result<Option<HeaderValue>, UpstreamError> {
+        self.creds.header(self.principal.as_deref()).await
+    }
+
+    fn builder(
+        &self,
+        method: reqwest::Method,
+        cred: Option<HeaderValue>,
+    ) -> reqwest::RequestBuilder {
         let mut b = self.client.request(method, self.url.clone());
+        if let Some(c) = cred {
+            b = b.header(reqwest::header::AUTHORIZATION, c);
+        }
         for (k, v) in &self.headers {
             if let Ok(mut hv) = HeaderValue::from_str(v.expose_secret()) {
                 hv.set_sensitive(true);
@@ -79,8 +96,8 @@ impl HttpShared {
         b
     }
 
-    fn post(&self, msg: &Message) -> reqwest::RequestBuilder {
-        self.builder(reqwest::Method::POST)
+    fn post(&self, msg: &Message, cred: Option<HeaderValue>) -> reqwest::RequestBuilder {
+        self.builder(reqwest::Method::POST, cred)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream")
             .body(msg.to_vec())
@@ -88,7 +105,8 @@ impl HttpShared {
 
     /// POSTs a notification or a response (expects 202, accepts any 2xx).
     pub async fn post_no_reply(&self, msg: &Message) -> Result<(), UpstreamError> {
-        let resp = self.post(msg).send().await.map_err(transport_error)?;
+        let cred = self.credential().await?;
+        let resp = self.post(msg, cred).send().await.map_err(transport_error)?;
         check_status(&resp, self.session.read().is_some())?;
         Ok(())
     }
@@ -132,6 +150,8 @@ impl HttpConn {
         client: reqwest::Client,
         url: url::Url,
         headers: Vec<(http::HeaderName, Secret)>,
+        creds: super::Creds,
+        principal: Option<String>,
         unsolicited: UpcallTx,
     ) -> Self {
         HttpConn {
@@ -140,6 +160,8 @@ impl HttpConn {
                 client,
                 url,
                 headers,
+                creds,
+                principal,
                 session: RwLock::new(None),
                 version: RwLock::new(None),
                 alive: AtomicBool::new(true),
@@ -179,7 +201,8 @@ impl HttpConn {
                 mirrored.push((h::NAME, h::encode_value(&text)));
             }
         }
-        let mut b = self.shared.post(&Message::Request(req));
+        let cred = self.shared.credential().await?;
+        let mut b = self.shared.post(&Message::Request(req), cred);
         for (k, v) in mirrored {
             b = b.header(k, v);
         }
@@ -279,8 +302,16 @@ impl HttpConn {
             let mut last_event: Option<String> = None;
             let mut delay = Duration::from_millis(500);
             while shared.alive.load(Ordering::SeqCst) {
+                let cred = match shared.credential().await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                };
                 let mut b = shared
-                    .builder(reqwest::Method::GET)
+                    .builder(reqwest::Method::GET, cred)
                     .header(ACCEPT, "text/event-stream");
                 if let Some(id) = &last_event {
                     b = b.header(h::LAST_EVENT_ID, id.as_str());
@@ -348,10 +379,12 @@ impl HttpConn {
             t.abort();
         }
         if self.shared.session.read().is_some() {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                self.shared.builder(reqwest::Method::DELETE).send(),
-            )
+            let shared = self.shared.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(5), async move {
+                if let Ok(cred) = shared.credential().await {
+                    let _ = shared.builder(reqwest::Method::DELETE, cred).send().await;
+                }
+            })
             .await;
         }
     }

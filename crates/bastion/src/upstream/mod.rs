@@ -161,6 +161,106 @@ struct Backoff {
     not_before: Option<Instant>,
 }
 
+/// The gateway's own credential towards one upstream (C2.1): a static token, or
+/// tokens from an OAuth grant. The client's token is never among them; for token
+/// exchange it is only the *subject* presented to the gateway's issuer.
+#[derive(Clone, Default)]
+pub struct Creds {
+    /// What kind.
+    pub kind: CredKind,
+    /// Upstream name, for audit records.
+    pub upstream: String,
+    /// Latest client tokens (token exchange).
+    pub subjects: Option<Arc<crate::auth::SubjectTokens>>,
+    /// Where issuance events go.
+    pub audit: Option<Arc<dyn crate::audit::AuditSink>>,
+}
+
+impl std::fmt::Debug for Creds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Creds")
+            .field("kind", &self.kind)
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The credential kinds.
+#[derive(Debug, Clone, Default)]
+pub enum CredKind {
+    /// None (or only configured static headers).
+    #[default]
+    None,
+    /// `Authorization: Bearer <secret>`.
+    Static(crate::secret::Secret),
+    /// Client credentials or token exchange.
+    OAuth(Arc<bastion_auth::TokenSource>),
+}
+
+impl Creds {
+    /// The `Authorization` value for a request made on behalf of `principal`.
+    pub async fn header(
+        &self,
+        principal: Option<&str>,
+    ) -> Result<Option<reqwest::header::HeaderValue>, UpstreamError> {
+        let token = match &self.kind {
+            CredKind::None => return Ok(None),
+            CredKind::Static(s) => s.clone(),
+            CredKind::OAuth(src) => {
+                let subject = match src.grant() {
+                    bastion_auth::GrantKind::ClientCredentials => None,
+                    bastion_auth::GrantKind::TokenExchange => {
+                        let s =
+                            principal.and_then(|p| self.subjects.as_ref().and_then(|m| m.get(p)));
+                        if s.is_none() {
+                            return Err(UpstreamError::Unavailable(
+                                "no current client token to exchange for an upstream token".into(),
+                            ));
+                        }
+                        s
+                    }
+                };
+                let r = src.token(subject.as_ref()).await;
+                if let Some(a) = &self.audit
+                    && (r.as_ref().is_ok_and(|i| i.fresh) || r.is_err())
+                {
+                    let mut ev = crate::audit::AuditEvent::new(
+                        crate::audit::EventKind::Credential,
+                        if r.is_ok() {
+                            crate::audit::Outcome::Ok
+                        } else {
+                            crate::audit::Outcome::Error
+                        },
+                    );
+                    ev.upstream = Some(self.upstream.clone());
+                    ev.credential = Some(src.grant().as_str());
+                    ev.principal = principal
+                        .and_then(|p| p.split_once(' '))
+                        .map(|(_, sub)| sub.to_owned());
+                    match &r {
+                        Ok(i) => ev.reason = Some(format!("issued, expires in {} s", i.expires_in)),
+                        Err(e) => ev.reason = Some(e.to_string()),
+                    }
+                    a.emit(ev);
+                }
+                r.map_err(|e| {
+                    UpstreamError::Unavailable(format!(
+                        "cannot obtain the upstream credential: {e}"
+                    ))
+                })?
+                .token
+            }
+        };
+        let mut v =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| {
+                    UpstreamError::Unavailable("upstream credential is not a valid header".into())
+                })?;
+        v.set_sensitive(true);
+        Ok(Some(v))
+    }
+}
+
 /// The most rounds of `input_required` the gateway drives for a 2025-era client
 /// before giving up (a loop guard; the TypeScript SDK uses 10).
 const MAX_INPUT_ROUNDS: usize = 10;
@@ -182,11 +282,13 @@ pub struct Upstream {
     /// every request carries its own envelope and one connection serves all of a
     /// principal's contexts; principals never share one.
     shared: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Conn>>>,
+    /// The gateway's own credential for it.
+    creds: Creds,
 }
 
 impl Upstream {
     /// Builds the runtime state for one upstream.
-    pub fn new(index: usize, cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
+    pub fn new(index: usize, cfg: UpstreamConfig, creds: Creds) -> Result<Self, UpstreamError> {
         let http_client = match &cfg.transport {
             UpstreamTransport::Http { .. } => Some(http::client()?),
             UpstreamTransport::Stdio { .. } => None,
@@ -215,6 +317,7 @@ impl Upstream {
             eras: Mutex::new(eras),
             detecting: tokio::sync::Mutex::new(()),
             shared: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+            creds,
         })
     }
 
@@ -266,7 +369,11 @@ impl Upstream {
         }
     }
 
-    fn transport(&self, unsolicited: UpcallTx) -> Result<Transport, UpstreamError> {
+    fn transport(
+        &self,
+        unsolicited: UpcallTx,
+        principal: Option<&str>,
+    ) -> Result<Transport, UpstreamError> {
         Ok(match &self.cfg.transport {
             UpstreamTransport::Http { url, headers } => {
                 let client = self
@@ -278,6 +385,8 @@ impl Upstream {
                     client,
                     url.clone(),
                     headers.clone(),
+                    self.creds.clone(),
+                    principal.map(str::to_owned),
                     unsolicited,
                 ))
             }
@@ -288,7 +397,10 @@ impl Upstream {
     }
 
     /// The eras this upstream speaks: pinned, or detected now (once).
-    pub async fn eras(self: &Arc<Self>) -> Result<Eras, UpstreamError> {
+    ///
+    /// `principal` is whose request caused the probe (a token-exchange upstream
+    /// can only be reached on some principal's behalf).
+    pub async fn eras(self: &Arc<Self>, principal: Option<&str>) -> Result<Eras, UpstreamError> {
         if let Some(e) = *self.eras.lock() {
             return Ok(e);
         }
@@ -303,14 +415,20 @@ impl Upstream {
         };
         // Each probe uses its own connection: a stdio server fixes its era on the
         // first message it reads.
-        let modern = match self.open(&probe_hello, Era::Modern, sink_nowhere()).await {
+        let modern = match self
+            .open(&probe_hello, Era::Modern, sink_nowhere(), principal)
+            .await
+        {
             Ok(c) => {
                 c.close().await;
                 true
             }
             Err(_) => false,
         };
-        let legacy = match self.open(&probe_hello, Era::Legacy, sink_nowhere()).await {
+        let legacy = match self
+            .open(&probe_hello, Era::Legacy, sink_nowhere(), principal)
+            .await
+        {
             Ok(c) => {
                 c.close().await;
                 true
@@ -334,9 +452,12 @@ impl Upstream {
         self: &Arc<Self>,
         hello: &ClientHello,
         unsolicited: UpcallTx,
+        principal: &str,
     ) -> Result<Arc<Conn>, UpstreamError> {
         self.check_backoff()?;
-        let res = self.open(hello, Era::Legacy, unsolicited).await;
+        let res = self
+            .open(hello, Era::Legacy, unsolicited, Some(principal))
+            .await;
         self.record(res.is_ok());
         res
     }
@@ -358,7 +479,9 @@ impl Upstream {
             capabilities: json!({}),
             client_info: json!({"name": "mcp-bastion", "version": env!("CARGO_PKG_VERSION")}),
         };
-        let res = self.open(&hello, Era::Modern, sink_nowhere()).await;
+        let res = self
+            .open(&hello, Era::Modern, sink_nowhere(), Some(principal))
+            .await;
         self.record(res.is_ok());
         let c = res?;
         if let Some(old) = map.insert(principal.to_owned(), c.clone()) {
@@ -380,8 +503,9 @@ impl Upstream {
         hello: &ClientHello,
         era: Era,
         unsolicited: UpcallTx,
+        principal: Option<&str>,
     ) -> Result<Arc<Conn>, UpstreamError> {
-        let transport = self.transport(unsolicited)?;
+        let transport = self.transport(unsolicited, principal)?;
         let version = match era {
             Era::Legacy => self.offer_version(hello),
             Era::Modern => ProtocolVersion::V2026_07_28,

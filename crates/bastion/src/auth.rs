@@ -1,0 +1,339 @@
+//! The HTTP adapter of client authentication: Protected Resource Metadata,
+//! the per-request credential check, challenges, and credential stripping.
+//!
+//! Owns: building the [`Verifier`] from configuration (an external issuer, or
+//! the development issuer), the RFC 9728 document and its URLs, turning an
+//! [`AuthFailure`] into status + `WWW-Authenticate` + JSON-RPC error, and
+//! removing the client's credentials from the request before anything else sees
+//! it.
+//!
+//! Invariants: in every mode but `dangerous_none` a request reaches the pipeline
+//! only with a [`Principal`] the verifier produced; the client's `Authorization`,
+//! `DPoP`, `Proxy-Authorization` and `Cookie` headers never leave this module
+//! (the token survives only as the subject of a token exchange, as a [`Secret`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response as HttpResponse};
+use bastion_auth::{
+    AuthFailure, Credentials, DevIssuer, KeyCache, KeySource, Principal, Revocations, Secret,
+    TokenKind, Verifier, VerifierConfig,
+};
+use bastion_proto::{ErrorObject, Id, Message, Response, codes};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::config::{AuthMode, Config};
+
+/// Where the development issuer lives under the gateway's origin.
+pub const DEV_ISSUER_PATH: &str = "/dev-issuer";
+
+/// Client authentication as configured.
+#[derive(Debug)]
+pub struct ClientAuth {
+    verifier: Option<Arc<Verifier>>,
+    dev: Option<Arc<DevIssuer>>,
+    /// The Protected Resource Metadata document.
+    prm: Value,
+    /// The path-suffixed PRM URL named in challenges.
+    prm_url: String,
+    /// PRM paths served (root and path-suffixed).
+    prm_paths: Vec<String>,
+    required_scopes: Vec<String>,
+    dpop_algs: Option<String>,
+    dpop_required: bool,
+    /// Latest client token per principal, kept only when an upstream uses token
+    /// exchange (the subject token must be the client's current one).
+    subjects: Option<Arc<SubjectTokens>>,
+}
+
+/// The latest client token of each principal (token exchange only).
+#[derive(Debug, Default)]
+pub struct SubjectTokens {
+    m: Mutex<HashMap<String, (Secret, u64)>>,
+}
+
+impl SubjectTokens {
+    const MAX: usize = 1 << 16;
+
+    fn put(&self, principal: &str, token: Secret, exp: u64) {
+        let now = bastion_auth::now_secs();
+        let mut m = self.m.lock();
+        if m.len() >= Self::MAX {
+            m.retain(|_, (_, e)| *e > now);
+        }
+        if m.len() < Self::MAX || m.contains_key(principal) {
+            m.insert(principal.to_owned(), (token, exp));
+        }
+    }
+
+    /// The principal's current token, if it has not expired.
+    pub fn get(&self, principal: &str) -> Option<Secret> {
+        let now = bastion_auth::now_secs();
+        let m = self.m.lock();
+        m.get(principal)
+            .filter(|(_, e)| *e == 0 || *e > now)
+            .map(|(s, _)| s.clone())
+    }
+}
+
+/// A failure to set up authentication at start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(String);
+
+impl SetupError {
+    /// A setup error with this message.
+    pub fn new(m: &str) -> Self {
+        SetupError(m.to_owned())
+    }
+}
+
+impl ClientAuth {
+    /// Builds client authentication from the configuration.
+    pub fn new(cfg: &Config, http: reqwest::Client) -> Result<Self, SetupError> {
+        let public = &cfg.server.public_url;
+        let origin = public.origin().ascii_serialization();
+        let path = public.path().trim_end_matches('/').to_owned();
+        let prm_url = format!("{origin}/.well-known/oauth-protected-resource{path}");
+        let mut prm_paths = vec!["/.well-known/oauth-protected-resource".to_owned()];
+        if !path.is_empty() {
+            prm_paths.push(format!("/.well-known/oauth-protected-resource{path}"));
+        }
+        let resource = public.as_str().to_owned();
+        let needs_subjects = cfg.upstreams.iter().any(|u| {
+            matches!(&u.auth, crate::config::UpstreamAuth::OAuth(o)
+                if o.grant == bastion_auth::GrantKind::TokenExchange)
+        });
+        let (verifier, dev, issuer, scopes_supported, required, dpop) = match &cfg.auth {
+            AuthMode::DangerousNone => (None, None, None, Vec::new(), Vec::new(), None),
+            AuthMode::OAuth(o) => {
+                let source = match &o.jwks_url {
+                    Some(u) => KeySource::Url(u.clone()),
+                    None => KeySource::Discover {
+                        issuer: o.issuer.clone(),
+                    },
+                };
+                let keys = KeyCache::new(
+                    source,
+                    http.clone(),
+                    o.jwks_refresh_cooldown,
+                    o.jwks_max_age,
+                );
+                let vc = VerifierConfig {
+                    issuer: o.issuer.clone(),
+                    audience: resource.clone(),
+                    algorithms: o.algorithms.clone(),
+                    leeway: o.leeway,
+                    required_scopes: o.required_scopes.clone(),
+                    scope_implies: o.scope_implies.clone(),
+                    groups_claim: o.groups_claim.clone(),
+                    roles_claim: o.roles_claim.clone(),
+                    introspection: o.introspection.clone(),
+                    dpop: o.dpop.clone(),
+                    jwt_kind: TokenKind::Jwt,
+                };
+                let v = Verifier::new(vc, keys, http, Arc::new(Revocations::default()));
+                let algs: Vec<String> = o.algorithms.iter().map(|a| format!("{a:?}")).collect();
+                (
+                    Some(Arc::new(v)),
+                    None,
+                    Some(o.issuer.clone()),
+                    o.scopes_supported.clone(),
+                    o.required_scopes.clone(),
+                    Some((algs.join(" "), o.dpop.required)),
+                )
+            }
+            AuthMode::DangerousDevIssuer {
+                key_file,
+                required_scopes,
+            } => {
+                let issuer = format!("{origin}{DEV_ISSUER_PATH}");
+                let dev = DevIssuer::load_or_create(&issuer, key_file)
+                    .map_err(|e| SetupError(e.to_string()))?;
+                let keys = KeyCache::new(
+                    KeySource::Static(vec![dev.jwk().clone()]),
+                    http.clone(),
+                    Duration::from_secs(10),
+                    Duration::from_secs(3600),
+                );
+                let vc = VerifierConfig {
+                    issuer: issuer.clone(),
+                    audience: resource.clone(),
+                    algorithms: vec![bastion_auth::Algorithm::EdDSA],
+                    leeway: Duration::from_secs(30),
+                    required_scopes: required_scopes.clone(),
+                    scope_implies: Default::default(),
+                    groups_claim: None,
+                    roles_claim: None,
+                    introspection: None,
+                    dpop: bastion_auth::DpopConfig::default(),
+                    jwt_kind: TokenKind::Dev,
+                };
+                let v = Verifier::new(vc, keys, http, Arc::new(Revocations::default()));
+                (
+                    Some(Arc::new(v)),
+                    Some(Arc::new(dev)),
+                    Some(issuer),
+                    required_scopes.clone(),
+                    required_scopes.clone(),
+                    None,
+                )
+            }
+        };
+        let mut prm = json!({
+            "resource": resource,
+            "authorization_servers": issuer.iter().collect::<Vec<_>>(),
+            "scopes_supported": scopes_supported,
+            "bearer_methods_supported": ["header"],
+            "resource_name": "mcp-bastion",
+        });
+        if let Some((algs, required)) = &dpop
+            && let Some(m) = prm.as_object_mut()
+        {
+            m.insert(
+                "dpop_signing_alg_values_supported".into(),
+                json!(algs.split(' ').collect::<Vec<_>>()),
+            );
+            m.insert("dpop_bound_access_tokens_required".into(), json!(required));
+        }
+        Ok(ClientAuth {
+            verifier,
+            dev,
+            prm,
+            prm_url,
+            prm_paths,
+            required_scopes: required,
+            dpop_algs: dpop.as_ref().map(|d| d.0.clone()),
+            dpop_required: dpop.is_some_and(|d| d.1),
+            subjects: needs_subjects.then(|| Arc::new(SubjectTokens::default())),
+        })
+    }
+
+    /// Whether requests are authenticated at all.
+    pub fn enabled(&self) -> bool {
+        self.verifier.is_some()
+    }
+
+    /// The verifier (absent in `dangerous_none`).
+    pub fn verifier(&self) -> Option<&Arc<Verifier>> {
+        self.verifier.as_ref()
+    }
+
+    /// The development issuer, in `dangerous_dev_issuer` mode.
+    pub fn dev_issuer(&self) -> Option<&Arc<DevIssuer>> {
+        self.dev.as_ref()
+    }
+
+    /// The token-exchange subject registry, when an upstream needs it.
+    pub fn subjects(&self) -> Option<&Arc<SubjectTokens>> {
+        self.subjects.as_ref()
+    }
+
+    /// The PRM paths to route.
+    pub fn prm_paths(&self) -> &[String] {
+        &self.prm_paths
+    }
+
+    /// The PRM document response.
+    pub fn prm_response(&self) -> HttpResponse {
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "max-age=300"),
+            ],
+            self.prm.to_string(),
+        )
+            .into_response()
+    }
+
+    /// Authenticates a request and removes the client's credentials from it.
+    ///
+    /// In `dangerous_none` mode every request is the anonymous principal.
+    pub async fn authenticate(
+        &self,
+        headers: &mut HeaderMap,
+        method: &Method,
+    ) -> Result<Principal, AuthFailure> {
+        let result = match &self.verifier {
+            None => Ok(Principal::anonymous()),
+            Some(v) => {
+                let auth: Vec<Option<&str>> = headers
+                    .get_all(header::AUTHORIZATION)
+                    .iter()
+                    .map(|h| h.to_str().ok())
+                    .collect();
+                let dpop: Vec<Option<&str>> = headers
+                    .get_all("dpop")
+                    .iter()
+                    .map(|h| h.to_str().ok())
+                    .collect();
+                let r = v
+                    .authenticate(&Credentials {
+                        authorization: &auth,
+                        dpop: &dpop,
+                        method: method.as_str(),
+                    })
+                    .await;
+                if let (Ok(p), Some(subjects), [Some(a)]) = (&r, &self.subjects, auth.as_slice())
+                    && let Some((_, tok)) = a.trim().split_once(' ')
+                {
+                    subjects.put(&p.key(), Secret::new(tok.trim().to_owned()), p.expires_at);
+                }
+                r
+            }
+        };
+        strip_credentials(headers);
+        result
+    }
+
+    /// The refusal for `f`: status, challenge, JSON-RPC error.
+    pub fn refusal(&self, f: &AuthFailure, id: Option<Id>) -> HttpResponse {
+        let status = StatusCode::from_u16(f.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let mut e = ErrorObject::new(codes::UNAUTHORIZED, f.description());
+        let mut data = serde_json::Map::new();
+        if let Some(c) = f.error_code() {
+            data.insert("error".into(), json!(c));
+        }
+        if !f.required_scopes.is_empty() {
+            data.insert("required_scopes".into(), json!(f.required_scopes));
+        }
+        data.insert("resource_metadata".into(), json!(self.prm_url));
+        e.data = Some(Value::Object(data));
+        let body = Message::Response(Response::error(id, e)).to_vec();
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            for c in bastion_auth::challenge::www_authenticate(
+                f,
+                &self.prm_url,
+                &self.required_scopes,
+                self.dpop_algs.as_deref(),
+                self.dpop_required,
+            ) {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+            }
+        } else {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+/// Removes every header that carries a client credential.
+pub fn strip_credentials(headers: &mut HeaderMap) {
+    for h in [
+        header::AUTHORIZATION,
+        header::PROXY_AUTHORIZATION,
+        header::COOKIE,
+        HeaderName::from_static("dpop"),
+    ] {
+        headers.remove(h);
+    }
+}
