@@ -17,6 +17,8 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --locked -p bastion
+# The integration tests start the identity provider (oidc-provider) from here.
+bash tests/peers/install.sh
 if command -v cargo-nextest >/dev/null; then
     cargo nextest run --workspace --locked --no-fail-fast
 else

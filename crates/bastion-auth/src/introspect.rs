@@ -87,7 +87,7 @@ pub(crate) async fn introspect(
         .form(&[("token", token), ("token_type_hint", "access_token")])
         .send()
         .await
-        .map_err(|_| Reason::IntrospectionUnavailable("endpoint unreachable".into()))?;
+        .map_err(|e| Reason::IntrospectionUnavailable(crate::util::describe(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(Reason::IntrospectionUnavailable(format!(

@@ -369,13 +369,7 @@ impl KeyCache {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    format!("{url}: timed out")
-                } else {
-                    format!("{url}: unreachable")
-                }
-            })?;
+            .map_err(|e| format!("{url}: {}", crate::util::describe(&e)))?;
         if !resp.status().is_success() {
             return Err(format!("{url}: HTTP {}", resp.status().as_u16()));
         }

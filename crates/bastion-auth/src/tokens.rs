@@ -204,7 +204,7 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|_| TokenError::Unavailable("unreachable".into()))?;
+            .map_err(|e| TokenError::Unavailable(crate::util::describe(&e)))?;
         let status = resp.status();
         let body = read_limited(resp).await.map_err(TokenError::Unavailable)?;
         let v: Value = serde_json::from_slice(&body)

@@ -78,6 +78,32 @@ pub(crate) fn fetchable(url: &url::Url) -> bool {
     }
 }
 
+/// A short, secret-free description of a transport error.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection refused or unreachable"
+    } else if e.is_body() || e.is_decode() {
+        "broken response"
+    } else if e.is_redirect() {
+        "redirect refused"
+    } else {
+        "request failed"
+    };
+    let mut src = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind} ({})", detail.chars().take(120).collect::<String>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

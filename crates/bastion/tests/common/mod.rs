@@ -58,6 +58,12 @@ timeout_secs = 10
 /// Starts a gateway for `toml` (its `listen` port is replaced by a free one).
 pub async fn start(toml: &str) -> Gw {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(listener, toml).await
+}
+
+/// Starts a gateway for `toml` on `listener` (every `127.0.0.1:0` in the text,
+/// `listen` and `public_url` alike, becomes the listener's address).
+pub async fn start_on(listener: tokio::net::TcpListener, toml: &str) -> Gw {
     let addr = listener.local_addr().unwrap();
     let toml = toml.replace("127.0.0.1:0", &addr.to_string());
     let cfg = Config::parse(&toml, "test.toml").unwrap();
