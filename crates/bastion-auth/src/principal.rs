@@ -36,7 +36,7 @@ pub struct Principal {
     pub issuer: String,
     /// `sub` of the token.
     pub subject: String,
-    /// The OAuth client the token was issued to (`client_id`, `azp` or `appid`).
+    /// The OAuth client the token was issued to (`client_id`, `azp`, `appid` or `cid`).
     pub client_id: Option<String>,
     /// Granted scopes (`scope` or `scp`), expanded through the configured
     /// hierarchy. Empty means no permissions.

@@ -1024,6 +1024,106 @@ prefix = ""
         Config::parse(text, "t.toml").unwrap_err().to_string()
     }
 
+    const OAUTH: &str = r#"
+[server]
+listen = "0.0.0.0:8080"
+public_url = "https://gw.example.test/mcp"
+[auth]
+issuer = "https://idp.example.test"
+required_scopes = ["mcp:tools"]
+[[upstream]]
+name = "fixture"
+transport = "http"
+url = "https://up.example.test/mcp"
+"#;
+
+    #[test]
+    fn auth_contract_shape_is_oauth_by_default() {
+        let c = Config::parse(OAUTH, "t.toml").unwrap();
+        let AuthMode::OAuth(o) = &c.auth else {
+            panic!("oauth expected")
+        };
+        assert_eq!(o.issuer, "https://idp.example.test");
+        assert_eq!(o.required_scopes, ["mcp:tools"]);
+        assert_eq!(o.scopes_supported, ["mcp:tools"]);
+        assert!(o.leeway <= Duration::from_secs(60));
+        assert!(!o.algorithms.contains(&bastion_auth::Algorithm::HS256));
+        assert!(c.dangerous_settings().is_empty());
+    }
+
+    #[test]
+    fn auth_settings_that_weaken_security_are_refused() {
+        let cases = [
+            (
+                OAUTH.replace("issuer = \"https://idp.example.test\"\n", ""),
+                "auth.issuer",
+            ),
+            (
+                OAUTH.replace("public_url = \"https://gw.example.test/mcp\"\n", ""),
+                "server.public_url",
+            ),
+            (
+                OAUTH.replace("https://idp.example.test", "http://idp.example.test"),
+                "auth.issuer",
+            ),
+            (
+                OAUTH.replace("[auth]\n", "[auth]\nleeway_secs = 61\n"),
+                "auth.leeway_secs",
+            ),
+            (
+                OAUTH.replace("[auth]\n", "[auth]\nalgorithms = [\"HS256\"]\n"),
+                "auth.algorithms[0]",
+            ),
+            (
+                OAUTH.replace("[auth]\n", "[auth]\nalgorithms = [\"none\"]\n"),
+                "auth.algorithms[0]",
+            ),
+            (
+                OAUTH.replace(
+                    "[auth]\n",
+                    "[auth]\nscopes_supported = [\"offline_access\"]\n",
+                ),
+                "auth.scopes_supported",
+            ),
+            (
+                OAUTH.replace("[\"mcp:tools\"]", "[\"mcp tools\"]"),
+                "auth.required_scopes[0]",
+            ),
+            (
+                OAUTH.replace("[auth]\n", "[auth]\nmode = \"dangerous_dev_issuer\"\n"),
+                "server.listen",
+            ),
+            (
+                OAUTH.replace("[auth]\n", "[auth]\nmode = \"dangerous_none\"\n"),
+                "server.listen",
+            ),
+            (
+                OAUTH.replace("[auth]\n", "[auth]\nmode = \"none\"\n"),
+                "auth.mode",
+            ),
+            (
+                format!(
+                    "{OAUTH}[upstream.auth]\nkind = \"client_credentials\"\nclient_id = \"gw\"\nclient_secret = \"env:BASTION_TEST_UNSET_VAR\"\n"
+                ),
+                "upstream[0].auth.token_endpoint",
+            ),
+            (
+                format!(
+                    "{BASE}[upstream.auth]\nkind = \"token_exchange\"\nclient_id = \"gw\"\nclient_secret = \"env:X\"\n"
+                ),
+                "upstream[0].auth.kind",
+            ),
+            (
+                format!("{OAUTH}[upstream.auth]\nkind = \"static\"\ntoken = \"literal-token\"\n"),
+                "upstream[0].auth.token",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.contains(key), "want {key}: {e}");
+        }
+    }
+
     #[test]
     fn accepts_the_contract_shape() {
         let c = Config::parse(BASE, "t.toml").unwrap();
