@@ -537,3 +537,23 @@ async fn token_sources_cache_until_expiry_and_exchange_per_subject() {
         "Debug must not print tokens"
     );
 }
+
+#[tokio::test]
+async fn scope_hierarchy_grants_implied_scopes() {
+    let k = Key::es256("k");
+    let idp = Idp::start(&[&k]).await;
+    let mut cfg = config(&idp.issuer);
+    cfg.scope_implies
+        .insert("mcp:admin".into(), vec!["mcp:tools".into()]);
+    let v = verifier(cfg, Duration::from_secs(10));
+    let mut c = claims(&idp.issuer, "root");
+    c["scope"] = json!("mcp:admin");
+    let p = auth(&v, &format!("Bearer {}", k.sign(&c))).await.unwrap();
+    assert!(p.scopes.contains("mcp:tools") && p.scopes.contains("mcp:admin"));
+    // Without the hierarchy the same token lacks the baseline scope.
+    let v2 = verifier(config(&idp.issuer), Duration::from_secs(10));
+    let e = auth(&v2, &format!("Bearer {}", k.sign(&c)))
+        .await
+        .unwrap_err();
+    assert!(e.starts_with("403"), "{e}");
+}

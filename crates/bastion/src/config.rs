@@ -455,6 +455,17 @@ impl Validator<'_> {
             ));
         }
         let server = self.server(raw.server, &auth)?;
+        // Bearer tokens must not cross a network in clear text (RS-24): the
+        // resource clients reach is https, unless it is this machine.
+        if matches!(auth, AuthMode::OAuth(_))
+            && server.public_url.scheme() != "https"
+            && !is_loopback_host(server.public_url.host_str().unwrap_or(""))
+        {
+            return Err(self.err(
+                "server.public_url",
+                "an https URL (clients send bearer tokens to it; plain http only on loopback)",
+            ));
+        }
         let oauth_issuer = match &auth {
             AuthMode::OAuth(o) => Some(o.issuer.clone()),
             _ => None,
@@ -1065,6 +1076,10 @@ url = "https://up.example.test/mcp"
             (
                 OAUTH.replace("https://idp.example.test", "http://idp.example.test"),
                 "auth.issuer",
+            ),
+            (
+                OAUTH.replace("https://gw.example.test/mcp", "http://gw.example.test/mcp"),
+                "server.public_url",
             ),
             (
                 OAUTH.replace("[auth]\n", "[auth]\nleeway_secs = 61\n"),

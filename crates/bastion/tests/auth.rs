@@ -577,6 +577,18 @@ async fn probes_with_tokens_from_the_real_provider() {
         .unwrap();
     assert_eq!(r.status(), 401, "GET stream without a token");
 
+    // Incident response: revoking the subject refuses its valid tokens at once.
+    let revocations = gw.gw.auth.verifier().unwrap().revocations().clone();
+    revocations.revoke_subject(&idp.issuer, "m2m");
+    let r = on_session(Some(&refreshed)).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(challenge(&r).contains("invalid_token"));
+    assert!(revocations.restore_subject(&idp.issuer, "m2m"));
+    assert_eq!(on_session(Some(&refreshed)).await.unwrap().status(), 200);
+    let jti = payload(&refreshed)["jti"].as_str().unwrap().to_owned();
+    revocations.revoke_token(&jti, payload(&refreshed)["exp"].as_u64().unwrap());
+    assert_eq!(on_session(Some(&refreshed)).await.unwrap().status(), 401);
+
     // No upstream request carried a client token, the cookie, or any Authorization.
     let all = seen.everything();
     for t in good.iter().chain(std::iter::once(&refreshed)) {
