@@ -36,26 +36,36 @@ enum Entry {
     Inactive(u64),
 }
 
-/// Cached introspection answers, keyed by the SHA-256 of the token.
+/// Cached introspection answers, keyed by the SHA-256 of the token. Negative
+/// answers live in their own bounded map, so a flood of garbage tokens can
+/// evict only other garbage, never the answers for real users.
 #[derive(Debug, Default)]
 pub(crate) struct IntrospectionCache {
     m: Mutex<HashMap<[u8; 32], Entry>>,
+    negative: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 impl IntrospectionCache {
     pub(crate) fn get(&self, token: &str) -> Option<Result<Principal, Reason>> {
         let now = now_secs();
         let k = sha256(token.as_bytes());
+        if let Some(Entry::Inactive(until)) = self.negative.lock().get(&k)
+            && *until > now
+        {
+            return Some(Err(Reason::Inactive));
+        }
         match self.m.lock().get(&k)? {
             Entry::Active(p, until) if *until > now => Some(Ok((**p).clone())),
-            Entry::Inactive(until) if *until > now => Some(Err(Reason::Inactive)),
             _ => None,
         }
     }
 
     fn put(&self, token: &str, e: Entry) {
         let now = now_secs();
-        let mut m = self.m.lock();
+        let mut m = match e {
+            Entry::Active(..) => self.m.lock(),
+            Entry::Inactive(_) => self.negative.lock(),
+        };
         if m.len() >= MAX_ENTRIES {
             m.retain(|_, e| match e {
                 Entry::Active(_, t) | Entry::Inactive(t) => *t > now,
@@ -116,7 +126,7 @@ pub(crate) fn remember(
     let now = now_secs();
     match r {
         Ok(p) => {
-            let mut until = now + cfg.max_cache.as_secs();
+            let mut until = now.saturating_add(cfg.max_cache.as_secs());
             if p.expires_at != 0 {
                 until = until.min(p.expires_at);
             }

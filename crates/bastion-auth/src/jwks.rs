@@ -34,8 +34,14 @@ pub enum KeySource {
         /// The issuer identifier.
         issuer: String,
     },
-    /// A configured JWKS URL.
-    Url(url::Url),
+    /// A configured JWKS URL; `issuer` (when known) still answers metadata
+    /// questions (introspection and token endpoints).
+    Url {
+        /// The key set.
+        jwks: url::Url,
+        /// The issuer whose metadata names the other endpoints.
+        issuer: Option<String>,
+    },
     /// A fixed key set (the development issuer).
     Static(Vec<Jwk>),
 }
@@ -62,6 +68,10 @@ pub enum KeyError {
 #[derive(Clone)]
 pub(crate) struct VerifyKey {
     pub kid: Option<String>,
+    /// SHA-256 of the JWK as published: identifies the key material, so a
+    /// cached verification is dropped when the issuer swaps a key (even under
+    /// the same kid).
+    pub fingerprint: [u8; 32],
     pub key: Arc<DecodingKey>,
     /// The algorithms this key can verify (from its type and curve, narrowed by
     /// the JWK's own `alg`).
@@ -154,6 +164,7 @@ pub(crate) fn to_verify_key(jwk: &Jwk) -> Option<VerifyKey> {
     let key = DecodingKey::from_jwk(jwk).ok()?;
     Some(VerifyKey {
         kid: jwk.common.key_id.clone(),
+        fingerprint: crate::util::sha256(&serde_json::to_vec(jwk).ok()?),
         key: Arc::new(key),
         algs,
     })
@@ -167,11 +178,15 @@ struct State {
     fetched: Option<Instant>,
     /// When a fetch was last attempted (success or not).
     attempted: Option<Instant>,
+    /// Whether that attempt failed.
+    failed: bool,
     /// The JWKS URL once known (configured or discovered).
     jwks_url: Option<url::Url>,
     /// Other endpoints found in the issuer's metadata.
     introspection_endpoint: Option<url::Url>,
     token_endpoint: Option<url::Url>,
+    /// When discovery last failed.
+    discovery_failed: Option<Instant>,
     /// Bumped on every successful refresh.
     generation: u64,
 }
@@ -202,8 +217,8 @@ impl KeyCache {
             let keys: Vec<VerifyKey> = jwks.iter().filter_map(to_verify_key).collect();
             install(&mut state, keys);
         }
-        if let KeySource::Url(u) = &source {
-            state.jwks_url = Some(u.clone());
+        if let KeySource::Url { jwks, .. } = &source {
+            state.jwks_url = Some(jwks.clone());
         }
         Arc::new(KeyCache {
             source,
@@ -221,13 +236,21 @@ impl KeyCache {
         self.state.read().generation
     }
 
-    /// Whether a key with this id is in the current set.
-    pub fn has_kid(&self, kid: Option<&str>) -> bool {
+    /// Whether the key a token was verified with (its kid and key material) is
+    /// still published. Also starts a background refresh when the set is stale,
+    /// so tokens answered from a cache still notice a withdrawn key.
+    pub(crate) fn still_published(self: &Arc<Self>, kid: Option<&str>, fp: &[u8; 32]) -> bool {
+        self.refresh_if_stale();
         let s = self.state.read();
         match kid {
-            Some(k) => s.by_kid.contains_key(k),
-            None => !s.all.is_empty(),
+            Some(k) => s.by_kid.get(k).is_some_and(|v| v.fingerprint == *fp),
+            None => s.all.iter().any(|v| v.fingerprint == *fp),
         }
+    }
+
+    /// How long a key set is trusted before it is refreshed.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
     }
 
     /// The introspection endpoint from the issuer's metadata, once discovered.
@@ -262,13 +285,7 @@ impl KeyCache {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<VerifyKey, KeyError> {
-        let stale = {
-            let s = self.state.read();
-            s.fetched.is_none_or(|t| t.elapsed() > self.max_age)
-        };
-        if stale && !matches!(self.source, KeySource::Static(_)) && self.has_any() {
-            self.refresh_in_background();
-        }
+        self.refresh_if_stale();
         match self.lookup(kid, alg) {
             Err(KeyError::UnknownKid) => {}
             other => return other,
@@ -326,6 +343,23 @@ impl KeyCache {
         }
     }
 
+    /// Refreshes a stale set in the background, at most once per cooldown
+    /// (an unreachable issuer is not retried in a tight loop).
+    fn refresh_if_stale(self: &Arc<Self>) {
+        if matches!(self.source, KeySource::Static(_)) {
+            return;
+        }
+        let due = {
+            let s = self.state.read();
+            s.fetched.is_some()
+                && s.fetched.is_some_and(|t| t.elapsed() > self.max_age)
+                && s.attempted.is_none_or(|t| t.elapsed() >= self.cooldown)
+        };
+        if due {
+            self.refresh_in_background();
+        }
+    }
+
     fn refresh_in_background(self: &Arc<Self>) {
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
@@ -342,7 +376,11 @@ impl KeyCache {
 
     /// Fetches the key set now (caller holds the fetch lock).
     async fn fetch_now(&self) -> Result<(), String> {
-        self.state.write().attempted = Some(Instant::now());
+        {
+            let mut s = self.state.write();
+            s.attempted = Some(Instant::now());
+            s.failed = true;
+        }
         let known = self.state.read().jwks_url.clone();
         let url = match known {
             Some(u) => u,
@@ -359,6 +397,7 @@ impl KeyCache {
         let keys = parse_jwks(&body)?;
         let mut s = self.state.write();
         install(&mut s, keys);
+        s.failed = false;
         Ok(())
     }
 
@@ -379,11 +418,26 @@ impl KeyCache {
     /// Reads the issuer's metadata (RFC 8414, then OpenID Discovery).
     async fn discover(&self) -> Result<(), String> {
         let issuer = match &self.source {
-            KeySource::Discover { issuer } => issuer.clone(),
-            KeySource::Url(_) | KeySource::Static(_) => {
-                return Err("no issuer to discover (jwks_url configured)".into());
+            KeySource::Discover { issuer }
+            | KeySource::Url {
+                issuer: Some(issuer),
+                ..
+            } => issuer.clone(),
+            KeySource::Url { issuer: None, .. } | KeySource::Static(_) => {
+                return Err("no issuer metadata to discover".into());
             }
         };
+        // A failed discovery is not retried for a cooldown: a request stream of
+        // opaque tokens must not turn into a stream of metadata fetches.
+        {
+            let mut s = self.state.write();
+            if let Some(t) = s.discovery_failed
+                && t.elapsed() < self.cooldown.max(Duration::from_secs(1))
+            {
+                return Err("issuer metadata unavailable (recent discovery failed)".into());
+            }
+            s.discovery_failed = None;
+        }
         let mut last = String::from("no metadata document found");
         for url in metadata_urls(&issuer) {
             let body = match self.get(&url).await {
@@ -408,11 +462,14 @@ impl KeyCache {
                     .filter(fetchable)
             };
             let mut s = self.state.write();
-            s.jwks_url = endpoint("jwks_uri");
+            if !matches!(self.source, KeySource::Url { .. }) {
+                s.jwks_url = endpoint("jwks_uri");
+            }
             s.introspection_endpoint = endpoint("introspection_endpoint");
             s.token_endpoint = endpoint("token_endpoint");
             return Ok(());
         }
+        self.state.write().discovery_failed = Some(Instant::now());
         Err(last)
     }
 }

@@ -33,13 +33,14 @@ pub(crate) fn looks_like_jwt(token: &str) -> bool {
     n == 3
 }
 
-/// Validates a JWT access token and returns its principal (and the kid used).
+/// Validates a JWT access token and returns its principal and the identity of
+/// the key that verified it (kid and fingerprint).
 pub(crate) async fn validate(
     token: &str,
     cfg: &VerifierConfig,
     keys: &Arc<KeyCache>,
     kind: TokenKind,
-) -> Result<(Principal, Option<String>), Reason> {
+) -> Result<(Principal, Option<String>, [u8; 32]), Reason> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| Reason::Malformed)?;
     // HMAC (including "HS256 signed with the public key") and anything not on
     // the configured list never reaches a key; `none` does not even parse.
@@ -94,7 +95,7 @@ pub(crate) async fn validate(
         })?;
     let claims = data.claims;
     let p = principal_from_claims(&claims, cfg, kind)?;
-    Ok((p, key.kid))
+    Ok((p, key.kid, key.fingerprint))
 }
 
 /// Checks the time, audience and identity claims shared by JWTs and

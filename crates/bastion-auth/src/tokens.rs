@@ -97,7 +97,9 @@ const MAX_CACHED: usize = 4096;
 pub struct TokenSource {
     cfg: TokenSourceConfig,
     http: reqwest::Client,
-    cache: tokio::sync::Mutex<HashMap<[u8; 32], (Secret, Instant)>>,
+    cache: parking_lot::Mutex<HashMap<[u8; 32], (Secret, Instant)>>,
+    /// One fetch per key at a time (single flight); other keys are not held up.
+    inflight: parking_lot::Mutex<HashMap<[u8; 32], std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl TokenSource {
@@ -106,7 +108,8 @@ impl TokenSource {
         TokenSource {
             cfg,
             http,
-            cache: tokio::sync::Mutex::new(HashMap::new()),
+            cache: parking_lot::Mutex::new(HashMap::new()),
+            inflight: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,25 +126,31 @@ impl TokenSource {
             (GrantKind::TokenExchange, Some(s)) => sha256(s.expose_secret().as_bytes()),
             (GrantKind::TokenExchange, None) => return Err(TokenError::NoSubject),
         };
-        // Holding the lock across the fetch makes concurrent callers share one
-        // request instead of stampeding the token endpoint.
-        let mut cache = self.cache.lock().await;
-        let now = Instant::now();
-        if let Some((tok, until)) = cache.get(&key)
-            && *until > now
-        {
-            return Ok(Issued {
-                token: tok.clone(),
-                fresh: false,
-                expires_in: until.duration_since(now).as_secs() + self.cfg.refresh_margin.as_secs(),
-            });
+        if let Some(hit) = self.cached(&key) {
+            return Ok(hit);
         }
-        let (token, expires_in) = self.fetch(subject).await?;
+        // Concurrent callers for the same key share one request; callers for
+        // other keys (other users' exchanges) are not held up by it.
+        let flight = self.inflight.lock().entry(key).or_default().clone();
+        let _g = flight.lock().await;
+        if let Some(hit) = self.cached(&key) {
+            return Ok(hit);
+        }
+        let fetched = self.fetch(subject).await;
+        {
+            let mut inflight = self.inflight.lock();
+            if std::sync::Arc::strong_count(&flight) <= 2 {
+                inflight.remove(&key);
+            }
+        }
+        let (token, expires_in) = fetched?;
+        let now = Instant::now();
         let margin = self
             .cfg
             .refresh_margin
             .min(Duration::from_secs(expires_in / 2));
         let until = now + Duration::from_secs(expires_in).saturating_sub(margin);
+        let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
             cache.retain(|_, (_, t)| *t > now);
             if cache.len() >= MAX_CACHED {
@@ -153,6 +162,17 @@ impl TokenSource {
             token,
             fresh: true,
             expires_in,
+        })
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Issued> {
+        let now = Instant::now();
+        let cache = self.cache.lock();
+        let (tok, until) = cache.get(key)?;
+        (*until > now).then(|| Issued {
+            token: tok.clone(),
+            fresh: false,
+            expires_in: until.duration_since(now).as_secs() + self.cfg.refresh_margin.as_secs(),
         })
     }
 

@@ -78,8 +78,9 @@ impl VerifierConfig {
     }
 }
 
-/// The parts of an HTTP request the verifier reads.
-#[derive(Debug, Clone, Copy)]
+/// The parts of an HTTP request the verifier reads. `Debug` shows only how many
+/// values there are: the values are credentials.
+#[derive(Clone, Copy)]
 pub struct Credentials<'a> {
     /// Every `Authorization` header value (`None` for a value that is not
     /// visible ASCII).
@@ -88,6 +89,16 @@ pub struct Credentials<'a> {
     pub dpop: &'a [Option<&'a str>],
     /// The HTTP method, for DPoP `htm`.
     pub method: &'a str,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("authorization", &self.authorization.len())
+            .field("dpop", &self.dpop.len())
+            .field("method", &self.method)
+            .finish()
+    }
 }
 
 /// Why authentication failed. The `Display` text is the precise reason for the
@@ -269,6 +280,10 @@ impl AuthFailure {
 struct Cached {
     principal: Arc<Principal>,
     kid: Option<String>,
+    fingerprint: [u8; 32],
+    /// Used until then at most: the token's expiry, and never longer than a
+    /// key set is trusted without a refresh.
+    until: u64,
 }
 
 const MAX_VERIFIED: usize = 1 << 16;
@@ -404,18 +419,16 @@ impl Verifier {
         let now = now_secs();
         let hit = self.verified.lock().get(&key).cloned();
         if let Some(c) = hit {
-            let live = c.principal.expires_at + self.cfg.leeway.as_secs() > now;
-            if live && self.keys.has_kid(c.kid.as_deref()) {
+            if c.until > now && self.keys.still_published(c.kid.as_deref(), &c.fingerprint) {
                 return Ok((*c.principal).clone());
             }
+            // Expired, key withdrawn or swapped, or simply due: verify afresh.
             self.verified.lock().remove(&key);
-            if !live {
-                return Err(Reason::Expired);
-            }
         }
         if jwt::looks_like_jwt(token) {
-            let (p, kid) = jwt::validate(token, &self.cfg, &self.keys, self.cfg.jwt_kind).await?;
-            self.remember(key, &p, kid);
+            let (p, kid, fp) =
+                jwt::validate(token, &self.cfg, &self.keys, self.cfg.jwt_kind).await?;
+            self.remember(key, &p, kid, fp);
             return Ok(p);
         }
         let Some(icfg) = &self.cfg.introspection else {
@@ -454,11 +467,15 @@ impl Verifier {
         r
     }
 
-    fn remember(&self, key: [u8; 32], p: &Principal, kid: Option<String>) {
+    fn remember(&self, key: [u8; 32], p: &Principal, kid: Option<String>, fingerprint: [u8; 32]) {
         let now = now_secs();
+        let until = p
+            .expires_at
+            .saturating_add(self.cfg.leeway.as_secs())
+            .min(now.saturating_add(self.keys.max_age().as_secs()));
         let mut m = self.verified.lock();
         if m.len() >= MAX_VERIFIED {
-            m.retain(|_, c| c.principal.expires_at > now);
+            m.retain(|_, c| c.until > now);
             if m.len() >= MAX_VERIFIED {
                 m.clear();
             }
@@ -468,6 +485,8 @@ impl Verifier {
             Cached {
                 principal: Arc::new(p.clone()),
                 kid,
+                fingerprint,
+                until,
             },
         );
     }

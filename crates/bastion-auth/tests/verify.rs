@@ -557,3 +557,37 @@ async fn scope_hierarchy_grants_implied_scopes() {
         .unwrap_err();
     assert!(e.starts_with("403"), "{e}");
 }
+
+#[tokio::test]
+async fn a_cached_token_is_dropped_when_its_key_is_swapped_under_the_same_kid() {
+    let k1 = Key::es256("same");
+    let idp = Idp::start(&[&k1]).await;
+    let v = verifier(config(&idp.issuer), Duration::from_millis(100));
+    let tok = format!("Bearer {}", k1.sign(&claims(&idp.issuer, "alice")));
+    assert!(auth(&v, &tok).await.is_ok());
+    // The issuer replaces the key material but keeps the kid.
+    let k2 = Key::es256("same");
+    idp.set_keys(&[&k2]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Any unknown kid makes the verifier refresh its key set.
+    let other = Key::es256("other");
+    assert!(
+        auth(
+            &v,
+            &format!("Bearer {}", other.sign(&claims(&idp.issuer, "x")))
+        )
+        .await
+        .is_err()
+    );
+    // The token verified earlier is no longer answered from the cache.
+    let e = auth(&v, &tok).await.unwrap_err();
+    assert!(e.contains("signature"), "{e}");
+    assert!(
+        auth(
+            &v,
+            &format!("Bearer {}", k2.sign(&claims(&idp.issuer, "alice")))
+        )
+        .await
+        .is_ok()
+    );
+}

@@ -50,7 +50,58 @@ pub struct ClientAuth {
     subjects: Option<Arc<SubjectTokens>>,
 }
 
-/// The latest client token of each principal (token exchange only).
+tokio::task_local! {
+    /// The token that authenticated the request being served (token exchange
+    /// only): upstream calls made for this request exchange exactly this token.
+    static CURRENT_SUBJECT: Option<Secret>;
+}
+
+/// Runs `fut` with `subject` as the current request's token.
+pub async fn with_subject<F: std::future::Future>(subject: Option<Secret>, fut: F) -> F::Output {
+    CURRENT_SUBJECT.scope(subject, fut).await
+}
+
+/// Wraps `fut` (about to be spawned for the current request) so it keeps the
+/// current request's token.
+pub fn carry<F: std::future::Future>(fut: F) -> impl std::future::Future<Output = F::Output> {
+    let s = current_subject();
+    CURRENT_SUBJECT.scope(s, fut)
+}
+
+/// The token of the request being served, if any.
+pub fn current_subject() -> Option<Secret> {
+    CURRENT_SUBJECT.try_with(Clone::clone).ok().flatten()
+}
+
+/// Bounds a long-lived stream (GET stream, `subscriptions/listen`) by the
+/// credential that opened it: it ends when the token expires or is revoked.
+#[derive(Debug)]
+pub struct Lifetime {
+    until: Option<tokio::time::Instant>,
+    principal: Principal,
+    revocations: Option<Arc<Revocations>>,
+}
+
+impl Lifetime {
+    /// Completes when the credential expires (never, without authentication).
+    pub async fn expired(&self) {
+        match self.until {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether the credential has been revoked since the stream opened.
+    pub fn revoked(&self) -> bool {
+        self.revocations
+            .as_ref()
+            .is_some_and(|r| r.check(&self.principal).is_some())
+    }
+}
+
+/// The latest client token of each principal (token exchange only), for the
+/// upstream traffic no client request is waiting on (the GET listener, DELETE
+/// at the end of a session). Requests use their own token (`CURRENT_SUBJECT`).
 #[derive(Debug, Default)]
 pub struct SubjectTokens {
     m: Mutex<HashMap<String, (Secret, u64)>>,
@@ -61,6 +112,12 @@ impl SubjectTokens {
 
     fn put(&self, principal: &str, token: Secret, exp: u64) {
         let now = bastion_auth::now_secs();
+        // A token without an expiry is kept for five minutes at most.
+        let exp = if exp == 0 {
+            now + 300
+        } else {
+            exp.min(now + 86_400)
+        };
         let mut m = self.m.lock();
         if m.len() >= Self::MAX {
             m.retain(|_, (_, e)| *e > now);
@@ -75,7 +132,7 @@ impl SubjectTokens {
         let now = bastion_auth::now_secs();
         let m = self.m.lock();
         m.get(principal)
-            .filter(|(_, e)| *e == 0 || *e > now)
+            .filter(|(_, e)| *e > now)
             .map(|(s, _)| s.clone())
     }
 }
@@ -112,7 +169,10 @@ impl ClientAuth {
             AuthMode::DangerousNone => (None, None, None, Vec::new(), Vec::new(), None),
             AuthMode::OAuth(o) => {
                 let source = match &o.jwks_url {
-                    Some(u) => KeySource::Url(u.clone()),
+                    Some(u) => KeySource::Url {
+                        jwks: u.clone(),
+                        issuer: Some(o.issuer.clone()),
+                    },
                     None => KeySource::Discover {
                         issuer: o.issuer.clone(),
                     },
@@ -251,14 +311,35 @@ impl ClientAuth {
             .into_response()
     }
 
+    /// The lifetime of a stream opened with `p`'s credential.
+    pub fn lifetime(&self, p: &Principal) -> Lifetime {
+        let v = self.verifier.as_ref();
+        let until = match (v, p.expires_at) {
+            (Some(v), exp) if exp != 0 => {
+                let at = exp.saturating_add(v.config().leeway.as_secs());
+                let left = at.saturating_sub(bastion_auth::now_secs());
+                Some(tokio::time::Instant::now() + Duration::from_secs(left))
+            }
+            _ => None,
+        };
+        Lifetime {
+            until,
+            principal: p.clone(),
+            revocations: v.map(|v| v.revocations().clone()),
+        }
+    }
+
     /// Authenticates a request and removes the client's credentials from it.
+    /// Also returns the token itself when an upstream exchanges it (and only
+    /// then), for [`with_subject`].
     ///
     /// In `dangerous_none` mode every request is the anonymous principal.
     pub async fn authenticate(
         &self,
         headers: &mut HeaderMap,
         method: &Method,
-    ) -> Result<Principal, AuthFailure> {
+    ) -> Result<(Principal, Option<Secret>), AuthFailure> {
+        let mut subject = None;
         let result = match &self.verifier {
             None => Ok(Principal::anonymous()),
             Some(v) => {
@@ -282,13 +363,15 @@ impl ClientAuth {
                 if let (Ok(p), Some(subjects), [Some(a)]) = (&r, &self.subjects, auth.as_slice())
                     && let Some((_, tok)) = a.trim().split_once(' ')
                 {
-                    subjects.put(&p.key(), Secret::new(tok.trim().to_owned()), p.expires_at);
+                    let tok = Secret::new(tok.trim().to_owned());
+                    subjects.put(&p.key(), tok.clone(), p.expires_at);
+                    subject = Some(tok);
                 }
                 r
             }
         };
         strip_credentials(headers);
-        result
+        result.map(|p| (p, subject))
     }
 
     /// The refusal for `f`: status, challenge, JSON-RPC error.

@@ -705,13 +705,33 @@ impl Validator<'_> {
         let introspection = match raw.introspection {
             None => None,
             Some(ri) => {
-                let endpoint =
-                    match ri.endpoint {
-                        None => None,
-                        Some(u) => Some(Url::parse(&u).map_err(|_| {
-                            self.err("auth.introspection.endpoint", "an absolute URL")
-                        })?),
-                    };
+                let endpoint = match ri.endpoint {
+                    None => None,
+                    Some(u) => {
+                        // It receives the gateway's client secret and every client
+                        // token: never in clear text across a network.
+                        let url = Url::parse(&u).ok().filter(|url| {
+                            url.scheme() == "https"
+                                || url.scheme() == "http"
+                                    && is_loopback_host(url.host_str().unwrap_or(""))
+                        });
+                        Some(url.ok_or_else(|| {
+                            self.err(
+                                "auth.introspection.endpoint",
+                                "an https URL (http only on loopback)",
+                            )
+                        })?)
+                    }
+                };
+                let max_cache = match ri.max_cache_secs {
+                    Some(n) if n > 3600 => {
+                        return Err(
+                            self.err("auth.introspection.max_cache_secs", "at most 3600 seconds")
+                        );
+                    }
+                    Some(n) => n,
+                    None => 60,
+                };
                 let client_secret = SecretRef::parse(&ri.client_secret)
                     .and_then(|r| r.resolve())
                     .map_err(|e| self.err("auth.introspection.client_secret", e.to_string()))?;
@@ -719,7 +739,7 @@ impl Validator<'_> {
                     endpoint,
                     client_id: ri.client_id,
                     client_secret,
-                    max_cache: Duration::from_secs(ri.max_cache_secs.unwrap_or(60)),
+                    max_cache: Duration::from_secs(max_cache),
                 })
             }
         };
@@ -748,9 +768,14 @@ impl Validator<'_> {
             scope_implies: raw.scope_implies,
             introspection,
             dpop,
-            jwks_refresh_cooldown: Duration::from_secs(
-                raw.jwks_refresh_cooldown_secs.unwrap_or(10),
-            ),
+            jwks_refresh_cooldown: Duration::from_secs(match raw.jwks_refresh_cooldown_secs {
+                // Zero would let forged kids trigger a fetch per request.
+                Some(0) => {
+                    return Err(self.err("auth.jwks_refresh_cooldown_secs", "at least 1 second"));
+                }
+                Some(n) => n,
+                None => 10,
+            }),
             jwks_max_age: Duration::from_secs(raw.jwks_max_age_secs.unwrap_or(300).max(1)),
         })))
     }
@@ -795,6 +820,27 @@ impl Validator<'_> {
                 key("kind"),
                 "token_exchange needs auth.mode = \"oauth\" (there is no client token to exchange otherwise)",
             ));
+        }
+        // Token exchange sends the client's token (whose audience is this gateway)
+        // to the token endpoint: only to the gateway's own issuer, never to a
+        // party that could replay it here.
+        if grant == bastion_auth::GrantKind::TokenExchange {
+            let ours = oauth_issuer.unwrap_or_default();
+            let origin = |u: &str| Url::parse(u).ok().map(|u| u.origin().ascii_serialization());
+            if raw.issuer.as_deref().is_some_and(|i| i != ours) {
+                return Err(self.err(
+                    key("issuer"),
+                    "the [auth] issuer (token exchange presents the client's token there)",
+                ));
+            }
+            if let Some(te) = &raw.token_endpoint
+                && origin(te) != origin(ours)
+            {
+                return Err(self.err(
+                    key("token_endpoint"),
+                    "an endpoint of the [auth] issuer (token exchange presents the client's token there)",
+                ));
+            }
         }
         let token_endpoint = match (&raw.token_endpoint, &raw.issuer, grant) {
             (Some(u), _, _) => {
@@ -1131,6 +1177,22 @@ url = "https://up.example.test/mcp"
             (
                 format!("{OAUTH}[upstream.auth]\nkind = \"static\"\ntoken = \"literal-token\"\n"),
                 "upstream[0].auth.token",
+            ),
+            (
+                format!(
+                    "{OAUTH}[upstream.auth]\nkind = \"token_exchange\"\ntoken_endpoint = \"https://evil.example.test/token\"\nclient_id = \"gw\"\nclient_secret = \"env:X\"\n"
+                ),
+                "upstream[0].auth.token_endpoint",
+            ),
+            (
+                OAUTH.replace("[auth]\n", "[auth]\njwks_refresh_cooldown_secs = 0\n"),
+                "auth.jwks_refresh_cooldown_secs",
+            ),
+            (
+                format!(
+                    "{OAUTH}[auth.introspection]\nclient_id = \"gw\"\nclient_secret = \"env:X\"\nendpoint = \"http://idp.example.test/introspect\"\n"
+                ),
+                "auth.introspection.endpoint",
             ),
         ];
         for (text, key) in cases {

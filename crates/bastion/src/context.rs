@@ -225,7 +225,7 @@ impl Context {
         fut: impl Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
         let mut tasks = self.tasks.lock();
-        let task = tokio::spawn(fut);
+        let task = tokio::spawn(crate::auth::carry(fut));
         tasks.insert(id.clone(), task.abort_handle());
         task
     }

@@ -146,8 +146,8 @@ fn main() -> anyhow::Result<()> {
                 .join("bastion-demo-audit.jsonl")
                 .display()
                 .to_string();
-            let key = std::env::temp_dir()
-                .join("bastion-demo-dev-issuer.key")
+            let key = demo_state_dir()?
+                .join("demo-dev-issuer.key")
                 .display()
                 .to_string();
             let text = bastion::demo::demo_config_toml(&listen, &exe, &audit, &key);
@@ -167,6 +167,31 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A per-user directory (mode 0700) for the demo's signing key: never a shared
+/// temporary directory, where another user could plant a key they know.
+fn demo_state_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").into()))
+        .map(PathBuf::from)
+        .context("neither XDG_RUNTIME_DIR nor HOME is set")?;
+    let dir = base.join("mcp-bastion");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let meta = std::fs::metadata(&dir)?;
+    let base_owner = std::fs::metadata(&base)?.uid();
+    if meta.uid() != base_owner || meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "{} must be owned by you and not accessible to others (mode 0700)",
+            dir.display()
+        );
+    }
+    Ok(dir)
 }
 
 /// Mints a development-issuer token for `cfg` (which must use that mode).

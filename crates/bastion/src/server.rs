@@ -191,6 +191,8 @@ struct Rec {
     done: bool,
     /// The principal's binding key (issuer and subject), once authenticated.
     pkey: String,
+    /// The principal, once authenticated.
+    who: Option<bastion_auth::Principal>,
 }
 
 impl Rec {
@@ -208,6 +210,7 @@ impl Rec {
             t0: Instant::now(),
             done: false,
             pkey: String::new(),
+            who: None,
         }
     }
 
@@ -220,7 +223,13 @@ impl Rec {
     }
 
     /// Emits the authentication event for this request's credential check.
-    fn auth_event(&self, r: &Result<bastion_auth::Principal, bastion_auth::AuthFailure>) {
+    fn auth_event(
+        &self,
+        r: &Result<
+            (bastion_auth::Principal, Option<crate::secret::Secret>),
+            bastion_auth::AuthFailure,
+        >,
+    ) {
         let outcome = if r.is_ok() {
             Outcome::Ok
         } else {
@@ -230,7 +239,7 @@ impl Rec {
         ev.request_id = self.ev.request_id.clone();
         ev.http_method = self.ev.http_method.clone();
         let p = match r {
-            Ok(p) => Some(p),
+            Ok((p, _)) => Some(p),
             Err(f) => {
                 ev.status = Some(f.status());
                 ev.reason = Some(f.reason.to_string());
@@ -437,7 +446,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, mut req: HttpRequest) -> HttpRes
     if gw.auth.enabled() {
         rec.auth_event(&auth);
     }
-    let principal = match auth {
+    let (principal, subject) = match auth {
         Ok(p) => p,
         Err(f) => {
             if let Some(p) = &f.principal {
@@ -450,24 +459,28 @@ async fn handle(State(gw): State<Arc<Gateway>>, mut req: HttpRequest) -> HttpRes
         }
     };
     rec.principal(&principal);
-    match *req.method() {
-        Method::POST => post(gw, req, rec).await,
-        Method::GET => get(gw, req, rec).await,
-        Method::DELETE => delete(gw, req, rec).await,
-        _ => {
-            let mut r = rec.refuse(
-                StatusCode::METHOD_NOT_ALLOWED,
-                None,
-                ErrorObject::new(
-                    codes::INVALID_REQUEST,
-                    "method not allowed: use POST, GET or DELETE",
-                ),
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-            r
+    rec.who = Some(principal);
+    crate::auth::with_subject(subject, async move {
+        match *req.method() {
+            Method::POST => post(gw, req, rec).await,
+            Method::GET => get(gw, req, rec).await,
+            Method::DELETE => delete(gw, req, rec).await,
+            _ => {
+                let mut r = rec.refuse(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    None,
+                    ErrorObject::new(
+                        codes::INVALID_REQUEST,
+                        "method not allowed: use POST, GET or DELETE",
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+                r
+            }
         }
-    }
+    })
+    .await
 }
 
 fn missing_session() -> ErrorObject {
@@ -1021,7 +1034,7 @@ async fn legacy_request(
         }
     };
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(async move {
+    tokio::spawn(crate::auth::carry(async move {
         let mut client_gone = btx
             .send(Ok(sse::encode_message(None, &first.to_vec())))
             .await
@@ -1055,7 +1068,7 @@ async fn legacy_request(
                 }
             }
         }
-    });
+    }));
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
 }
 
@@ -1178,10 +1191,10 @@ async fn modern_request(
     let task = {
         let gw = gw.clone();
         let ctx = ctx.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::auth::carry(async move {
             gw.dispatch(&ctx, Lane::Modern, req, tx, client_params)
                 .await
-        })
+        }))
     };
     let flight = Flight {
         task,
@@ -1369,7 +1382,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
         }
     };
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(async move {
+    tokio::spawn(crate::auth::carry(async move {
         if btx
             .send(Ok(sse::encode_message(None, &first.to_vec())))
             .await
@@ -1411,7 +1424,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
                 }
             }
         }
-    });
+    }));
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
 }
 
@@ -1523,9 +1536,9 @@ async fn listen(
                 })),
             };
             let tx = utx.clone();
-            upstream_tasks.push(tokio::spawn(async move {
+            upstream_tasks.push(tokio::spawn(crate::auth::carry(async move {
                 let _ = conn.call(listen_req, Some(tx), &[], false).await;
-            }));
+            })));
         } else {
             for uri in &filter.uris {
                 let sub = Request {
@@ -1556,6 +1569,8 @@ async fn listen(
         }
     }
     rec.finish(StatusCode::OK, Outcome::Ok, None);
+    // The stream lives no longer than the credential that opened it.
+    let life = rec.who.as_ref().map(|p| gw.auth.lifetime(p));
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let tag = move |mut n: Notification| -> Message {
         let p = n.params.get_or_insert_with(|| json!({}));
@@ -1585,7 +1600,7 @@ async fn listen(
             }
         }
     };
-    tokio::spawn(async move {
+    tokio::spawn(crate::auth::carry(async move {
         let stop = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
         if btx
             .send(Ok(sse::encode_message(None, &ack.to_vec())))
@@ -1609,6 +1624,7 @@ async fn listen(
         keepalive.tick().await;
         loop {
             let up = tokio::select! {
+                _ = expired(life.as_ref()) => break,
                 u = urx.recv() => u,
                 Some(u) = async {
                     match unsolicited.as_mut() {
@@ -1617,7 +1633,9 @@ async fn listen(
                     }
                 } => Some(u),
                 _ = keepalive.tick() => {
-                    if btx.send(Ok(Bytes::from_static(sse::KEEP_ALIVE))).await.is_err() {
+                    if revoked(life.as_ref())
+                        || btx.send(Ok(Bytes::from_static(sse::KEEP_ALIVE))).await.is_err()
+                    {
                         break;
                     }
                     continue;
@@ -1629,8 +1647,21 @@ async fn listen(
             }
         }
         stop(&upstream_tasks);
-    });
+    }));
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
+}
+
+/// Completes when the stream's credential expires (never without one).
+async fn expired(life: Option<&crate::auth::Lifetime>) {
+    match life {
+        Some(l) => l.expired().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the stream's credential was revoked.
+fn revoked(life: Option<&crate::auth::Lifetime>) -> bool {
+    life.is_some_and(crate::auth::Lifetime::revoked)
 }
 
 async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
@@ -1677,13 +1708,16 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
     }
     session.ctx.touch();
     rec.finish(StatusCode::OK, Outcome::Ok, None);
+    // The stream lives no longer than the credential that opened it.
+    let life = rec.who.as_ref().map(|p| gw.auth.lifetime(p));
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(async move {
+    tokio::spawn(crate::auth::carry(async move {
         let mut rx = session.ctx.unsolicited_rx.lock().await;
         let mut keepalive = tokio::time::interval(Duration::from_secs(15));
         keepalive.tick().await;
         loop {
             tokio::select! {
+                _ = expired(life.as_ref()) => break,
                 up = rx.recv() => {
                     let Some(up) = up else { break };
                     let Some(m) = gw.upcall_to_client(&session.ctx, up) else { continue };
@@ -1693,7 +1727,9 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
                     session.ctx.touch();
                 }
                 _ = keepalive.tick() => {
-                    if btx.send(Ok(Bytes::from_static(sse::KEEP_ALIVE))).await.is_err() {
+                    if revoked(life.as_ref())
+                        || btx.send(Ok(Bytes::from_static(sse::KEEP_ALIVE))).await.is_err()
+                    {
                         break;
                     }
                 }
@@ -1701,7 +1737,7 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
         }
         drop(rx);
         session.listening.store(false, Ordering::SeqCst);
-    });
+    }));
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
 }
 

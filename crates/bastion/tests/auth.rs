@@ -224,7 +224,7 @@ public_url = "http://127.0.0.1:0/mcp"
 [auth]
 issuer = "{issuer}"
 required_scopes = ["mcp:tools"]
-jwks_refresh_cooldown_secs = 0
+jwks_refresh_cooldown_secs = 1
 {auth_extra}
 {upstreams}"#
     )
@@ -661,6 +661,8 @@ async fn key_rotation_without_restart_and_provider_down_fails_closed() {
 
     // The provider restarts on the same port with new keys and new kids.
     idp.restart();
+    // (One JWKS fetch per second at most: let the cooldown pass.)
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let t2 = idp.token("m2m", "mcp:tools", &url).await;
     let t3 = idp.token("m2m", "mcp:tools", &url).await;
     assert_ne!(
@@ -691,6 +693,7 @@ async fn key_rotation_without_restart_and_provider_down_fails_closed() {
         200
     );
     // …a token under an unknown key cannot be checked: 503, not acceptance.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let doc = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
         &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
