@@ -991,3 +991,54 @@ async fn upstreams_get_tokens_minted_for_them_never_the_clients() {
     assert!(!text.contains(cc_tok) && !text.contains(tx_tok) && !text.contains("gateway-secret"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_ends_when_the_token_that_opened_it_expires() {
+    let (cap_url, _seen) = capture_upstream().await;
+    let (la, url) = bind().await;
+    let idp = Idp::start(&[&url], &[]);
+    let gw = start_on(
+        la,
+        &gateway_toml(
+            &idp.issuer,
+            &capture_toml("cap", &cap_url, ""),
+            "leeway_secs = 0\n",
+        ),
+    )
+    .await;
+    let t = now();
+    let short = idp
+        .sign(
+            json!({"iss": idp.issuer, "sub": "brief", "aud": url, "scope": "mcp:tools",
+                     "iat": t, "exp": t + 3, "jti": "short-lived"}),
+        )
+        .await;
+    let r = http()
+        .post(&gw.url)
+        .bearer_auth(&short)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let mut stream = http()
+        .get(&gw.url)
+        .bearer_auth(&short)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // The body ends (None) once the token expires, well before the 15 s keep-alive.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while stream.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "stream outlived its token");
+    gw.stop().await;
+}
