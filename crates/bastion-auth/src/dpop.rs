@@ -42,36 +42,68 @@ impl Default for DpopConfig {
 
 /// Upper bound of remembered proofs; when full of live entries, proofs are
 /// refused (fail closed) rather than accepted unchecked.
-const MAX_PROOFS: usize = 1 << 18;
+const MAX_PROOFS: usize = 1 << 20;
 
-/// Seen `(jkt, jti)` pairs and when they may be forgotten.
+/// Live proofs one key may have in the cache. A single client (even a stolen
+/// token with its key) cannot fill the cache and lock every other DPoP client
+/// out; 20,000 per window is far above what one client sends.
+const MAX_PER_KEY: u32 = 20_000;
+
+/// Seen `(jkt, jti)` pairs and when they may be forgotten, with a count of live
+/// proofs per key.
 #[derive(Debug, Default)]
 pub struct ReplayCache {
-    seen: Mutex<HashMap<[u8; 32], u64>>,
+    inner: Mutex<Replay>,
+}
+
+#[derive(Debug, Default)]
+struct Replay {
+    seen: HashMap<[u8; 32], (u64, [u8; 32])>,
+    per_key: HashMap<[u8; 32], u32>,
+}
+
+impl Replay {
+    fn purge(&mut self, now: u64) {
+        let per_key = &mut self.per_key;
+        self.seen.retain(|_, (t, k)| {
+            let live = *t > now;
+            if !live && let Some(c) = per_key.get_mut(k) {
+                *c = c.saturating_sub(1);
+            }
+            live
+        });
+        self.per_key.retain(|_, c| *c > 0);
+    }
 }
 
 impl ReplayCache {
-    /// Records a proof id; `false` if it was seen before or the cache is full.
+    /// Records a proof id; `false` if it was seen before, or its key or the
+    /// cache is over its bound.
     fn insert(&self, jkt: &str, jti: &str, forget_at: u64) -> bool {
         let mut key = Vec::with_capacity(jkt.len() + jti.len() + 1);
         key.extend_from_slice(jkt.as_bytes());
         key.push(0);
         key.extend_from_slice(jti.as_bytes());
         let k = sha256(&key);
+        let kk = sha256(jkt.as_bytes());
         let now = now_secs();
-        let mut m = self.seen.lock();
-        if let Some(t) = m.get(&k)
+        let mut r = self.inner.lock();
+        if let Some((t, _)) = r.seen.get(&k)
             && *t > now
         {
             return false;
         }
-        if m.len() >= MAX_PROOFS {
-            m.retain(|_, t| *t > now);
-            if m.len() >= MAX_PROOFS {
+        let full = r.seen.len() >= MAX_PROOFS;
+        let key_full = r.per_key.get(&kk).is_some_and(|c| *c >= MAX_PER_KEY);
+        if full || key_full {
+            r.purge(now);
+            if r.seen.len() >= MAX_PROOFS || r.per_key.get(&kk).is_some_and(|c| *c >= MAX_PER_KEY) {
                 return false;
             }
         }
-        m.insert(k, forget_at);
+        if r.seen.insert(k, (forget_at, kk)).is_none() {
+            *r.per_key.entry(kk).or_insert(0) += 1;
+        }
         true
     }
 }
@@ -177,6 +209,17 @@ pub(crate) fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_key_cannot_fill_the_replay_cache() {
+        let c = ReplayCache::default();
+        let t = now_secs() + 60;
+        for i in 0..MAX_PER_KEY {
+            assert!(c.insert("greedy", &i.to_string(), t));
+        }
+        assert!(!c.insert("greedy", "one-more", t));
+        assert!(c.insert("polite", "first", t));
+    }
 
     #[test]
     fn replay_cache_refuses_a_second_use() {

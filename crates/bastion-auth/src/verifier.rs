@@ -298,7 +298,13 @@ pub struct Verifier {
     revocations: Arc<Revocations>,
     verified: Mutex<HashMap<[u8; 32], Cached>>,
     introspected: IntrospectionCache,
+    /// Bounds concurrent introspection calls: a flood of unknown opaque tokens
+    /// queues here instead of being relayed to the issuer all at once.
+    introspect_permits: tokio::sync::Semaphore,
 }
+
+/// Concurrent introspection calls at most.
+const MAX_INTROSPECTIONS: usize = 16;
 
 /// `Authorization` schemes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +329,7 @@ impl Verifier {
             revocations,
             verified: Mutex::new(HashMap::new()),
             introspected: IntrospectionCache::default(),
+            introspect_permits: tokio::sync::Semaphore::new(MAX_INTROSPECTIONS),
         }
     }
 
@@ -434,6 +441,15 @@ impl Verifier {
         let Some(icfg) = &self.cfg.introspection else {
             return Err(Reason::NotIntrospectable);
         };
+        if let Some(r) = self.introspected.get(token) {
+            return r;
+        }
+        let _permit = self
+            .introspect_permits
+            .acquire()
+            .await
+            .map_err(|_| Reason::IntrospectionUnavailable("shutting down".into()))?;
+        // Another request may have introspected this token while we waited.
         if let Some(r) = self.introspected.get(token) {
             return r;
         }
