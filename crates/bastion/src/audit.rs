@@ -82,6 +82,9 @@ pub struct AuditEvent {
     /// Scopes granted (auth events) or required (insufficient-scope refusals).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<String>,
+    /// The client's address (as the gateway's listener saw it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
     /// Digest of the session id (never the id itself).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
@@ -131,6 +134,7 @@ impl AuditEvent {
             credential: None,
             token_id: None,
             scopes: None,
+            client_addr: None,
             session: None,
             lane: None,
             http_method: None,

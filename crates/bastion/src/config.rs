@@ -81,6 +81,11 @@ struct RawServer {
     max_concurrent_requests: Option<usize>,
     max_sessions: Option<usize>,
     session_idle_timeout_secs: Option<u64>,
+    session_absolute_timeout_secs: Option<u64>,
+    max_sessions_per_principal: Option<usize>,
+    session_hijack_action: Option<String>,
+    #[serde(default)]
+    dangerous_allow_session_scope_escalation: bool,
     tls: Option<RawTls>,
 }
 
@@ -210,8 +215,27 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// A session unused this long is ended.
     pub session_idle_timeout: Duration,
+    /// A session this old is ended however busy it is.
+    pub session_absolute_timeout: Duration,
+    /// Live sessions one principal may hold; a new one evicts its least recently
+    /// used.
+    pub max_sessions_per_principal: usize,
+    /// What a change of Origin, User-Agent or client address inside a session does.
+    pub session_hijack_action: HijackAction,
+    /// Keep a session when a request brings more scopes than it was created with
+    /// (default: the session ends and the client re-initializes).
+    pub dangerous_allow_session_scope_escalation: bool,
     /// TLS listener settings (TLS 1.3 only).
     pub tls: Option<TlsConfig>,
+}
+
+/// What a hijack indicator inside a session does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HijackAction {
+    /// A security event; the request is served.
+    Event,
+    /// A security event, and the request is refused like an unknown session.
+    Block,
 }
 
 /// Certificate and key for the TLS 1.3 listener.
@@ -410,6 +434,12 @@ impl Config {
             ),
             AuthMode::OAuth(_) => {}
         }
+        if self.server.dangerous_allow_session_scope_escalation {
+            out.push(
+                "server.dangerous_allow_session_scope_escalation = true (sessions survive a scope increase)"
+                    .to_owned(),
+            );
+        }
         for u in &self.upstreams {
             if let UpstreamTransport::Stdio {
                 dangerous_inherit_env: true,
@@ -599,6 +629,27 @@ impl Validator<'_> {
                 3600,
                 "server.session_idle_timeout_secs",
             )?),
+            session_absolute_timeout: Duration::from_secs(positive(
+                raw.session_absolute_timeout_secs,
+                86_400,
+                "server.session_absolute_timeout_secs",
+            )?),
+            max_sessions_per_principal: positive(
+                raw.max_sessions_per_principal.map(|v| v as u64),
+                32,
+                "server.max_sessions_per_principal",
+            )? as usize,
+            session_hijack_action: match raw.session_hijack_action.as_deref() {
+                None | Some("event") => HijackAction::Event,
+                Some("block") => HijackAction::Block,
+                Some(_) => {
+                    return Err(self.err(
+                        "server.session_hijack_action",
+                        "\"event\" (the default) or \"block\"",
+                    ));
+                }
+            },
+            dangerous_allow_session_scope_escalation: raw.dangerous_allow_session_scope_escalation,
             tls,
         })
     }

@@ -14,7 +14,7 @@
 //! - routes are rebuilt from each list result, and a name two upstreams both
 //!   claim is withheld (fail closed) rather than routed to either.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Instant;
@@ -24,6 +24,25 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use crate::upstream::{ClientHello, Conn, ReplyPath, Upcall, UpcallTx, Upstream, UpstreamError};
+
+/// What a legacy session is bound to at creation, beyond its principal
+/// (issuer and subject, in the context): requests that differ are refused or
+/// flagged (C3.2, C3.3).
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// The OAuth client the session was created by.
+    pub client_id: Option<String>,
+    /// The scopes it was created with; a request bringing more is an escalation.
+    pub scopes: BTreeSet<String>,
+    /// `Origin` at creation.
+    pub origin: Option<String>,
+    /// `User-Agent` at creation.
+    pub user_agent: Option<String>,
+    /// Client address at creation.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// When it was created (absolute timeout).
+    pub created: Instant,
+}
 
 /// A server-initiated request waiting for the client's answer.
 #[derive(Debug)]
@@ -275,6 +294,8 @@ impl Context {
 pub struct Session {
     /// The id the client sends in `Mcp-Session-Id`.
     pub id: String,
+    /// What the session was bound to when it was created.
+    pub binding: Binding,
     /// Digest of the id for audit events.
     pub digest: String,
     /// The negotiated revision.

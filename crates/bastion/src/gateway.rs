@@ -975,23 +975,84 @@ impl Gateway {
         }
     }
 
-    /// Ends sessions idle longer than the configured timeout.
-    pub async fn reap_idle(&self) {
-        let limit = self.cfg.server.session_idle_timeout;
-        let stale: Vec<String> = self
+    /// Ends a session and records why.
+    pub async fn end_session_because(&self, id: &str, reason: &str, outcome: Outcome) -> bool {
+        let principal = self
+            .sessions
+            .read()
+            .get(id)
+            .map(|s| s.ctx.principal.clone());
+        if !self.end_session(id).await {
+            return false;
+        }
+        let mut ev = AuditEvent::new(EventKind::Session, outcome);
+        ev.session = Some(crate::audit::session_digest(id));
+        if let Some((iss, sub)) = principal.as_deref().and_then(|p| p.split_once(' ')) {
+            ev.issuer = Some(iss.to_owned());
+            ev.principal = Some(sub.to_owned());
+        }
+        ev.reason = Some(reason.to_owned());
+        self.audit.emit(ev);
+        true
+    }
+
+    /// Ends every session and stateless context of a principal at once
+    /// (incident response). Returns how many sessions ended.
+    pub async fn invalidate_principal(&self, issuer: &str, subject: &str) -> usize {
+        let key = format!("{issuer} {subject}");
+        let ids: Vec<String> = self
             .sessions
             .read()
             .values()
-            .filter(|s| s.ctx.last_used().elapsed() > limit)
+            .filter(|s| s.ctx.principal == key)
             .map(|s| s.id.clone())
             .collect();
-        for id in stale {
-            if self.end_session(&id).await {
-                let mut ev = AuditEvent::new(EventKind::Session, Outcome::Ok);
-                ev.session = Some(crate::audit::session_digest(&id));
-                ev.reason = Some("idle timeout".into());
-                self.audit.emit(ev);
+        let mut n = 0;
+        for id in ids {
+            if self
+                .end_session_because(&id, "invalidated (incident response)", Outcome::Refused)
+                .await
+            {
+                n += 1;
             }
+        }
+        let prefix = format!("{key}\u{0}");
+        let ctxs: Vec<Arc<Context>> = {
+            let mut m = self.stateless.write();
+            let keys: Vec<String> = m
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            keys.into_iter().filter_map(|k| m.remove(&k)).collect()
+        };
+        for c in ctxs {
+            c.close().await;
+        }
+        n
+    }
+
+    /// Ends sessions idle longer than the idle timeout or older than the
+    /// absolute timeout.
+    pub async fn reap_idle(&self) {
+        let limit = self.cfg.server.session_idle_timeout;
+        let absolute = self.cfg.server.session_absolute_timeout;
+        let stale: Vec<(String, &'static str)> = self
+            .sessions
+            .read()
+            .values()
+            .filter_map(|s| {
+                if s.binding.created.elapsed() > absolute {
+                    Some((s.id.clone(), "expired: absolute timeout"))
+                } else if s.ctx.last_used().elapsed() > limit {
+                    Some((s.id.clone(), "expired: idle timeout"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, why) in stale {
+            self.end_session_because(&id, why, Outcome::Ok).await;
         }
         let expired: Vec<crate::bridge::Continuation> = {
             let mut c = self.continuations.lock();

@@ -68,10 +68,13 @@ pub async fn serve(
         })
     };
     let res = match &gw.cfg.server.tls {
-        None => axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ListenError::Io),
+        None => axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ListenError::Io),
         Some(t) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?));
             serve_tls(listener, acceptor, router, shutdown).await
@@ -90,7 +93,7 @@ async fn serve_tls(
 ) -> Result<(), ListenError> {
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => r?,
             _ = &mut shutdown => return Ok(()),
         };
@@ -105,7 +108,10 @@ async fn serve_tls(
             };
             let svc =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    router.clone().oneshot(req.map(axum::body::Body::new))
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    router.clone().oneshot(req)
                 });
             let _ = Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)

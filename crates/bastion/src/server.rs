@@ -193,6 +193,8 @@ struct Rec {
     pkey: String,
     /// The principal, once authenticated.
     who: Option<bastion_auth::Principal>,
+    /// The client's address.
+    client_ip: Option<std::net::IpAddr>,
 }
 
 impl Rec {
@@ -204,8 +206,14 @@ impl Rec {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         ev.http_method = Some(req.method().as_str().to_owned());
+        let client_ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        ev.client_addr = client_ip.map(|ip| ip.to_string());
         Rec {
             gw: gw.clone(),
+            client_ip,
             ev,
             t0: Instant::now(),
             done: false,
@@ -492,10 +500,14 @@ fn missing_session() -> ErrorObject {
 
 /// Looks up the session named by the request, or the error to answer with.
 ///
-/// A session belongs to the principal that created it: another principal's
-/// request gets exactly the answer of an unknown session (no oracle, RS-10) and
-/// leaves a security event.
-fn session_of(
+/// A session belongs to the principal (issuer, subject) and client that created
+/// it: any other gets exactly the answer of an unknown session (no oracle,
+/// RS-10) and leaves a security event. A session past its absolute lifetime, or
+/// presented with more scopes than it was created with (privilege escalation,
+/// C3.3), is ended, so the client re-initializes under a new id. A changed
+/// Origin, User-Agent or client address is a hijack indicator: an event, and a
+/// refusal when `session_hijack_action = "block"`.
+async fn session_of(
     gw: &Gateway,
     headers: &HeaderMap,
     rec: &Rec,
@@ -509,16 +521,70 @@ fn session_of(
             ErrorObject::new(codes::SESSION_REQUIRED, "Session not found"),
         )
     };
-    let s = gw.sessions.read().get(sid).cloned().ok_or_else(not_found)?;
-    if s.ctx.principal != rec.pkey {
+    let event = |digest: String, reason: String| {
         let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
         ev.request_id = rec.ev.request_id.clone();
         ev.principal = rec.ev.principal.clone();
         ev.issuer = rec.ev.issuer.clone();
-        ev.session = Some(s.digest.clone());
-        ev.reason = Some("session belongs to another principal".into());
+        ev.client_id = rec.ev.client_id.clone();
+        ev.client_addr = rec.ev.client_addr.clone();
+        ev.session = Some(digest);
+        ev.reason = Some(reason);
         gw.audit.emit(ev);
+    };
+    let Some(s) = gw.sessions.read().get(sid).cloned() else {
+        event(session_digest(sid), "unknown session".into());
         return Err(not_found());
+    };
+    let client_id = rec.who.as_ref().and_then(|p| p.client_id.clone());
+    if s.ctx.principal != rec.pkey || s.binding.client_id != client_id {
+        event(
+            s.digest.clone(),
+            "session belongs to another principal".into(),
+        );
+        return Err(not_found());
+    }
+    if s.binding.created.elapsed() > gw.cfg.server.session_absolute_timeout {
+        gw.end_session_because(&s.id, "expired: absolute timeout", Outcome::Ok)
+            .await;
+        return Err(not_found());
+    }
+    if let Some(p) = &rec.who
+        && !p.scopes.is_subset(&s.binding.scopes)
+        && !gw.cfg.server.dangerous_allow_session_scope_escalation
+    {
+        gw.end_session_because(
+            &s.id,
+            "ended: request brought more scopes than the session was created with",
+            Outcome::Refused,
+        )
+        .await;
+        return Err(not_found());
+    }
+    let header = |n: &str| header_str(headers, n).map(str::to_owned);
+    let mut changed = Vec::new();
+    if header(header::ORIGIN.as_str()) != s.binding.origin {
+        changed.push("Origin");
+    }
+    if header(header::USER_AGENT.as_str()) != s.binding.user_agent {
+        changed.push("User-Agent");
+    }
+    if rec.client_ip != s.binding.client_ip {
+        changed.push("client address");
+    }
+    if !changed.is_empty() {
+        let block = gw.cfg.server.session_hijack_action == crate::config::HijackAction::Block;
+        event(
+            s.digest.clone(),
+            format!(
+                "hijack indicator: {} changed within the session{}",
+                changed.join(", "),
+                if block { " (blocked)" } else { "" }
+            ),
+        );
+        if block {
+            return Err(not_found());
+        }
     }
     Ok(s)
 }
@@ -606,7 +672,7 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
     if has_session || (is_initialize && !modern_markers) {
         rec.ev.lane = Some(Lane::Legacy.as_str());
         if is_initialize && let Message::Request(r) = msg {
-            return initialize(gw, r, acc, rec).await;
+            return initialize(gw, &headers, r, acc, rec).await;
         }
         return legacy_post(gw, &headers, msg, acc, rec).await;
     }
@@ -620,7 +686,13 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
     rec.refuse(StatusCode::BAD_REQUEST, req_id, missing_session())
 }
 
-async fn initialize(gw: Arc<Gateway>, r: Request, acc: Accept, mut rec: Rec) -> HttpResponse {
+async fn initialize(
+    gw: Arc<Gateway>,
+    headers: &HeaderMap,
+    r: Request,
+    acc: Accept,
+    mut rec: Rec,
+) -> HttpResponse {
     if gw.sessions.read().len() >= gw.cfg.server.max_sessions {
         return rec.refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -657,9 +729,53 @@ async fn initialize(gw: Arc<Gateway>, r: Request, acc: Accept, mut rec: Rec) -> 
         capabilities,
         client_info,
     };
-    let id = new_session_id();
+    let Some(id) = new_session_id() else {
+        return rec.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(r.id),
+            ErrorObject::new(codes::INTERNAL_ERROR, "cannot create a session id"),
+        );
+    };
+    // One principal holds a bounded number of sessions: a new one evicts its
+    // least recently used.
+    let cap = gw.cfg.server.max_sessions_per_principal;
+    loop {
+        let mine: Vec<(std::time::Instant, String)> = gw
+            .sessions
+            .read()
+            .values()
+            .filter(|s| s.ctx.principal == rec.pkey)
+            .map(|s| (s.ctx.last_used(), s.id.clone()))
+            .collect();
+        if mine.len() < cap {
+            break;
+        }
+        let Some((_, lru)) = mine.into_iter().min() else {
+            break;
+        };
+        if !gw
+            .end_session_because(&lru, "evicted: per-principal session cap", Outcome::Ok)
+            .await
+        {
+            break;
+        }
+    }
+    let header = |n: &str| header_str(headers, n).map(str::to_owned);
+    let binding = crate::context::Binding {
+        client_id: rec.who.as_ref().and_then(|p| p.client_id.clone()),
+        scopes: rec
+            .who
+            .as_ref()
+            .map(|p| p.scopes.clone())
+            .unwrap_or_default(),
+        origin: header(header::ORIGIN.as_str()),
+        user_agent: header(header::USER_AGENT.as_str()),
+        client_ip: rec.client_ip,
+        created: std::time::Instant::now(),
+    };
     let session = Arc::new(Session {
         digest: session_digest(&id),
+        binding,
         id: id.clone(),
         version,
         ctx: Context::new(
@@ -694,12 +810,13 @@ async fn initialize(gw: Arc<Gateway>, r: Request, acc: Accept, mut rec: Rec) -> 
 }
 
 /// A session id: 256 bits from a CSPRNG, base64url without padding.
-fn new_session_id() -> String {
+fn new_session_id() -> Option<String> {
     use base64::Engine as _;
+    use rand::TryRngCore as _;
     let mut b = [0u8; 32];
-    // ThreadRng is a ChaCha CSPRNG seeded and periodically reseeded from the OS.
-    rand::rng().fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    // Straight from the operating system's CSPRNG; if it fails, no session.
+    rand::rngs::OsRng.try_fill_bytes(&mut b).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
 async fn legacy_post(
@@ -713,7 +830,7 @@ async fn legacy_post(
         Message::Request(r) => Some(r.id.clone()),
         _ => None,
     };
-    let session = match session_of(&gw, headers, &rec) {
+    let session = match session_of(&gw, headers, &rec).await {
         Ok(s) => s,
         Err((status, e)) => return rec.refuse(status, req_id, e),
     };
@@ -1677,7 +1794,7 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
             ),
         );
     }
-    let session = match session_of(&gw, headers, &rec) {
+    let session = match session_of(&gw, headers, &rec).await {
         Ok(s) => s,
         Err((status, e)) => return rec.refuse(status, None, e),
     };
@@ -1750,7 +1867,7 @@ async fn delete(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpRespons
             ErrorObject::new(codes::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"),
         );
     }
-    let session = match session_of(&gw, req.headers(), &rec) {
+    let session = match session_of(&gw, req.headers(), &rec).await {
         Ok(s) => s,
         Err((status, e)) => return rec.refuse(status, None, e),
     };
@@ -1762,4 +1879,24 @@ async fn delete(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpRespons
     gw.audit.emit(sev);
     rec.finish(StatusCode::OK, Outcome::Ok, None);
     StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_256_bit_base64url_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100_000 {
+            let id = new_session_id().unwrap();
+            assert_eq!(id.len(), 43, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{id}"
+            );
+            assert!(seen.insert(id));
+        }
+    }
 }
