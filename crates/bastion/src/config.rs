@@ -63,6 +63,8 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    state: RawState,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
 }
@@ -151,6 +153,13 @@ struct RawUpstreamAuth {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawState {
+    backend: Option<String>,
+    integrity_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<PathBuf>,
 }
@@ -190,6 +199,8 @@ pub struct Config {
     pub auth: AuthMode,
     /// Audit trail.
     pub audit: AuditConfig,
+    /// Where state lives and the keys that protect it.
+    pub state: StateConfig,
     /// Upstream MCP servers, in configuration order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -338,6 +349,14 @@ pub enum TokenEndpoint {
     Url(Url),
     /// From this issuer's metadata.
     Discover(String),
+}
+
+/// State settings (`[state]`).
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// The root keys for sealed handles and state integrity; `None`: a random
+    /// key per process.
+    pub integrity_key: Option<Secret>,
 }
 
 /// Audit trail settings.
@@ -500,6 +519,7 @@ impl Validator<'_> {
             AuthMode::OAuth(o) => Some(o.issuer.clone()),
             _ => None,
         };
+        let state = self.state(raw.state)?;
         let audit = AuditConfig {
             path: raw
                 .audit
@@ -537,6 +557,7 @@ impl Validator<'_> {
             server,
             auth,
             audit,
+            state,
             upstreams,
         })
     }
@@ -652,6 +673,31 @@ impl Validator<'_> {
             dangerous_allow_session_scope_escalation: raw.dangerous_allow_session_scope_escalation,
             tls,
         })
+    }
+
+    fn state(&self, raw: RawState) -> Result<StateConfig, ConfigError> {
+        match raw.backend.as_deref() {
+            None | Some("embedded") => {}
+            Some("redis") => {
+                return Err(self.err(
+                    "state.backend",
+                    "\"embedded\": the shared Redis backend is not part of this build yet",
+                ));
+            }
+            Some(_) => return Err(self.err("state.backend", "\"embedded\" or \"redis\"")),
+        }
+        let integrity_key = match raw.integrity_key {
+            None => None,
+            Some(r) => {
+                let s = SecretRef::parse(&r)
+                    .and_then(|r| r.resolve())
+                    .map_err(|e| self.err("state.integrity_key", e.to_string()))?;
+                crate::keyring::Keyring::from_secret(&s)
+                    .map_err(|e| self.err("state.integrity_key", e.to_string()))?;
+                Some(s)
+            }
+        };
+        Ok(StateConfig { integrity_key })
     }
 
     fn auth(&self, raw: RawAuth) -> Result<AuthMode, ConfigError> {

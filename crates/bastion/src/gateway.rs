@@ -66,6 +66,8 @@ pub struct Gateway {
     pub continuations: parking_lot::Mutex<HashMap<String, crate::bridge::Continuation>>,
     /// Client authentication.
     pub auth: crate::auth::ClientAuth,
+    /// The state keys (sealed handles, store integrity, stream event ids).
+    pub keyring: crate::keyring::Keyring,
 }
 
 /// Why the gateway could not be built.
@@ -144,6 +146,12 @@ impl Gateway {
     pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, StartError> {
         let http = idp_client()?;
         let auth = crate::auth::ClientAuth::new(&cfg, http.clone())?;
+        let keyring = match &cfg.state.integrity_key {
+            Some(s) => crate::keyring::Keyring::from_secret(s)
+                .map_err(|e| crate::auth::SetupError::new(&e.to_string()))?,
+            None => crate::keyring::Keyring::random(),
+        };
+        let sealer = crate::seal::Sealer::new(&keyring, cfg.server.public_url.as_str());
         let mut upstreams = Vec::new();
         for (i, u) in cfg.upstreams.iter().cloned().enumerate() {
             let kind = match &u.auth {
@@ -205,7 +213,8 @@ impl Gateway {
             sessions: RwLock::new(HashMap::new()),
             stateless: RwLock::new(HashMap::new()),
             audit,
-            sealer: crate::seal::Sealer::random(),
+            sealer,
+            keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
         }))

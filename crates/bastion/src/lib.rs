@@ -19,6 +19,7 @@ pub mod context;
 pub mod demo;
 pub mod gateway;
 pub mod import;
+pub mod keyring;
 pub mod listener;
 pub mod seal;
 pub mod secret;

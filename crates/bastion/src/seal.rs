@@ -3,10 +3,13 @@
 //! Every `requestState` a client sees from the gateway is sealed here, whether it
 //! wraps an upstream's own state or names a gateway-held continuation (a bridged
 //! 2025-era upstream waiting for sampling/elicitation answers). Sealing is
-//! XChaCha20-Poly1305 with a random 192-bit nonce under a key generated at start;
-//! the payload binds the state to the principal, the upstream, the method, the
-//! target name and an expiry, so a state replayed by another principal, against
-//! another tool, or late is refused. Anything that does not open is refused: the
+//! XChaCha20-Poly1305 with a random 192-bit nonce under the current key of the
+//! [`Keyring`] (the key id travels in the clear so older keys still open what
+//! they sealed while keys rotate); the associated data binds the key id and this
+//! gateway's audience (its public URL), and the payload binds the principal
+//! (issuer and subject), the method, the target name (hence the upstream that
+//! serves it) and an expiry, so a state replayed by another principal, against
+//! another tool or gateway, or late is refused. Anything that does not open is refused: the
 //! gateway never forwards a `requestState` it did not issue.
 //!
 //! Single use is enforced for continuations (taken from the registry on use);
@@ -18,8 +21,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-const PREFIX: &str = "bst1.";
-const AAD: &[u8] = b"mcp-bastion/requestState/v1";
+const PREFIX: &str = "bst2.";
+const AAD: &[u8] = b"mcp-bastion/requestState/v2";
 /// Largest `requestState` accepted from a client (before opening).
 pub const MAX_STATE: usize = 64 * 1024;
 
@@ -71,9 +74,10 @@ pub enum SealError {
     Expired,
 }
 
-/// The sealing key.
+/// The sealing keys (current first) and the audience they bind.
 pub struct Sealer {
-    aead: XChaCha20Poly1305,
+    keys: Vec<(String, XChaCha20Poly1305)>,
+    audience: String,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -90,13 +94,30 @@ fn now() -> u64 {
 }
 
 impl Sealer {
-    /// A sealer with a fresh random key.
+    /// A sealer with a fresh random key and no audience (tests, single use).
     pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
+        Sealer::new(&crate::keyring::Keyring::random(), "")
+    }
+
+    /// A sealer over `keyring`'s request-state keys, for `audience`.
+    pub fn new(keyring: &crate::keyring::Keyring, audience: &str) -> Self {
         Sealer {
-            aead: XChaCha20Poly1305::new(&key.into()),
+            keys: keyring
+                .derive_all(crate::keyring::Purpose::RequestState)
+                .into_iter()
+                .map(|(id, k)| (id, XChaCha20Poly1305::new(&k.into())))
+                .collect(),
+            audience: audience.to_owned(),
         }
+    }
+
+    fn aad(&self, kid: &str) -> Vec<u8> {
+        let mut a = AAD.to_vec();
+        a.push(0);
+        a.extend_from_slice(kid.as_bytes());
+        a.push(0);
+        a.extend_from_slice(self.audience.as_bytes());
+        a
     }
 
     /// Seals `state`; `ttl_secs` from now.
@@ -105,21 +126,23 @@ impl Sealer {
         let plain = serde_json::to_vec(&state).unwrap_or_default();
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
+        let Some((kid, aead)) = self.keys.first() else {
+            return String::new();
+        };
         // Encryption with a valid key and nonce cannot fail for in-memory input.
-        let ct = self
-            .aead
+        let ct = aead
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: &plain,
-                    aad: AAD,
+                    aad: &self.aad(kid),
                 },
             )
             .unwrap_or_default();
         let mut raw = nonce.to_vec();
         raw.extend_from_slice(&ct);
         format!(
-            "{PREFIX}{}",
+            "{PREFIX}{kid}.{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
         )
     }
@@ -135,7 +158,14 @@ impl Sealer {
         if sealed.len() > MAX_STATE {
             return Err(SealError::Invalid);
         }
-        let b64 = sealed.strip_prefix(PREFIX).ok_or(SealError::Invalid)?;
+        let rest = sealed.strip_prefix(PREFIX).ok_or(SealError::Invalid)?;
+        let (kid, b64) = rest.split_once('.').ok_or(SealError::Invalid)?;
+        let aead = self
+            .keys
+            .iter()
+            .find(|(id, _)| id == kid)
+            .map(|(_, a)| a)
+            .ok_or(SealError::Invalid)?;
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(b64)
             .map_err(|_| SealError::Invalid)?;
@@ -143,9 +173,14 @@ impl Sealer {
             return Err(SealError::Invalid);
         }
         let (nonce, ct) = raw.split_at(24);
-        let plain = self
-            .aead
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
+        let plain = aead
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &self.aad(kid),
+                },
+            )
             .map_err(|_| SealError::Invalid)?;
         let st: State = serde_json::from_slice(&plain).map_err(|_| SealError::Invalid)?;
         if st.p != principal || st.m != method || st.n != name {
@@ -222,8 +257,9 @@ mod tests {
         );
         for g in [
             "",
-            "bst1.",
-            "bst1.!!!",
+            "bst2.",
+            "bst2.!!!",
+            "bst2.k1.!!!",
             "v1.abc",
             &"x".repeat(MAX_STATE + 1),
         ] {
@@ -232,6 +268,37 @@ mod tests {
                 Err(SealError::Invalid)
             );
         }
+    }
+
+    #[test]
+    fn keys_rotate_without_breaking_live_state_and_audience_is_bound() {
+        use crate::keyring::Keyring;
+        use crate::secret::Secret;
+        let b = |n: u8| base64::engine::general_purpose::STANDARD.encode([n; 32]);
+        let old = Keyring::from_secret(&Secret::new(format!("k1:{}", b(1)))).unwrap();
+        let rotated =
+            Keyring::from_secret(&Secret::new(format!("k2:{},k1:{}", b(2), b(1)))).unwrap();
+        let retired = Keyring::from_secret(&Secret::new(format!("k2:{}", b(2)))).unwrap();
+        let before = Sealer::new(&old, "https://gw/mcp").seal(st(), 60);
+        let during = Sealer::new(&rotated, "https://gw/mcp");
+        assert!(during.open(&before, "alice", "tools/call", "t").is_ok());
+        let after = during.seal(st(), 60);
+        assert!(after.starts_with("bst2.k2."));
+        assert_eq!(
+            Sealer::new(&retired, "https://gw/mcp").open(&before, "alice", "tools/call", "t"),
+            Err(SealError::Invalid)
+        );
+        // Same keys, another gateway (audience): refused.
+        assert_eq!(
+            Sealer::new(&rotated, "https://other/mcp").open(&after, "alice", "tools/call", "t"),
+            Err(SealError::Invalid)
+        );
+        // A state relabelled with another key id does not open.
+        let relabelled = after.replacen("bst2.k2.", "bst2.k1.", 1);
+        assert_eq!(
+            during.open(&relabelled, "alice", "tools/call", "t"),
+            Err(SealError::Invalid)
+        );
     }
 
     #[test]

@@ -219,7 +219,7 @@ async fn every_bad_input_gets_its_exact_error() {
             mh("tools/call", Some("demo__echo")),
             &modern_body(
                 "tools/call",
-                json!({"name":"demo__echo","arguments":{"message":"x"},"requestState":"bst1.AAAA"}),
+                json!({"name":"demo__echo","arguments":{"message":"x"},"requestState":"bst2.k1.AAAA"}),
             ),
             400,
             Some(-32602),

@@ -425,7 +425,7 @@ async fn stateless_client_answers_a_2025_upstreams_sampling_through_input_requir
     assert_eq!(ask["method"], "sampling/createMessage");
     assert_eq!(ask["params"]["messages"][0]["content"]["text"], "2+2?");
     let state = r["requestState"].as_str().unwrap().to_owned();
-    assert!(state.starts_with("bst1."), "{state}");
+    assert!(state.starts_with("bst2."), "{state}");
 
     // The state is bound to the tool it was issued for.
     let (st, e) = modern_with_caps(
