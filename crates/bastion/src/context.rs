@@ -304,4 +304,6 @@ pub struct Session {
     pub ctx: Context,
     /// Whether a GET stream is open (one at a time).
     pub listening: AtomicBool,
+    /// Logs of its SSE streams, for resumption.
+    pub streams: crate::streams::StreamLogs,
 }

@@ -68,6 +68,8 @@ pub struct Gateway {
     pub auth: crate::auth::ClientAuth,
     /// The state keys (sealed handles, store integrity, stream event ids).
     pub keyring: crate::keyring::Keyring,
+    /// Mints and checks resumable-stream event ids.
+    pub event_ids: crate::streams::EventIds,
 }
 
 /// Why the gateway could not be built.
@@ -214,6 +216,7 @@ impl Gateway {
             stateless: RwLock::new(HashMap::new()),
             audit,
             sealer,
+            event_ids: crate::streams::EventIds::new(&keyring),
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,

@@ -24,4 +24,5 @@ pub mod listener;
 pub mod seal;
 pub mod secret;
 pub mod server;
+pub mod streams;
 pub mod upstream;

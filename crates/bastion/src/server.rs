@@ -785,6 +785,7 @@ async fn initialize(
             &rec.pkey,
         ),
         listening: std::sync::atomic::AtomicBool::new(false),
+        streams: crate::streams::StreamLogs::default(),
     });
     let (caps, instructions) = gw.open_all(&session.ctx).await;
     let mut result = json!({
@@ -1151,11 +1152,20 @@ async fn legacy_request(
         }
     };
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    // Every message of this stream is logged under an event id, and keeps being
+    // logged after the client drops the connection, so it can resume with GET +
+    // Last-Event-ID (C3.4).
+    let n = session.streams.open();
     tokio::spawn(crate::auth::carry(async move {
-        let mut client_gone = btx
-            .send(Ok(sse::encode_message(None, &first.to_vec())))
-            .await
-            .is_err();
+        let emit = |m: &Message| -> Bytes {
+            let data = Bytes::from(m.to_vec());
+            let seq = session.streams.record(n, data.clone());
+            let id = gw
+                .event_ids
+                .mint(&session.id, &session.ctx.principal, n, seq);
+            sse::encode_message(Some(&id), &data)
+        };
+        let mut client_gone = btx.send(Ok(emit(&first))).await.is_err();
         loop {
             tokio::select! {
                 biased;
@@ -1164,23 +1174,24 @@ async fn legacy_request(
                         // Cancelled by the client: the stream ends with no response.
                         let e = ErrorObject::new(REQUEST_CANCELLED, "request cancelled");
                         rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
+                        session.streams.finish(n);
                         return;
                     };
                     rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
+                    let ev = emit(&Message::Response(resp));
+                    session.streams.finish(n);
                     if !client_gone {
-                        let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
+                        let _ = btx.send(Ok(ev)).await;
                     }
                     return;
                 }
                 up = rx.recv() => {
                     let Some(up) = up else { continue };
-                    if client_gone {
-                        continue;
-                    }
-                    if let Some(m) = gw.upcall_to_client(&session.ctx, up)
-                        && btx.send(Ok(sse::encode_message(None, &m.to_vec()))).await.is_err()
-                    {
-                        client_gone = true;
+                    if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
+                        let ev = emit(&m);
+                        if !client_gone && btx.send(Ok(ev)).await.is_err() {
+                            client_gone = true;
+                        }
                     }
                 }
             }
@@ -1809,6 +1820,64 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
             ),
         );
     }
+    // Resumption (C3.4): the event id must have been minted for this session and
+    // principal; the stream it names is replayed after it.
+    let mut resumed: Option<(u32, Vec<(u32, Bytes)>)> = None;
+    if let Some(last) = header_str(headers, h::LAST_EVENT_ID) {
+        let Some((n, seq)) = gw
+            .event_ids
+            .verify(last, &session.id, &session.ctx.principal)
+        else {
+            let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
+            ev.request_id = rec.ev.request_id.clone();
+            ev.principal = rec.ev.principal.clone();
+            ev.session = Some(session.digest.clone());
+            ev.reason = Some("Last-Event-ID not minted for this session".into());
+            gw.audit.emit(ev);
+            return rec.refuse(
+                StatusCode::BAD_REQUEST,
+                None,
+                ErrorObject::new(
+                    codes::INVALID_REQUEST,
+                    "Last-Event-ID does not name an event of this session",
+                ),
+            );
+        };
+        match session.streams.resume(n, seq) {
+            Some(r) if !r.get => {
+                // A request's response stream: replay it, then its live
+                // messages until it ends. It is not the session's GET stream.
+                session.ctx.touch();
+                rec.finish(StatusCode::OK, Outcome::Ok, None);
+                let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+                let gw2 = gw.clone();
+                tokio::spawn(async move {
+                    let ev = |seq: u32, data: &Bytes| {
+                        let id = gw2
+                            .event_ids
+                            .mint(&session.id, &session.ctx.principal, n, seq);
+                        sse::encode_message(Some(&id), data)
+                    };
+                    for (seq, data) in &r.replay {
+                        if btx.send(Ok(ev(*seq, data))).await.is_err() {
+                            return;
+                        }
+                    }
+                    if let Some(mut live) = r.live {
+                        while let Some((seq, data)) = live.recv().await {
+                            if btx.send(Ok(ev(seq, &data))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                return sse_response(Body::from_stream(ReceiverStream::new(brx)));
+            }
+            Some(r) => resumed = Some((n, r.replay)),
+            // Dropped from the bounded log: a fresh GET stream.
+            None => {}
+        }
+    }
     if session
         .listening
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
@@ -1827,18 +1896,41 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
     rec.finish(StatusCode::OK, Outcome::Ok, None);
     // The stream lives no longer than the credential that opened it.
     let life = rec.who.as_ref().map(|p| gw.auth.lifetime(p));
+    let (n, replay) = match resumed {
+        Some((n, replay)) => {
+            session.streams.reopen(n);
+            (n, replay)
+        }
+        None => (session.streams.open_get(), Vec::new()),
+    };
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(crate::auth::carry(async move {
         let mut rx = session.ctx.unsolicited_rx.lock().await;
         let mut keepalive = tokio::time::interval(Duration::from_secs(15));
         keepalive.tick().await;
+        let id = |seq: u32| {
+            gw.event_ids
+                .mint(&session.id, &session.ctx.principal, n, seq)
+        };
+        for (seq, data) in &replay {
+            if btx
+                .send(Ok(sse::encode_message(Some(&id(*seq)), data)))
+                .await
+                .is_err()
+            {
+                session.listening.store(false, Ordering::SeqCst);
+                return;
+            }
+        }
         loop {
             tokio::select! {
                 _ = expired(life.as_ref()) => break,
                 up = rx.recv() => {
                     let Some(up) = up else { break };
                     let Some(m) = gw.upcall_to_client(&session.ctx, up) else { continue };
-                    if btx.send(Ok(sse::encode_message(None, &m.to_vec()))).await.is_err() {
+                    let data = Bytes::from(m.to_vec());
+                    let seq = session.streams.record(n, data.clone());
+                    if btx.send(Ok(sse::encode_message(Some(&id(seq)), &data))).await.is_err() {
                         break;
                     }
                     session.ctx.touch();
@@ -1853,6 +1945,7 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
             }
         }
         drop(rx);
+        session.streams.finish(n);
         session.listening.store(false, Ordering::SeqCst);
     }));
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
