@@ -156,6 +156,10 @@ struct RawUpstreamAuth {
 struct RawState {
     backend: Option<String>,
     integrity_key: Option<String>,
+    url: Option<String>,
+    key_prefix: Option<String>,
+    #[serde(default)]
+    dangerous_allow_plain_redis: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -357,6 +361,24 @@ pub struct StateConfig {
     /// The root keys for sealed handles and state integrity; `None`: a random
     /// key per process.
     pub integrity_key: Option<Secret>,
+    /// Where sessions live.
+    pub backend: StateBackend,
+}
+
+/// Where sessions live.
+#[derive(Debug, Clone)]
+pub enum StateBackend {
+    /// In this process.
+    Embedded,
+    /// Redis, shared by several instances.
+    Redis {
+        /// `redis://` or `rediss://` URL (may carry a password: a secret).
+        url: Secret,
+        /// Prefix of every key.
+        prefix: String,
+        /// Plain `redis://` to another host (`dangerous_allow_plain_redis`).
+        dangerous_plain: bool,
+    },
 }
 
 /// Audit trail settings.
@@ -452,6 +474,13 @@ impl Config {
                     .to_owned(),
             ),
             AuthMode::OAuth(_) => {}
+        }
+        if let StateBackend::Redis {
+            dangerous_plain: true,
+            ..
+        } = &self.state.backend
+        {
+            out.push("state.dangerous_allow_plain_redis = true (session records cross the network unencrypted)".to_owned());
         }
         if self.server.dangerous_allow_session_scope_escalation {
             out.push(
@@ -676,16 +705,6 @@ impl Validator<'_> {
     }
 
     fn state(&self, raw: RawState) -> Result<StateConfig, ConfigError> {
-        match raw.backend.as_deref() {
-            None | Some("embedded") => {}
-            Some("redis") => {
-                return Err(self.err(
-                    "state.backend",
-                    "\"embedded\": the shared Redis backend is not part of this build yet",
-                ));
-            }
-            Some(_) => return Err(self.err("state.backend", "\"embedded\" or \"redis\"")),
-        }
         let integrity_key = match raw.integrity_key {
             None => None,
             Some(r) => {
@@ -697,7 +716,62 @@ impl Validator<'_> {
                 Some(s)
             }
         };
-        Ok(StateConfig { integrity_key })
+        let backend = match raw.backend.as_deref() {
+            None | Some("embedded") => {
+                if raw.url.is_some() {
+                    return Err(self.err("state.url", "no url with the embedded backend"));
+                }
+                StateBackend::Embedded
+            }
+            Some("redis") => {
+                let u = raw.url.ok_or_else(|| {
+                    self.err("state.url", "the Redis URL (redis:// or rediss://)")
+                })?;
+                // A URL with a password is a secret: env:/file: references work too.
+                let url = if u.starts_with("env:") || u.starts_with("file:") {
+                    SecretRef::parse(&u)
+                        .and_then(|r| r.resolve())
+                        .map_err(|e| self.err("state.url", e.to_string()))?
+                } else {
+                    Secret::new(u)
+                };
+                let parsed = Url::parse(url.expose_secret())
+                    .map_err(|_| self.err("state.url", "a redis:// or rediss:// URL"))?;
+                let host = parsed.host_str().unwrap_or("");
+                match parsed.scheme() {
+                    "rediss" => {}
+                    "redis" if is_loopback_host(host) || raw.dangerous_allow_plain_redis => {}
+                    "redis" => {
+                        return Err(self.err(
+                            "state.url",
+                            "rediss:// (TLS) for a Redis that is not on loopback, or dangerous_allow_plain_redis = true",
+                        ));
+                    }
+                    _ => return Err(self.err("state.url", "a redis:// or rediss:// URL")),
+                }
+                if integrity_key.is_none() {
+                    return Err(self.err(
+                        "state.integrity_key",
+                        "a secret reference: instances sharing Redis must share the keys that protect its values",
+                    ));
+                }
+                let prefix = raw.key_prefix.unwrap_or_else(|| "bastion:".to_owned());
+                if prefix.is_empty() || prefix.len() > 64 || prefix.contains(char::is_whitespace) {
+                    return Err(self.err("state.key_prefix", "1-64 characters without spaces"));
+                }
+                let dangerous_plain = parsed.scheme() == "redis" && !is_loopback_host(host);
+                StateBackend::Redis {
+                    url,
+                    prefix,
+                    dangerous_plain,
+                }
+            }
+            Some(_) => return Err(self.err("state.backend", "\"embedded\" or \"redis\"")),
+        };
+        Ok(StateConfig {
+            integrity_key,
+            backend,
+        })
     }
 
     fn auth(&self, raw: RawAuth) -> Result<AuthMode, ConfigError> {

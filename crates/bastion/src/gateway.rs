@@ -70,6 +70,8 @@ pub struct Gateway {
     pub keyring: crate::keyring::Keyring,
     /// Mints and checks resumable-stream event ids.
     pub event_ids: crate::streams::EventIds,
+    /// Where session records live.
+    pub store: crate::store::Store,
 }
 
 /// Why the gateway could not be built.
@@ -154,6 +156,15 @@ impl Gateway {
             None => crate::keyring::Keyring::random(),
         };
         let sealer = crate::seal::Sealer::new(&keyring, cfg.server.public_url.as_str());
+        let store = match &cfg.state.backend {
+            crate::config::StateBackend::Embedded => crate::store::Store::Embedded,
+            crate::config::StateBackend::Redis { url, prefix, .. } => {
+                crate::store::Store::Redis(Box::new(
+                    crate::store::RedisStore::new(url.expose_secret(), prefix, &keyring)
+                        .map_err(|e| crate::auth::SetupError::new(&e.to_string()))?,
+                ))
+            }
+        };
         let mut upstreams = Vec::new();
         for (i, u) in cfg.upstreams.iter().cloned().enumerate() {
             let kind = match &u.auth {
@@ -217,6 +228,7 @@ impl Gateway {
             audit,
             sealer,
             event_ids: crate::streams::EventIds::new(&keyring),
+            store,
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
@@ -1009,9 +1021,18 @@ impl Gateway {
     }
 
     /// Ends every session and stateless context of a principal at once
-    /// (incident response). Returns how many sessions ended.
-    pub async fn invalidate_principal(&self, issuer: &str, subject: &str) -> usize {
+    /// (incident response), on every instance when the store is shared. Returns
+    /// how many sessions ended (here, or in the shared store).
+    pub async fn invalidate_principal(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<usize, crate::store::StoreError> {
         let key = format!("{issuer} {subject}");
+        let shared = match &self.store {
+            crate::store::Store::Redis(r) => Some(r.invalidate_principal(&key).await?),
+            crate::store::Store::Embedded => None,
+        };
         let ids: Vec<String> = self
             .sessions
             .read()
@@ -1041,7 +1062,7 @@ impl Gateway {
         for c in ctxs {
             c.close().await;
         }
-        n
+        Ok(shared.map_or(n, |m| m.max(n)))
     }
 
     /// Ends sessions idle longer than the idle timeout or older than the

@@ -24,5 +24,6 @@ pub mod listener;
 pub mod seal;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod streams;
 pub mod upstream;

@@ -498,6 +498,65 @@ fn missing_session() -> ErrorObject {
     )
 }
 
+/// Rebuilds a session another instance created from its stored record: the
+/// same binding, a fresh context whose upstream connections open on demand.
+fn rehydrate(gw: &Gateway, sid: &str, r: crate::store::SessionRecord) -> Option<Arc<Session>> {
+    let version = ProtocolVersion::parse(&r.version)?;
+    let age = bastion_auth::now_secs().saturating_sub(r.created);
+    let created = std::time::Instant::now()
+        .checked_sub(Duration::from_secs(age))
+        .unwrap_or_else(std::time::Instant::now);
+    let hello = ClientHello {
+        version,
+        capabilities: r.capabilities,
+        client_info: r.client_info,
+    };
+    let session = Arc::new(Session {
+        digest: session_digest(sid),
+        binding: crate::context::Binding {
+            client_id: r.client_id,
+            scopes: r.scopes.into_iter().collect(),
+            origin: r.origin,
+            user_agent: r.user_agent,
+            client_ip: r.client_ip.and_then(|ip| ip.parse().ok()),
+            created,
+        },
+        id: sid.to_owned(),
+        version,
+        ctx: Context::new(
+            hello,
+            gw.upstreams.len(),
+            bastion_proto::Era::Legacy,
+            &r.principal,
+        ),
+        listening: std::sync::atomic::AtomicBool::new(false),
+        streams: crate::streams::StreamLogs::default(),
+    });
+    let mut map = gw.sessions.write();
+    if map.len() >= gw.cfg.server.max_sessions {
+        return None;
+    }
+    Some(map.entry(sid.to_owned()).or_insert(session).clone())
+}
+
+/// The stored form of a session.
+fn record_of(s: &Session) -> crate::store::SessionRecord {
+    let hello = s.ctx.hello();
+    let age = s.binding.created.elapsed().as_secs();
+    crate::store::SessionRecord {
+        principal: s.ctx.principal.clone(),
+        client_id: s.binding.client_id.clone(),
+        scopes: s.binding.scopes.iter().cloned().collect(),
+        origin: s.binding.origin.clone(),
+        user_agent: s.binding.user_agent.clone(),
+        client_ip: s.binding.client_ip.map(|ip| ip.to_string()),
+        created: bastion_auth::now_secs().saturating_sub(age),
+        version: s.version.as_str().to_owned(),
+        capabilities: hello.capabilities,
+        client_info: hello.client_info,
+    }
+}
+
 /// Looks up the session named by the request, or the error to answer with.
 ///
 /// A session belongs to the principal (issuer, subject) and client that created
@@ -532,7 +591,53 @@ async fn session_of(
         ev.reason = Some(reason);
         gw.audit.emit(ev);
     };
-    let Some(s) = gw.sessions.read().get(sid).cloned() else {
+    let local = gw.sessions.read().get(sid).cloned();
+    // With a shared store the record is authoritative: deleted or invalidated on
+    // another instance means gone here too; a session another instance created
+    // is rebuilt here from its record.
+    let s = match &gw.store {
+        crate::store::Store::Embedded => local,
+        crate::store::Store::Redis(r) => {
+            match r.get_session(sid, gw.cfg.server.session_idle_timeout).await {
+                Err(crate::store::StoreError::Unavailable(m)) => {
+                    return Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorObject::new(
+                            codes::INTERNAL_ERROR,
+                            format!("session store unavailable ({m}); retry later"),
+                        ),
+                    ));
+                }
+                Err(crate::store::StoreError::Tampered) => {
+                    event(
+                        session_digest(sid),
+                        "session record failed its integrity check".into(),
+                    );
+                    gw.end_session(sid).await;
+                    return Err(not_found());
+                }
+                Ok(None) => {
+                    // Ended elsewhere: drop what this instance still holds.
+                    gw.end_session(sid).await;
+                    None
+                }
+                Ok(Some(record)) => match local {
+                    Some(s) => Some(s),
+                    // Another principal's session is never rebuilt here; it is
+                    // refused below exactly like an unknown one.
+                    None if record.principal == rec.pkey => rehydrate(gw, sid, record),
+                    None => {
+                        event(
+                            session_digest(sid),
+                            "session belongs to another principal".into(),
+                        );
+                        return Err(not_found());
+                    }
+                },
+            }
+        }
+    };
+    let Some(s) = s else {
         event(session_digest(sid), "unknown session".into());
         return Err(not_found());
     };
@@ -797,6 +902,39 @@ async fn initialize(
         obj.insert("instructions".into(), Value::from(i));
     }
     gw.sessions.write().insert(id.clone(), session.clone());
+    if let crate::store::Store::Redis(store) = &gw.store {
+        match store
+            .put_session(
+                &id,
+                &record_of(&session),
+                gw.cfg.server.session_idle_timeout,
+                gw.cfg.server.max_sessions_per_principal,
+            )
+            .await
+        {
+            Ok(evicted) => {
+                let ids: Vec<String> = gw
+                    .sessions
+                    .read()
+                    .keys()
+                    .filter(|k| evicted.contains(&crate::store::digest(k)))
+                    .cloned()
+                    .collect();
+                for e in ids {
+                    gw.end_session_because(&e, "evicted: per-principal session cap", Outcome::Ok)
+                        .await;
+                }
+            }
+            Err(e) => {
+                gw.end_session(&id).await;
+                return rec.refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(r.id),
+                    ErrorObject::new(codes::INTERNAL_ERROR, format!("{e}; retry later")),
+                );
+            }
+        }
+    }
     rec.ev.session = Some(session.digest.clone());
     let mut sev = AuditEvent::new(EventKind::Session, Outcome::Ok);
     sev.session = Some(session.digest.clone());
@@ -1965,6 +2103,18 @@ async fn delete(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpRespons
         Err((status, e)) => return rec.refuse(status, None, e),
     };
     rec.ev.session = Some(session.digest.clone());
+    if let crate::store::Store::Redis(store) = &gw.store
+        && let Err(e) = store
+            .delete_session(&session.id, &session.ctx.principal)
+            .await
+    {
+        // Not deleted everywhere: say so rather than pretend.
+        return rec.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            ErrorObject::new(codes::INTERNAL_ERROR, format!("{e}; retry later")),
+        );
+    }
     gw.end_session(&session.id).await;
     let mut sev = AuditEvent::new(EventKind::Session, Outcome::Ok);
     sev.session = Some(session.digest.clone());

@@ -221,7 +221,8 @@ async fn invalidation_ends_every_session_of_a_principal_at_once() {
     let n =
         d.gw.gw
             .invalidate_principal(d.issuer.issuer(), "alice")
-            .await;
+            .await
+            .unwrap();
     assert_eq!(n, 2);
     assert_eq!(d.call(&a, &t, "ua").await, 404);
     assert_eq!(d.call(&b, &t, "ua").await, 404);

@@ -1,0 +1,339 @@
+//! Where session records live: in this process (`embedded`) or in Redis
+//! (`redis`), so several gateway instances behind a load balancer with no
+//! affinity serve the same sessions.
+//!
+//! With Redis the store is authoritative: an instance that has no live context
+//! for a session rebuilds one from the record (its upstream connections open on
+//! demand), a session deleted or invalidated on one instance is gone for all of
+//! them on their next request, and the idle timeout is the record's TTL
+//! (refreshed by every access, `GETEX`, one round trip).
+//!
+//! Invariants:
+//! - keys hold only digests of session ids and principals, never the ids;
+//! - every value carries an HMAC-SHA256 under the keyring's store key, bound to
+//!   its key name, so a value edited or moved in Redis is refused (C3.6);
+//! - any store failure is an error the caller turns into 503 (fail closed); the
+//!   connection manager reconnects by itself when Redis returns.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A session as stored (enough to rebuild its context anywhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Principal binding key (issuer and subject).
+    pub principal: String,
+    /// OAuth client id at creation.
+    pub client_id: Option<String>,
+    /// Scopes at creation.
+    pub scopes: Vec<String>,
+    /// Origin at creation.
+    pub origin: Option<String>,
+    /// User-Agent at creation.
+    pub user_agent: Option<String>,
+    /// Client address at creation.
+    pub client_ip: Option<String>,
+    /// Creation time, seconds since the epoch.
+    pub created: u64,
+    /// Negotiated protocol revision.
+    pub version: String,
+    /// The client's declared capabilities.
+    pub capabilities: serde_json::Value,
+    /// The client's `clientInfo`.
+    pub client_info: serde_json::Value,
+}
+
+/// Store failures.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or answered an error.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// A value failed its integrity check.
+    #[error("session record failed its integrity check")]
+    Tampered,
+}
+
+/// The configured backend.
+#[derive(Debug)]
+pub enum Store {
+    /// In-process only: the gateway's session map is the store.
+    Embedded,
+    /// Redis, shared by every instance.
+    Redis(Box<RedisStore>),
+}
+
+/// Hex SHA-256.
+pub fn digest(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Redis backend.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<ConnectionManager>,
+    prefix: String,
+    keys: Vec<(String, [u8; 32])>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() {
+        "connection refused or lost"
+    } else {
+        "command failed"
+    };
+    StoreError::Unavailable(kind.to_owned())
+}
+
+impl RedisStore {
+    /// A store for `url` (not connected until first use).
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        keyring: &crate::keyring::Keyring,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|_| StoreError::Unavailable("invalid Redis URL".into()))?;
+        Ok(RedisStore {
+            client,
+            conn: tokio::sync::OnceCell::new(),
+            prefix: prefix.to_owned(),
+            keys: keyring.derive_all(crate::keyring::Purpose::Store),
+            timeout: Duration::from_secs(2),
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        self.conn
+            .get_or_try_init(|| async {
+                ConnectionManager::new_with_config(self.client.clone(), cfg).await
+            })
+            .await
+            .cloned()
+            .map_err(unavailable)
+    }
+
+    fn session_key(&self, sid: &str) -> String {
+        format!("{}s:{}", self.prefix, digest(sid))
+    }
+
+    fn principal_key(&self, principal: &str) -> String {
+        format!("{}p:{}", self.prefix, digest(principal))
+    }
+
+    fn mac(key: &[u8; 32], name: &str, body: &str) -> Vec<u8> {
+        let Ok(mut m) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+            return Vec::new();
+        };
+        m.update(name.as_bytes());
+        m.update(&[0]);
+        m.update(body.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+
+    /// `kid.mac.body`: the body with its HMAC, bound to the key name.
+    fn seal(&self, name: &str, body: &str) -> String {
+        let Some((kid, key)) = self.keys.first() else {
+            return String::new();
+        };
+        let mac =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Self::mac(key, name, body));
+        format!("{kid}.{mac}.{body}")
+    }
+
+    fn open<'a>(&self, name: &str, value: &'a str) -> Result<&'a str, StoreError> {
+        let mut parts = value.splitn(3, '.');
+        let (Some(kid), Some(mac), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(StoreError::Tampered);
+        };
+        let mac = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| StoreError::Tampered)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|(id, _)| id == kid)
+            .map(|(_, k)| k)
+            .ok_or(StoreError::Tampered)?;
+        let m = <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| StoreError::Tampered)?;
+        let mut m = m;
+        m.update(name.as_bytes());
+        m.update(&[0]);
+        m.update(body.as_bytes());
+        // `verify_slice` compares in constant time.
+        m.verify_slice(&mac).map_err(|_| StoreError::Tampered)?;
+        Ok(body)
+    }
+
+    /// Stores a new session and enforces the principal's cap across instances;
+    /// returns the digests of sessions evicted to make room.
+    pub async fn put_session(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        idle: Duration,
+        cap: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn().await?;
+        let key = self.session_key(sid);
+        let body =
+            serde_json::to_string(rec).map_err(|_| StoreError::Unavailable("encoding".into()))?;
+        let pkey = self.principal_key(&rec.principal);
+        let (_, _, _, count): ((), (), (), usize) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(self.seal(&key, &body))
+            .arg("EX")
+            .arg(idle.as_secs().max(1))
+            .cmd("ZADD")
+            .arg(&pkey)
+            .arg(rec.created)
+            .arg(digest(sid))
+            .cmd("EXPIRE")
+            .arg(&pkey)
+            .arg(idle.as_secs().max(1).saturating_mul(24))
+            .cmd("ZCARD")
+            .arg(&pkey)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        if count <= cap {
+            return Ok(Vec::new());
+        }
+        let evicted: Vec<(String, f64)> = redis::cmd("ZPOPMIN")
+            .arg(&pkey)
+            .arg(count - cap)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for (d, _) in evicted {
+            let _: () = redis::cmd("DEL")
+                .arg(format!("{}s:{d}", self.prefix))
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// The session's record (refreshing its idle TTL), `None` if it does not
+    /// exist (deleted, invalidated, evicted or idle too long).
+    pub async fn get_session(
+        &self,
+        sid: &str,
+        idle: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let mut c = self.conn().await?;
+        let key = self.session_key(sid);
+        let v: Option<String> = redis::cmd("GETEX")
+            .arg(&key)
+            .arg("EX")
+            .arg(idle.as_secs().max(1))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let Some(v) = v else { return Ok(None) };
+        let body = self.open(&key, &v)?;
+        serde_json::from_str(body)
+            .map(Some)
+            .map_err(|_| StoreError::Tampered)
+    }
+
+    /// Deletes a session.
+    pub async fn delete_session(&self, sid: &str, principal: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let (n, _): (usize, usize) = redis::pipe()
+            .cmd("DEL")
+            .arg(self.session_key(sid))
+            .cmd("ZREM")
+            .arg(self.principal_key(principal))
+            .arg(digest(sid))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    /// Deletes every session of a principal; returns how many there were.
+    pub async fn invalidate_principal(&self, principal: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn().await?;
+        let pkey = self.principal_key(principal);
+        let all: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&pkey)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut p = redis::pipe();
+        p.atomic();
+        for d in &all {
+            p.cmd("DEL").arg(format!("{}s:{d}", self.prefix)).ignore();
+        }
+        p.cmd("DEL").arg(&pkey).ignore();
+        let _: () = p.query_async(&mut c).await.map_err(unavailable)?;
+        Ok(all.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_bound_to_their_key_and_tampering_is_detected() {
+        let kr = crate::keyring::Keyring::random();
+        let s = RedisStore::new("redis://127.0.0.1:1/", "t:", &kr).unwrap();
+        let v = s.seal("t:s:a", r#"{"x":1}"#);
+        assert_eq!(s.open("t:s:a", &v).unwrap(), r#"{"x":1}"#);
+        assert!(
+            matches!(s.open("t:s:b", &v), Err(StoreError::Tampered)),
+            "moved"
+        );
+        let edited = v.replace(r#""x":1"#, r#""x":2"#);
+        assert!(
+            matches!(s.open("t:s:a", &edited), Err(StoreError::Tampered)),
+            "edited"
+        );
+        assert!(matches!(
+            s.open("t:s:a", "garbage"),
+            Err(StoreError::Tampered)
+        ));
+        let other = RedisStore::new(
+            "redis://127.0.0.1:1/",
+            "t:",
+            &crate::keyring::Keyring::random(),
+        )
+        .unwrap();
+        assert!(
+            matches!(other.open("t:s:a", &v), Err(StoreError::Tampered)),
+            "other keyring"
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! Two gateway instances sharing sessions through a real Redis (started here on
+//! a free loopback port), with requests alternating between them and no
+//! affinity: sessions created on one are served by the other, deletion and
+//! invalidation are seen everywhere, tampered values are refused, and an outage
+//! fails closed (503) and recovers by itself.
+//!
+//! Needs `redis-server` (Debian package; the test command installs it).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_methods,
+    missing_debug_implementations,
+    reason = "test code; redis-server is a child process started directly"
+)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("redis-server missing: install the Debian package redis-server (scripts/test.sh does)");
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two instances (A, B) with one public URL, the development issuer's key and
+/// the state keys shared, as behind a load balancer.
+struct Pair {
+    a: Gw,
+    b: Gw,
+    dev: bastion_auth::DevIssuer,
+    public: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Pair {
+    async fn start(redis_port: u16) -> Pair {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("dev.key");
+        let state_key = dir.path().join("state.key");
+        std::fs::write(
+            &state_key,
+            "k1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTIzNDU2",
+        )
+        .unwrap();
+        std::fs::set_permissions(&state_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (pa, pb) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+        let public = format!("http://{pa}/mcp");
+        let dev = bastion_auth::DevIssuer::load_or_create(&format!("http://{pa}/dev-issuer"), &key)
+            .unwrap();
+        let cfg = |listen: std::net::SocketAddr| {
+            demo_config("").replace(
+                HEAD,
+                &format!(
+                    r#"[server]
+listen = "{listen}"
+public_url = "{public}"
+allowed_hosts = ["{pa}", "{pb}"]
+[auth]
+mode = "dangerous_dev_issuer"
+dev_key_file = "{key}"
+required_scopes = ["mcp:tools"]
+[state]
+backend = "redis"
+url = "redis://127.0.0.1:{redis_port}/0"
+integrity_key = "file:{state_key}"
+"#,
+                    key = key.display(),
+                    state_key = state_key.display(),
+                ),
+            )
+        };
+        let a = start_on(la, &cfg(pa)).await;
+        let b = start_on(lb, &cfg(pb)).await;
+        Pair {
+            a,
+            b,
+            dev,
+            public,
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, sub: &str) -> String {
+        self.dev
+            .mint(&self.public, sub, &["mcp:tools".into()], 300, "app")
+            .unwrap()
+    }
+}
+
+async fn init(url: &str, token: &str) -> reqwest::Response {
+    http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT_BODY)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn call(
+    url: &str,
+    sid: &str,
+    token: &str,
+    id: i64,
+    tool: &str,
+) -> (u16, Vec<serde_json::Value>) {
+    let r = http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"message":"hi"}}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, messages(r).await)
+}
+
+#[tokio::test]
+async fn two_instances_serve_the_same_sessions_without_affinity() {
+    let redis = Redis::start(free_port());
+    let p = Pair::start(redis.port).await;
+    let alice = p.token("alice");
+    let r = init(&p.a.url, &alice).await;
+    assert_eq!(r.status(), 200);
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    // Alternate: B has never seen this session; it rebuilds it from the record.
+    for (i, url) in [&p.b.url, &p.a.url, &p.b.url].into_iter().enumerate() {
+        let (status, msgs) = call(url, &sid, &alice, i as i64 + 2, "demo__echo").await;
+        assert_eq!(status, 200, "call {i}");
+        assert_eq!(
+            msgs.last().unwrap()["result"]["content"][0]["text"],
+            "Echo: hi"
+        );
+    }
+    // Another principal cannot use it on either instance.
+    let bob = p.token("bob");
+    assert_eq!(call(&p.b.url, &sid, &bob, 9, "demo__echo").await.0, 404);
+    // DELETE on A ends it on B as well.
+    let d = http()
+        .delete(&p.a.url)
+        .bearer_auth(&alice)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), 200);
+    assert_eq!(call(&p.b.url, &sid, &alice, 10, "demo__echo").await.0, 404);
+    // Invalidation on A is visible on B within a second.
+    let r = init(&p.b.url, &alice).await;
+    let sid2 = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    assert_eq!(call(&p.a.url, &sid2, &alice, 11, "demo__echo").await.0, 200);
+    let t0 = std::time::Instant::now();
+    let n =
+        p.a.gw
+            .invalidate_principal(p.dev.issuer(), "alice")
+            .await
+            .unwrap();
+    assert!(n >= 1);
+    assert_eq!(call(&p.b.url, &sid2, &alice, 12, "demo__echo").await.0, 404);
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    // Nothing in Redis names a session id or a token.
+    let mut c = redis.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    for k in &keys {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(k)
+            .query_async(&mut c)
+            .await
+            .unwrap_or(None);
+        let text = format!("{k} {}", v.unwrap_or_default());
+        assert!(
+            !text.contains(&sid) && !text.contains(&sid2) && !text.contains(&alice),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tampered_values_are_refused_and_an_outage_fails_closed_then_recovers() {
+    let mut redis = Redis::start(free_port());
+    let p = Pair::start(redis.port).await;
+    let alice = p.token("alice");
+    let r = init(&p.a.url, &alice).await;
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    // Widen the stored scopes directly in Redis: the MAC no longer matches.
+    let key = format!("bastion:s:{}", bastion::store::digest(&sid));
+    let mut c = redis.conn().await;
+    let v: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let forged = v.replace("\"mcp:tools\"", "\"mcp:tools\",\"mcp:admin\"");
+    assert_ne!(v, forged);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&forged)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(call(&p.b.url, &sid, &alice, 2, "demo__echo").await.0, 404);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        p.b.events()
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("session record failed its integrity check"))
+    );
+
+    // Outage: clear 503s, no panic.
+    let r = init(&p.a.url, &alice).await;
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    redis.stop();
+    let (status, msgs) = call(&p.b.url, &sid, &alice, 3, "demo__echo").await;
+    assert_eq!(status, 503);
+    assert!(
+        msgs[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session store unavailable"),
+        "{msgs:?}"
+    );
+    assert_eq!(init(&p.a.url, &alice).await.status(), 503);
+    // Redis returns (empty: it kept nothing): service resumes by itself.
+    let _redis = Redis::start(redis.port);
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = init(&p.a.url, &alice).await;
+        if r.status() == 200 {
+            let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+            ok = call(&p.b.url, &sid, &alice, 4, "demo__echo").await.0 == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "service did not resume after Redis came back");
+}
