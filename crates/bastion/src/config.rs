@@ -1373,6 +1373,76 @@ url = "https://up.example.test/mcp"
     }
 
     #[test]
+    fn state_contract_shape_and_refusals() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("state.key");
+        std::fs::write(&key, format!("k1:{}", "A".repeat(44))).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let with = |state: &str| format!("{BASE}[state]\n{state}\n");
+        let c = Config::parse(
+            &with(&format!(
+                "backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nintegrity_key = \"file:{}\"",
+                key.display()
+            )),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(matches!(c.state.backend, StateBackend::Redis { .. }));
+        assert!(matches!(
+            Config::parse(&with("backend = \"embedded\""), "t.toml")
+                .unwrap()
+                .state
+                .backend,
+            StateBackend::Embedded
+        ));
+        let k = key.display();
+        for (state, want) in [
+            (
+                "backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"".to_owned(),
+                "state.integrity_key",
+            ),
+            (
+                format!("backend = \"redis\"\nintegrity_key = \"file:{k}\""),
+                "state.url",
+            ),
+            (
+                format!(
+                    "backend = \"redis\"\nurl = \"redis://cache.example:6379\"\nintegrity_key = \"file:{k}\""
+                ),
+                "state.url",
+            ),
+            (
+                format!(
+                    "backend = \"redis\"\nurl = \"http://127.0.0.1\"\nintegrity_key = \"file:{k}\""
+                ),
+                "state.url",
+            ),
+            ("backend = \"memcached\"".to_owned(), "state.backend"),
+            (
+                "integrity_key = \"inline-not-a-reference\"".to_owned(),
+                "state.integrity_key",
+            ),
+        ] {
+            let e = err(&with(&state));
+            assert!(e.contains(want), "want {want}: {e}");
+        }
+        // Plain Redis across a network only as a named dangerous setting.
+        let c = Config::parse(
+            &with(&format!(
+                "backend = \"redis\"\nurl = \"redis://cache.example:6379\"\nintegrity_key = \"file:{k}\"\ndangerous_allow_plain_redis = true"
+            )),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(
+            c.dangerous_settings()
+                .iter()
+                .any(|d| d.contains("plain_redis"))
+        );
+    }
+
+    #[test]
     fn accepts_the_contract_shape() {
         let c = Config::parse(BASE, "t.toml").unwrap();
         assert_eq!(c.upstreams.len(), 1);
