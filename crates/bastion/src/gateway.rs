@@ -72,6 +72,45 @@ pub struct Gateway {
     pub event_ids: crate::streams::EventIds,
     /// Where session records live.
     pub store: crate::store::Store,
+    /// Which principal and upstream each task belongs to.
+    pub tasks: TaskOwners,
+}
+
+/// Task id → (principal, upstream): task ids are handles a client passes back,
+/// so they are bound to the principal that created them. Bounded; entries live
+/// a day.
+#[derive(Debug, Default)]
+pub struct TaskOwners {
+    m: parking_lot::Mutex<HashMap<String, (String, usize, std::time::Instant)>>,
+}
+
+impl TaskOwners {
+    const MAX: usize = 100_000;
+    const TTL: Duration = Duration::from_secs(86_400);
+
+    fn record(&self, task: &str, principal: &str, upstream: usize) {
+        let mut m = self.m.lock();
+        if m.len() >= Self::MAX {
+            m.retain(|_, (_, _, t)| t.elapsed() < Self::TTL);
+            if m.len() >= Self::MAX {
+                // Full of live tasks: forget the oldest rather than grow.
+                if let Some(k) = m.iter().min_by_key(|(_, (_, _, t))| *t).map(|(k, _)| k.clone()) {
+                    m.remove(&k);
+                }
+            }
+        }
+        m.insert(
+            task.to_owned(),
+            (principal.to_owned(), upstream, std::time::Instant::now()),
+        );
+    }
+
+    fn owner(&self, task: &str) -> Option<(String, usize)> {
+        let m = self.m.lock();
+        m.get(task)
+            .filter(|(_, _, t)| t.elapsed() < Self::TTL)
+            .map(|(p, u, _)| (p.clone(), *u))
+    }
 }
 
 /// Why the gateway could not be built.
@@ -229,6 +268,7 @@ impl Gateway {
             sealer,
             event_ids: crate::streams::EventIds::new(&keyring),
             store,
+            tasks: TaskOwners::default(),
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
@@ -401,6 +441,7 @@ impl Gateway {
                         .write()
                         .tasks
                         .insert(t.to_owned(), route.upstream);
+                    self.tasks.record(t, &ctx.principal, route.upstream);
                 }
                 Ok(resp)
             }
@@ -417,17 +458,33 @@ impl Gateway {
                 if lane == Lane::Modern =>
             {
                 let task = param_str(&req, "taskId")?;
-                let known = ctx.routes.read().tasks.get(&task).copied();
-                let idx = match known {
-                    Some(i) => i,
-                    None if self.upstreams.len() == 1 => 0,
-                    None => {
-                        return Err(ErrorObject::with_data(
-                            codes::INVALID_PARAMS,
-                            "Unknown task",
-                            json!({"taskId": task}),
-                        ));
+                // Task ids are bearer-like handles: a task is served only to the
+                // principal that created it; any other gets the unknown-task answer
+                // (and the trail an event).
+                let unknown = || {
+                    ErrorObject::with_data(
+                        codes::INVALID_PARAMS,
+                        "Unknown task",
+                        json!({"taskId": task}),
+                    )
+                };
+                let idx = match self.tasks.owner(&task) {
+                    Some((owner, idx)) if owner == ctx.principal => idx,
+                    Some(_) => {
+                        let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
+                        if let Some((iss, sub)) = ctx.principal.split_once(' ') {
+                            ev.issuer = Some(iss.to_owned());
+                            ev.principal = Some(sub.to_owned());
+                        }
+                        ev.reason = Some("task id presented by another principal".into());
+                        self.audit.emit(ev);
+                        return Err(unknown());
                     }
+                    // A task this gateway never saw created (another instance's, or
+                    // from before a restart): with one upstream it can only be
+                    // there, and the upstream answers for it.
+                    None if self.upstreams.len() == 1 => 0,
+                    None => return Err(unknown()),
                 };
                 self.forward_to(ctx, idx, req, Some(events), &client_params)
                     .await
@@ -1434,5 +1491,20 @@ pub fn modernize_result(method: &str, result: &mut Value) {
     }
     if let Some(m) = meta::meta_mut(result) {
         m.insert(meta::SERVER_INFO.into(), server_info());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_belong_to_their_principal() {
+        let t = TaskOwners::default();
+        t.record("task-1", "iss alice", 2);
+        assert_eq!(t.owner("task-1"), Some(("iss alice".to_owned(), 2)));
+        assert_eq!(t.owner("task-2"), None);
+        // The dispatcher serves a task only when the owner is the caller.
+        assert_ne!(t.owner("task-1").map(|(p, _)| p).as_deref(), Some("iss bob"));
     }
 }
