@@ -65,6 +65,18 @@ impl Revocations {
             .remove(&(issuer.to_owned(), subject.to_owned()))
     }
 
+    /// Replaces the whole list with `tokens` (`jti`, expiry) and `subjects`
+    /// (issuer, subject): how a shared store's list is mirrored locally.
+    pub fn replace(&self, tokens: Vec<(String, u64)>, subjects: Vec<(String, String)>) {
+        let now = now_secs();
+        *self.jti.write() = tokens
+            .into_iter()
+            .filter(|(_, exp)| *exp > now)
+            .take(MAX_JTI)
+            .collect();
+        *self.subjects.write() = subjects.into_iter().collect();
+    }
+
     /// Whether `p` is refused, and why.
     pub fn check(&self, p: &Principal) -> Option<Revoked> {
         {

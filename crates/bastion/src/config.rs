@@ -155,6 +155,7 @@ struct RawUpstreamAuth {
 #[serde(deny_unknown_fields)]
 struct RawState {
     backend: Option<String>,
+    path: Option<PathBuf>,
     integrity_key: Option<String>,
     url: Option<String>,
     key_prefix: Option<String>,
@@ -368,8 +369,11 @@ pub struct StateConfig {
 /// Where sessions live.
 #[derive(Debug, Clone)]
 pub enum StateBackend {
-    /// In this process.
-    Embedded,
+    /// Sessions in this process; durable state in a SQLite file.
+    Embedded {
+        /// The SQLite file (`None`: durable state kept in memory only).
+        path: Option<PathBuf>,
+    },
     /// Redis, shared by several instances.
     Redis {
         /// `redis://` or `rediss://` URL (may carry a password: a secret).
@@ -721,9 +725,12 @@ impl Validator<'_> {
                 if raw.url.is_some() {
                     return Err(self.err("state.url", "no url with the embedded backend"));
                 }
-                StateBackend::Embedded
+                StateBackend::Embedded { path: raw.path }
             }
             Some("redis") => {
+                if raw.path.is_some() {
+                    return Err(self.err("state.path", "no path with the redis backend"));
+                }
                 let u = raw.url.ok_or_else(|| {
                     self.err("state.url", "the Redis URL (redis:// or rediss://)")
                 })?;
@@ -1394,7 +1401,7 @@ url = "https://up.example.test/mcp"
                 .unwrap()
                 .state
                 .backend,
-            StateBackend::Embedded
+            StateBackend::Embedded { .. }
         ));
         let k = key.display();
         for (state, want) in [

@@ -94,7 +94,11 @@ impl TaskOwners {
             m.retain(|_, (_, _, t)| t.elapsed() < Self::TTL);
             if m.len() >= Self::MAX {
                 // Full of live tasks: forget the oldest rather than grow.
-                if let Some(k) = m.iter().min_by_key(|(_, (_, _, t))| *t).map(|(k, _)| k.clone()) {
+                if let Some(k) = m
+                    .iter()
+                    .min_by_key(|(_, (_, _, t))| *t)
+                    .map(|(k, _)| k.clone())
+                {
                     m.remove(&k);
                 }
             }
@@ -196,7 +200,9 @@ impl Gateway {
         };
         let sealer = crate::seal::Sealer::new(&keyring, cfg.server.public_url.as_str());
         let store = match &cfg.state.backend {
-            crate::config::StateBackend::Embedded => crate::store::Store::Embedded,
+            crate::config::StateBackend::Embedded { path } => {
+                crate::store::Store::Embedded(crate::store::Sqlite::new(path.clone()))
+            }
             crate::config::StateBackend::Redis { url, prefix, .. } => {
                 crate::store::Store::Redis(Box::new(
                     crate::store::RedisStore::new(url.expose_secret(), prefix, &keyring)
@@ -1088,7 +1094,7 @@ impl Gateway {
         let key = format!("{issuer} {subject}");
         let shared = match &self.store {
             crate::store::Store::Redis(r) => Some(r.invalidate_principal(&key).await?),
-            crate::store::Store::Embedded => None,
+            crate::store::Store::Embedded(_) => None,
         };
         let ids: Vec<String> = self
             .sessions
@@ -1120,6 +1126,97 @@ impl Gateway {
             c.close().await;
         }
         Ok(shared.map_or(n, |m| m.max(n)))
+    }
+
+    /// Revokes a token by its `jti` until `until` (its expiry), durably and, on
+    /// a shared store, for every instance.
+    pub async fn revoke_token(
+        &self,
+        jti: &str,
+        until: u64,
+    ) -> Result<(), crate::store::StoreError> {
+        self.store
+            .add_revocation(crate::store::RevocationKind::Token, jti, until)
+            .await?;
+        if let Some(v) = self.auth.verifier() {
+            v.revocations().revoke_token(jti, until);
+        }
+        self.audit_admin(&format!("token revoked (jti {jti})"));
+        Ok(())
+    }
+
+    /// Refuses every token of a principal and ends its sessions, durably and on
+    /// every instance; returns how many sessions ended.
+    pub async fn revoke_subject(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<usize, crate::store::StoreError> {
+        self.store
+            .add_revocation(
+                crate::store::RevocationKind::Subject,
+                &format!("{issuer} {subject}"),
+                0,
+            )
+            .await?;
+        if let Some(v) = self.auth.verifier() {
+            v.revocations().revoke_subject(issuer, subject);
+        }
+        self.audit_admin(&format!("subject revoked ({subject} at {issuer})"));
+        self.invalidate_principal(issuer, subject).await
+    }
+
+    /// Lifts a subject revocation; returns whether one was in place.
+    pub async fn restore_subject(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        let had = self
+            .store
+            .remove_revocation(
+                crate::store::RevocationKind::Subject,
+                &format!("{issuer} {subject}"),
+            )
+            .await?;
+        if let Some(v) = self.auth.verifier() {
+            v.revocations().restore_subject(issuer, subject);
+        }
+        self.audit_admin(&format!("subject restored ({subject} at {issuer})"));
+        Ok(had)
+    }
+
+    /// Loads the store's revocations into the verifier (at start, and every
+    /// second with a shared store so a revocation on one instance holds on all).
+    pub async fn sync_revocations(&self) -> Result<(), crate::store::StoreError> {
+        let Some(v) = self.auth.verifier() else {
+            return Ok(());
+        };
+        let (tokens, subjects) = self.store.revocations().await?;
+        let subjects = subjects
+            .into_iter()
+            .filter_map(|k| k.split_once(' ').map(|(i, s)| (i.to_owned(), s.to_owned())))
+            .collect();
+        match &self.store {
+            // The shared list is the whole truth: mirror it.
+            crate::store::Store::Redis(_) => v.revocations().replace(tokens, subjects),
+            // The file only adds to what this process holds.
+            crate::store::Store::Embedded(_) => {
+                for (jti, until) in tokens {
+                    v.revocations().revoke_token(&jti, until);
+                }
+                for (i, s) in subjects {
+                    v.revocations().revoke_subject(&i, &s);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn audit_admin(&self, what: &str) {
+        let mut ev = AuditEvent::new(EventKind::Gateway, Outcome::Ok);
+        ev.reason = Some(what.to_owned());
+        self.audit.emit(ev);
     }
 
     /// Ends sessions idle longer than the idle timeout or older than the
@@ -1505,6 +1602,9 @@ mod tests {
         assert_eq!(t.owner("task-1"), Some(("iss alice".to_owned(), 2)));
         assert_eq!(t.owner("task-2"), None);
         // The dispatcher serves a task only when the owner is the caller.
-        assert_ne!(t.owner("task-1").map(|(p, _)| p).as_deref(), Some("iss bob"));
+        assert_ne!(
+            t.owner("task-1").map(|(p, _)| p).as_deref(),
+            Some("iss bob")
+        );
     }
 }

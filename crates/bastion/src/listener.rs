@@ -67,6 +67,26 @@ pub async fn serve(
             }
         })
     };
+    // Revocations: loaded now; with a shared store, mirrored every second so a
+    // revocation made on one instance holds on all of them.
+    if let Err(e) = gw.sync_revocations().await {
+        tracing::warn!(error = %e, "revocations not loaded yet; retrying");
+    }
+    let syncer = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            if !matches!(gw.store, crate::store::Store::Redis(_)) {
+                return;
+            }
+            let mut t = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                t.tick().await;
+                if let Err(e) = gw.sync_revocations().await {
+                    tracing::warn!(error = %e, "revocation sync failed; keeping the last list");
+                }
+            }
+        })
+    };
     let res = match &gw.cfg.server.tls {
         None => axum::serve(
             listener,
@@ -81,6 +101,7 @@ pub async fn serve(
         }
     };
     reaper.abort();
+    syncer.abort();
     gw.shutdown().await;
     res
 }

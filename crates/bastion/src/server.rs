@@ -596,7 +596,7 @@ async fn session_of(
     // another instance means gone here too; a session another instance created
     // is rebuilt here from its record.
     let s = match &gw.store {
-        crate::store::Store::Embedded => local,
+        crate::store::Store::Embedded(_) => local,
         crate::store::Store::Redis(r) => {
             match r.get_session(sid, gw.cfg.server.session_idle_timeout).await {
                 Err(crate::store::StoreError::Unavailable(m)) => {

@@ -62,10 +62,158 @@ pub enum StoreError {
 /// The configured backend.
 #[derive(Debug)]
 pub enum Store {
-    /// In-process only: the gateway's session map is the store.
-    Embedded,
+    /// Sessions in this process; durable state (revocations) in SQLite.
+    Embedded(Sqlite),
     /// Redis, shared by every instance.
     Redis(Box<RedisStore>),
+}
+
+/// What a revocation names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationKind {
+    /// A token id (`jti`).
+    Token,
+    /// A principal (issuer and subject).
+    Subject,
+}
+
+impl RevocationKind {
+    fn tag(self) -> &'static str {
+        match self {
+            RevocationKind::Token => "t",
+            RevocationKind::Subject => "s",
+        }
+    }
+}
+
+/// Revocations as loaded: (`jti`, until) and principal keys.
+pub type RevocationList = (Vec<(String, u64)>, Vec<String>);
+
+/// The embedded backend's durable part: a SQLite file (rusqlite, bundled),
+/// opened on first use. Without a path, durable state stays in memory.
+#[derive(Debug)]
+pub struct Sqlite {
+    path: Option<std::path::PathBuf>,
+    conn: parking_lot::Mutex<Option<rusqlite::Connection>>,
+}
+
+impl Sqlite {
+    /// A store at `path` (`None`: nothing persisted).
+    pub fn new(path: Option<std::path::PathBuf>) -> Self {
+        Sqlite {
+            path,
+            conn: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the open database (created on first use).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let fail = |e: rusqlite::Error| StoreError::Unavailable(format!("SQLite: {e}"));
+        let mut guard = self.conn.lock();
+        if guard.is_none() {
+            let c = rusqlite::Connection::open(path).map_err(fail)?;
+            c.busy_timeout(Duration::from_secs(2)).map_err(fail)?;
+            c.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 CREATE TABLE IF NOT EXISTS revocations (
+                     kind TEXT NOT NULL, value TEXT NOT NULL, until INTEGER NOT NULL,
+                     PRIMARY KEY (kind, value));",
+            )
+            .map_err(fail)?;
+            *guard = Some(c);
+        }
+        match guard.as_ref() {
+            Some(c) => f(c).map(Some).map_err(fail),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Store {
+    /// Records a revocation durably (and, with Redis, for every instance).
+    pub async fn add_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(db) => db
+                .with(|c| {
+                    c.execute(
+                        "INSERT OR REPLACE INTO revocations (kind, value, until) VALUES (?1, ?2, ?3)",
+                        rusqlite::params![kind.tag(), value, until as i64],
+                    )
+                })
+                .map(|_| ()),
+            Store::Redis(r) => r.add_revocation(kind, value, until).await,
+        }
+    }
+
+    /// Removes a revocation; returns whether there was one.
+    pub async fn remove_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(db) => Ok(db
+                .with(|c| {
+                    c.execute(
+                        "DELETE FROM revocations WHERE kind = ?1 AND value = ?2",
+                        rusqlite::params![kind.tag(), value],
+                    )
+                })?
+                .unwrap_or(0)
+                > 0),
+            Store::Redis(r) => r.remove_revocation(kind, value).await,
+        }
+    }
+
+    /// Every live revocation.
+    pub async fn revocations(&self) -> Result<RevocationList, StoreError> {
+        match self {
+            Store::Embedded(db) => {
+                let now = crate::store::now() as i64;
+                let rows = db.with(|c| {
+                    let mut st = c.prepare(
+                        "SELECT kind, value, until FROM revocations WHERE kind = 's' OR until > ?1",
+                    )?;
+                    let rows = st
+                        .query_map([now], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(rows)
+                })?;
+                let mut out: RevocationList = (Vec::new(), Vec::new());
+                for (k, v, u) in rows.unwrap_or_default() {
+                    if k == "s" {
+                        out.1.push(v);
+                    } else {
+                        out.0.push((v, u.max(0) as u64));
+                    }
+                }
+                Ok(out)
+            }
+            Store::Redis(r) => r.revocations().await,
+        }
+    }
+}
+
+fn now() -> u64 {
+    bastion_auth::now_secs()
 }
 
 /// Hex SHA-256.
@@ -265,6 +413,73 @@ impl RedisStore {
             .map_err(|_| StoreError::Tampered)
     }
 
+    fn revocations_key(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+
+    async fn add_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let key = self.revocations_key();
+        let field = format!("{}:{value}", kind.tag());
+        let bound = format!("{key}\u{0}{field}");
+        let _: () = redis::cmd("HSET")
+            .arg(&key)
+            .arg(&field)
+            .arg(self.seal(&bound, &until.to_string()))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn remove_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let n: usize = redis::cmd("HDEL")
+            .arg(self.revocations_key())
+            .arg(format!("{}:{value}", kind.tag()))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    /// Every revocation whose integrity checks out (a forged entry is ignored:
+    /// it could only refuse someone, but it is not ours).
+    async fn revocations(&self) -> Result<RevocationList, StoreError> {
+        let mut c = self.conn().await?;
+        let key = self.revocations_key();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let now = now();
+        let mut out: RevocationList = (Vec::new(), Vec::new());
+        for (field, v) in all {
+            let bound = format!("{key}\u{0}{field}");
+            let Ok(body) = self.open(&bound, &v) else {
+                tracing::warn!("ignoring a revocation entry that fails its integrity check");
+                continue;
+            };
+            let until: u64 = body.parse().unwrap_or(0);
+            match field.split_once(':') {
+                Some(("s", who)) => out.1.push(who.to_owned()),
+                Some(("t", jti)) if until > now => out.0.push((jti.to_owned(), until)),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes a session.
     pub async fn delete_session(&self, sid: &str, principal: &str) -> Result<bool, StoreError> {
         let mut c = self.conn().await?;
@@ -305,6 +520,41 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn embedded_revocations_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = Store::Embedded(Sqlite::new(Some(path.clone())));
+        s.add_revocation(RevocationKind::Subject, "iss alice", 0)
+            .await
+            .unwrap();
+        s.add_revocation(RevocationKind::Token, "jti-1", now() + 60)
+            .await
+            .unwrap();
+        s.add_revocation(RevocationKind::Token, "old", now() - 1)
+            .await
+            .unwrap();
+        drop(s);
+        let again = Store::Embedded(Sqlite::new(Some(path)));
+        let (tokens, subjects) = again.revocations().await.unwrap();
+        assert_eq!(subjects, ["iss alice"]);
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].0, "jti-1");
+        assert!(
+            again
+                .remove_revocation(RevocationKind::Subject, "iss alice")
+                .await
+                .unwrap()
+        );
+        assert!(again.revocations().await.unwrap().1.is_empty());
+        // Without a path nothing is persisted, and nothing fails.
+        let mem = Store::Embedded(Sqlite::new(None));
+        mem.add_revocation(RevocationKind::Subject, "x y", 0)
+            .await
+            .unwrap();
+        assert!(mem.revocations().await.unwrap().1.is_empty());
+    }
 
     #[test]
     fn values_are_bound_to_their_key_and_tampering_is_detected() {

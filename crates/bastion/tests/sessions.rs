@@ -25,9 +25,15 @@ struct Dev {
 
 impl Dev {
     async fn start(server_extra: &str) -> Dev {
-        let dir = tempfile::tempdir().unwrap();
+        Dev::start_in(tempfile::tempdir().unwrap(), server_extra, 0).await
+    }
+
+    /// On `port` (0: any), with its key (and state) in `dir`.
+    async fn start_in(dir: tempfile::TempDir, server_extra: &str, port: u16) -> Dev {
         let key = dir.path().join("dev.key");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let issuer =
             bastion_auth::DevIssuer::load_or_create(&format!("http://{addr}/dev-issuer"), &key)
@@ -227,4 +233,41 @@ async fn invalidation_ends_every_session_of_a_principal_at_once() {
     assert_eq!(d.call(&a, &t, "ua").await, 404);
     assert_eq!(d.call(&b, &t, "ua").await, 404);
     assert_eq!(d.call(&c, &bob, "ua").await, 200);
+}
+
+#[tokio::test]
+async fn revocations_survive_a_restart_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let extra = format!("[state]\npath = \"{}\"", db.display());
+    let d = Dev::start_in(dir, &extra, 0).await;
+    let port = d.gw.addr.port();
+    let t = d.token("alice", &["mcp:tools"], "app");
+    let sid = d.init(&t, "ua").await;
+    assert_eq!(
+        d.gw.gw
+            .revoke_subject(d.issuer.issuer(), "alice")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(d.call(&sid, &t, "ua").await, 401);
+    // A new gateway process on the same state file: still revoked.
+    let Dev { gw, _dir, .. } = d;
+    gw.stop().await;
+    // Same address (so the same issuer and audience), same state file.
+    let again = Dev::start_in(_dir, &extra, port).await;
+    let t2 = again.token("alice", &["mcp:tools"], "app");
+    let r = http()
+        .post(&again.gw.url)
+        .bearer_auth(&t2)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let bob = again.token("bob", &["mcp:tools"], "app");
+    again.init(&bob, "ua").await;
 }

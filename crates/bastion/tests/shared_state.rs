@@ -318,3 +318,61 @@ async fn tampered_values_are_refused_and_an_outage_fails_closed_then_recovers() 
     }
     assert!(ok, "service did not resume after Redis came back");
 }
+
+/// A 2026-07-28 request (no session) with `token`.
+async fn stateless(url: &str, token: &str) -> u16 {
+    http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_instance_holds_on_the_other_within_a_second() {
+    let redis = Redis::start(free_port());
+    let p = Pair::start(redis.port).await;
+    let alice = p.token("alice");
+    assert_eq!(stateless(&p.b.url, &alice).await, 200);
+    p.a.gw
+        .revoke_subject(p.dev.issuer(), "alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        stateless(&p.a.url, &alice).await,
+        401,
+        "at once where it was made"
+    );
+    let t0 = std::time::Instant::now();
+    while stateless(&p.b.url, &alice).await != 401 {
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "not seen on B in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Others are unaffected; restoring lifts it everywhere.
+    assert_eq!(stateless(&p.b.url, &p.token("bob")).await, 200);
+    assert!(
+        p.b.gw
+            .restore_subject(p.dev.issuer(), "alice")
+            .await
+            .unwrap()
+    );
+    let t0 = std::time::Instant::now();
+    while stateless(&p.a.url, &alice).await != 200 {
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "restore not seen on A in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
