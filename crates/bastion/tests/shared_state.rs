@@ -376,3 +376,116 @@ async fn a_revocation_on_one_instance_holds_on_the_other_within_a_second() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Stops a child process on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn two_bastion_processes_share_sessions_through_redis() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let redis = Redis::start(free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dev.key");
+    let state_key = dir.path().join("state.key");
+    std::fs::write(
+        &state_key,
+        "k1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTIzNDU2",
+    )
+    .unwrap();
+    std::fs::set_permissions(&state_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let public = format!("http://127.0.0.1:{pa}/mcp");
+    let dev =
+        bastion_auth::DevIssuer::load_or_create(&format!("http://127.0.0.1:{pa}/dev-issuer"), &key)
+            .unwrap();
+    let mut procs = Vec::new();
+    for (name, port) in [("a", pa), ("b", pb)] {
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:{port}"
+public_url = "{public}"
+allowed_hosts = ["127.0.0.1:{pa}", "127.0.0.1:{pb}"]
+[auth]
+mode = "dangerous_dev_issuer"
+dev_key_file = "{key}"
+required_scopes = ["mcp:tools"]
+[state]
+backend = "redis"
+url = "redis://127.0.0.1:{rp}/0"
+integrity_key = "file:{sk}"
+[audit]
+path = "{audit}"
+[[upstream]]
+name = "demo"
+transport = "stdio"
+command = "{BIN}"
+args = ["demo-upstream"]
+"#,
+                key = key.display(),
+                rp = redis.port,
+                sk = state_key.display(),
+                audit = dir.path().join(format!("{name}-audit.jsonl")).display(),
+            ),
+        )
+        .unwrap();
+        procs.push(Proc(
+            Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&cfg)
+                .env("BASTION_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ));
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    let (a, b) = (
+        format!("http://127.0.0.1:{pa}/mcp"),
+        format!("http://127.0.0.1:{pb}/mcp"),
+    );
+    let alice = dev
+        .mint(&public, "alice", &["mcp:tools".into()], 300, "app")
+        .unwrap();
+    let r = init(&a, &alice).await;
+    assert_eq!(r.status(), 200);
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    for (i, url) in [&b, &a, &b].into_iter().enumerate() {
+        let (status, msgs) = call(url, &sid, &alice, i as i64 + 2, "demo__echo").await;
+        assert_eq!(status, 200, "call {i}");
+        assert_eq!(
+            msgs.last().unwrap()["result"]["content"][0]["text"],
+            "Echo: hi"
+        );
+    }
+    let d = http()
+        .delete(&a)
+        .bearer_auth(&alice)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), 200);
+    assert_eq!(
+        call(&b, &sid, &alice, 9, "demo__echo").await.0,
+        404,
+        "DELETE on A ends it on B"
+    );
+    drop(procs);
+}
