@@ -187,8 +187,6 @@ struct State {
     token_endpoint: Option<url::Url>,
     /// When discovery last failed.
     discovery_failed: Option<Instant>,
-    /// Bumped on every successful refresh.
-    generation: u64,
 }
 
 /// The issuer's keys.
@@ -231,11 +229,6 @@ impl KeyCache {
         })
     }
 
-    /// The generation of the current key set (changes on every refresh).
-    pub fn generation(&self) -> u64 {
-        self.state.read().generation
-    }
-
     /// Whether the key a token was verified with (its kid and key material) is
     /// still published. Also starts a background refresh when the set is stale,
     /// so tokens answered from a cache still notice a withdrawn key.
@@ -255,28 +248,28 @@ impl KeyCache {
 
     /// The introspection endpoint from the issuer's metadata, once discovered.
     pub async fn introspection_endpoint(&self) -> Result<url::Url, String> {
-        if let Some(u) = self.state.read().introspection_endpoint.clone() {
-            return Ok(u);
-        }
-        self.discover().await?;
-        self.state
-            .read()
-            .introspection_endpoint
-            .clone()
-            .ok_or_else(|| "issuer metadata has no introspection_endpoint".to_owned())
+        self.endpoint(|s| &s.introspection_endpoint, "introspection_endpoint")
+            .await
     }
 
     /// The token endpoint from the issuer's metadata.
     pub async fn token_endpoint(&self) -> Result<url::Url, String> {
-        if let Some(u) = self.state.read().token_endpoint.clone() {
+        self.endpoint(|s| &s.token_endpoint, "token_endpoint").await
+    }
+
+    /// An endpoint named by the issuer's metadata, discovering it if needed.
+    async fn endpoint(
+        &self,
+        field: impl Fn(&State) -> &Option<url::Url>,
+        name: &str,
+    ) -> Result<url::Url, String> {
+        if let Some(u) = field(&self.state.read()).clone() {
             return Ok(u);
         }
         self.discover().await?;
-        self.state
-            .read()
-            .token_endpoint
+        field(&self.state.read())
             .clone()
-            .ok_or_else(|| "issuer metadata has no token_endpoint".to_owned())
+            .ok_or_else(|| format!("issuer metadata has no {name}"))
     }
 
     /// Finds the key for a token with `kid` and `alg`.
@@ -481,7 +474,6 @@ fn install(s: &mut State, keys: Vec<VerifyKey>) {
         .collect();
     s.all = keys;
     s.fetched = Some(Instant::now());
-    s.generation += 1;
 }
 
 /// The metadata URLs to try for `issuer`, in order.

@@ -14,9 +14,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::disallowed_methods,
     missing_debug_implementations,
-    reason = "benchmark code; redis-server is started directly"
+    reason = "benchmark code"
 )]
 
 use std::collections::HashMap;
@@ -26,6 +25,9 @@ use std::time::Duration;
 
 use bastion::store::{RedisStore, SessionRecord};
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
 
 fn record() -> SessionRecord {
     SessionRecord {
@@ -60,33 +62,12 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    else {
+    if redis_server::binary().is_none() {
         eprintln!("redis-server not found: Redis benchmarks skipped");
         return;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    }
+    let server = redis_server::Redis::start(redis_server::free_port());
+    let port = server.port;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,8 +103,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 }
 
 criterion_group! {

@@ -420,3 +420,46 @@ pub fn strip_credentials(headers: &mut HeaderMap) {
         headers.remove(h);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifetime(p: &Principal, revocations: &Arc<Revocations>, secs: u64) -> Lifetime {
+        Lifetime {
+            until: Some(tokio::time::Instant::now() + Duration::from_secs(secs)),
+            principal: p.clone(),
+            revocations: Some(revocations.clone()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_lifetime_ends_at_expiry_and_on_revocation() {
+        let mut p = Principal::anonymous();
+        p.issuer = "https://idp".into();
+        p.subject = "alice".into();
+        p.token_id = Some("j1".into());
+        let r = Arc::new(Revocations::default());
+        let l = lifetime(&p, &r, 0);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), l.expired())
+                .await
+                .is_ok()
+        );
+        let l = lifetime(&p, &r, 3600);
+        assert!(!l.revoked());
+        r.revoke_token("j1", bastion_auth::now_secs() + 60);
+        assert!(l.revoked());
+        let none = Lifetime {
+            until: None,
+            principal: p,
+            revocations: None,
+        };
+        assert!(!none.revoked());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), none.expired())
+                .await
+                .is_err()
+        );
+    }
+}

@@ -21,92 +21,33 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::redis_server::{Redis, free_port};
 use common::*;
 use serde_json::json;
-
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("redis-server missing: install the Debian package redis-server (scripts/test.sh does)");
-        let child = Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
-            child: Some(child),
-            port,
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Two instances (A, B) with one public URL, the development issuer's key and
 /// the state keys shared, as behind a load balancer.
 struct Pair {
     a: Gw,
     b: Gw,
-    dev: bastion_auth::DevIssuer,
-    public: String,
-    _dir: tempfile::TempDir,
+    shared: Shared,
 }
 
-impl Pair {
-    async fn start(redis_port: u16) -> Pair {
+/// What instances behind one load balancer share: the public URL, the
+/// development issuer's key, the state keys and the Redis.
+struct Shared {
+    dir: tempfile::TempDir,
+    public: String,
+    hosts: [String; 2],
+    redis_port: u16,
+    dev: bastion_auth::DevIssuer,
+}
+
+impl Shared {
+    /// For instances listening on `a` (whose URL is the public one) and `b`.
+    fn new(a: std::net::SocketAddr, b: std::net::SocketAddr, redis_port: u16) -> Shared {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("dev.key");
         let state_key = dir.path().join("state.key");
         std::fs::write(
             &state_key,
@@ -114,49 +55,75 @@ impl Pair {
         )
         .unwrap();
         std::fs::set_permissions(&state_key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (pa, pb) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
-        let public = format!("http://{pa}/mcp");
-        let dev = bastion_auth::DevIssuer::load_or_create(&format!("http://{pa}/dev-issuer"), &key)
-            .unwrap();
-        let cfg = |listen: std::net::SocketAddr| {
-            demo_config("").replace(
-                HEAD,
-                &format!(
-                    r#"[server]
+        let dev = bastion_auth::DevIssuer::load_or_create(
+            &format!("http://{a}/dev-issuer"),
+            &dir.path().join("dev.key"),
+        )
+        .unwrap();
+        Shared {
+            dir,
+            public: format!("http://{a}/mcp"),
+            hosts: [a.to_string(), b.to_string()],
+            redis_port,
+            dev,
+        }
+    }
+
+    /// The configuration of the instance listening on `listen`.
+    fn config(&self, listen: std::net::SocketAddr) -> String {
+        let p = self.dir.path();
+        format!(
+            r#"[server]
 listen = "{listen}"
 public_url = "{public}"
-allowed_hosts = ["{pa}", "{pb}"]
+allowed_hosts = ["{h0}", "{h1}"]
 [auth]
 mode = "dangerous_dev_issuer"
 dev_key_file = "{key}"
 required_scopes = ["mcp:tools"]
 [state]
 backend = "redis"
-url = "redis://127.0.0.1:{redis_port}/0"
-integrity_key = "file:{state_key}"
+url = "redis://127.0.0.1:{rp}/0"
+integrity_key = "file:{sk}"
+[audit]
+path = "{audit}"
+[[upstream]]
+name = "demo"
+transport = "stdio"
+command = "{BIN}"
+args = ["demo-upstream"]
+timeout_secs = 10
 "#,
-                    key = key.display(),
-                    state_key = state_key.display(),
-                ),
-            )
-        };
-        let a = start_on(la, &cfg(pa)).await;
-        let b = start_on(lb, &cfg(pb)).await;
-        Pair {
-            a,
-            b,
-            dev,
-            public,
-            _dir: dir,
-        }
+            public = self.public,
+            h0 = self.hosts[0],
+            h1 = self.hosts[1],
+            key = p.join("dev.key").display(),
+            rp = self.redis_port,
+            sk = p.join("state.key").display(),
+            audit = p.join(format!("audit-{}.jsonl", listen.port())).display(),
+        )
     }
 
     fn token(&self, sub: &str) -> String {
         self.dev
             .mint(&self.public, sub, &["mcp:tools".into()], 300, "app")
             .unwrap()
+    }
+}
+
+impl Pair {
+    async fn start(redis_port: u16) -> Pair {
+        let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (pa, pb) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+        let shared = Shared::new(pa, pb, redis_port);
+        let a = start_on(la, &shared.config(pa)).await;
+        let b = start_on(lb, &shared.config(pb)).await;
+        Pair { a, b, shared }
+    }
+
+    fn token(&self, sub: &str) -> String {
+        self.shared.token(sub)
     }
 }
 
@@ -232,7 +199,7 @@ async fn two_instances_serve_the_same_sessions_without_affinity() {
     let t0 = std::time::Instant::now();
     let n =
         p.a.gw
-            .invalidate_principal(p.dev.issuer(), "alice")
+            .invalidate_principal(p.shared.dev.issuer(), "alice")
             .await
             .unwrap();
     assert!(n >= 1);
@@ -343,7 +310,7 @@ async fn a_revocation_on_one_instance_holds_on_the_other_within_a_second() {
     let alice = p.token("alice");
     assert_eq!(stateless(&p.b.url, &alice).await, 200);
     p.a.gw
-        .revoke_subject(p.dev.issuer(), "alice")
+        .revoke_subject(p.shared.dev.issuer(), "alice")
         .await
         .unwrap();
     assert_eq!(
@@ -363,7 +330,7 @@ async fn a_revocation_on_one_instance_holds_on_the_other_within_a_second() {
     assert_eq!(stateless(&p.b.url, &p.token("bob")).await, 200);
     assert!(
         p.b.gw
-            .restore_subject(p.dev.issuer(), "alice")
+            .restore_subject(p.shared.dev.issuer(), "alice")
             .await
             .unwrap()
     );
@@ -389,55 +356,14 @@ impl Drop for Proc {
 
 #[tokio::test]
 async fn two_bastion_processes_share_sessions_through_redis() {
-    use std::os::unix::fs::PermissionsExt as _;
     let redis = Redis::start(free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("dev.key");
-    let state_key = dir.path().join("state.key");
-    std::fs::write(
-        &state_key,
-        "k1:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo3ODkwMTIzNDU2",
-    )
-    .unwrap();
-    std::fs::set_permissions(&state_key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let public = format!("http://127.0.0.1:{pa}/mcp");
-    let dev =
-        bastion_auth::DevIssuer::load_or_create(&format!("http://127.0.0.1:{pa}/dev-issuer"), &key)
-            .unwrap();
+    let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let shared = Shared::new(addr(pa), addr(pb), redis.port);
     let mut procs = Vec::new();
     for (name, port) in [("a", pa), ("b", pb)] {
-        let cfg = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "{public}"
-allowed_hosts = ["127.0.0.1:{pa}", "127.0.0.1:{pb}"]
-[auth]
-mode = "dangerous_dev_issuer"
-dev_key_file = "{key}"
-required_scopes = ["mcp:tools"]
-[state]
-backend = "redis"
-url = "redis://127.0.0.1:{rp}/0"
-integrity_key = "file:{sk}"
-[audit]
-path = "{audit}"
-[[upstream]]
-name = "demo"
-transport = "stdio"
-command = "{BIN}"
-args = ["demo-upstream"]
-"#,
-                key = key.display(),
-                rp = redis.port,
-                sk = state_key.display(),
-                audit = dir.path().join(format!("{name}-audit.jsonl")).display(),
-            ),
-        )
-        .unwrap();
+        let cfg = shared.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, shared.config(addr(port))).unwrap();
         procs.push(Proc(
             Command::new(BIN)
                 .args(["serve", "--config"])
@@ -459,9 +385,7 @@ args = ["demo-upstream"]
         format!("http://127.0.0.1:{pa}/mcp"),
         format!("http://127.0.0.1:{pb}/mcp"),
     );
-    let alice = dev
-        .mint(&public, "alice", &["mcp:tools".into()], 300, "app")
-        .unwrap();
+    let alice = shared.token("alice");
     let r = init(&a, &alice).await;
     assert_eq!(r.status(), 200);
     let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();

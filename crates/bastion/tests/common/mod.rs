@@ -2,6 +2,8 @@
 //! demo upstream binary (stdio) or another gateway (HTTP).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod redis_server;
+
 use std::sync::Arc;
 
 use bastion::audit::{AuditEvent, MemorySink};

@@ -1,0 +1,119 @@
+//! 2026-07-28 task ids are handles bound to the principal that created them:
+//! another principal presenting one gets the unknown-task answer. The upstream
+//! is the conformance fixture, whose tasks extension lets *any* caller read any
+//! task, so the refusal below is the gateway's doing.
+//!
+//! Needs the test peers: `bash tests/peers/install.sh` (the test command runs it).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "test code; the fixture is a child process started directly"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::redis_server::free_port;
+use common::*;
+use serde_json::{Value, json};
+
+const TASKS: &str = "io.modelcontextprotocol/tasks";
+
+/// A 2026-07-28 request declaring the tasks extension; `name` goes in Mcp-Name.
+async fn modern_as(url: &str, token: &str, method: &str, name: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}},
+    });
+    let r = http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .header("mcp-name", name)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap();
+    messages(r).await.pop().unwrap()
+}
+
+#[tokio::test]
+async fn a_task_is_served_only_to_the_principal_that_created_it() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".peers/venv/bin/python");
+    assert!(python.exists(), "run `bash tests/peers/install.sh` first");
+    let port = free_port();
+    let mut fixture = Command::new(python)
+        .arg(root.join("tests/peers/conformance_fixture.py"))
+        .args(["--transport", "http", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dev.key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dev = bastion_auth::DevIssuer::load_or_create(&format!("http://{addr}/dev-issuer"), &key)
+        .unwrap();
+    let cfg = format!(
+        r#"[server]
+listen = "{addr}"
+[auth]
+mode = "dangerous_dev_issuer"
+dev_key_file = "{}"
+[[upstream]]
+name = "fixture"
+transport = "http"
+url = "http://127.0.0.1:{port}/mcp"
+prefix = ""
+protocol = "2026-07-28"
+"#,
+        key.display()
+    );
+    let gw = start_on(listener, &cfg).await;
+    let token = |sub: &str| dev.mint(&gw.url, sub, &[], 300, "app").unwrap();
+    let (alice, bob) = (token("alice"), token("bob"));
+
+    let created = modern_as(
+        &gw.url,
+        &alice,
+        "tools/call",
+        "slow_compute",
+        json!({"name": "slow_compute", "arguments": {"seconds": 0}}),
+    )
+    .await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task = created["result"]["taskId"].as_str().unwrap().to_owned();
+
+    let stolen = modern_as(&gw.url, &bob, "tasks/get", &task, json!({"taskId": task})).await;
+    assert_eq!(stolen["error"]["message"], "Unknown task", "{stolen}");
+    let own = modern_as(&gw.url, &alice, "tasks/get", &task, json!({"taskId": task})).await;
+    assert_eq!(own["result"]["taskId"], task.as_str(), "{own}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    assert!(
+        gw.events()
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("task id presented by another principal"))
+    );
+    gw.stop().await;
+    let _ = fixture.kill();
+    let _ = fixture.wait();
+}
