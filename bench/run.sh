@@ -199,6 +199,8 @@ wait_http "http://127.0.0.1:$p_echo/mcp" "$(last_pid)" 10 || { log "bench-echo d
 # (loopback testing mode), audit to a file as in any real deployment.
 bastion_config() { # listen-port upstream-name upstream-url audit-file
     cat <<EOF
+[policy]
+dangerous_allow_all = true
 [server]
 listen = "127.0.0.1:$1"
 

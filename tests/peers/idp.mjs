@@ -16,6 +16,8 @@
 //   gateway               the gateway's own client: introspection, client
 //                         credentials towards upstreams, RFC 8693 token exchange
 //   app                   public client, authorization code + PKCE
+//   analyst, engineer     client_credentials; tokens carry groups ["analysts"] /
+//                         ["engineers"] (authorization tests)
 // Every start generates fresh keys with fresh kids: a restart is a key rotation.
 // Test-only endpoint: POST /__test/sign {header, claims} signs with the issuer's
 // ES256 key (to craft expired or not-yet-valid tokens the real key signed).
@@ -68,10 +70,17 @@ const provider = new Provider(ISSUER, {
     secretClient('m2m-rs', ['client_credentials']),
     secretClient('m2m-ed', ['client_credentials']),
     secretClient('gateway', ['client_credentials', TX]),
+    secretClient('analyst', ['client_credentials']),
+    secretClient('engineer', ['client_credentials']),
     { client_id: 'app', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'], redirect_uris: ['http://127.0.0.1:9999/cb'] },
   ],
   pkce: { required: () => true },
+  // Group memberships for the authorization tests (claim "groups").
+  extraTokenClaims: async (ctx, token) => {
+    const groups = { analyst: ['analysts'], engineer: ['engineers'] }[token.clientId];
+    return groups ? { groups } : undefined;
+  },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },

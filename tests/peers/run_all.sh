@@ -45,6 +45,8 @@ start_bastion() { # name upstream-toml
     local name=$1 upstream=$2 port
     port=$(free_port)
     cat >"$work/$name.toml" <<TOML
+[policy]
+dangerous_allow_all = true
 [server]
 listen = "127.0.0.1:$port"
 [auth]
@@ -121,6 +123,8 @@ pids+=($!)
 for _ in $(seq 1 100); do [[ -s "$work/idp.out" ]] && break; sleep 0.1; done
 issuer=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["issuer"])' "$work/idp.out")
 cat >"$work/oauth.toml" <<TOML
+[policy]
+dangerous_allow_all = true
 [server]
 listen = "127.0.0.1:$gw_port"
 public_url = "$gw_url"

@@ -49,7 +49,7 @@ pub use revocation::Revocations;
 pub use secret::Secret;
 pub use tokens::{GrantKind, Issued, TokenEndpoint, TokenError, TokenSource, TokenSourceConfig};
 pub use util::{audience_matches, now_secs};
-pub use verifier::{AuthFailure, Credentials, Verifier, VerifierConfig};
+pub use verifier::{AuthFailure, Credentials, Reason, Verifier, VerifierConfig};
 
 /// The signature algorithms this crate accepts by default: every asymmetric JWS
 /// algorithm the crypto backend implements. HMAC and `none` are never accepted.

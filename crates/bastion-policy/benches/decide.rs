@@ -53,6 +53,7 @@ fn bench(c: &mut Criterion) {
             upstream: "up3",
             name: "tool3",
             labels: &none,
+            upstream_labels: &none,
             risk: 0,
             annotations: &none,
         },

@@ -103,6 +103,8 @@ pub enum Target<'a> {
         name: &'a str,
         /// Operator-assigned labels.
         labels: &'a [String],
+        /// The upstream's operator-assigned labels.
+        upstream_labels: &'a [String],
         /// Operator-assigned risk score.
         risk: i64,
         /// Tool annotation hints that are true (untrusted: the upstream says so).
@@ -113,7 +115,7 @@ pub enum Target<'a> {
 }
 
 /// Kinds of upstream items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ItemKind {
     /// `Bastion::Tool`.
     Tool,
@@ -477,6 +479,7 @@ impl Engine {
                 upstream,
                 name,
                 labels,
+                upstream_labels,
                 risk,
                 annotations,
             } => {
@@ -489,7 +492,7 @@ impl Engine {
                                 "name".to_owned(),
                                 RestrictedExpression::new_string(upstream.to_owned()),
                             ),
-                            ("labels".to_owned(), strings(&[])),
+                            ("labels".to_owned(), strings(upstream_labels)),
                         ],
                         [],
                         [],
@@ -520,18 +523,9 @@ impl Engine {
                 u
             }
         };
-        let args_uid = uid("Bastion::Arguments", "request").ok_or_else(|| err("arguments"))?;
-        let mut tags = Vec::new();
-        if let Some(v) = a.context.arguments {
-            flatten(v, "", 0, &mut tags);
-        }
-        entities.push(
-            Entity::new_with_tags(args_uid.clone(), [], [], tags)
-                .map_err(|e| vec![e.to_string()])?,
-        );
         let t = a.context.time;
         let days = t / 86_400;
-        let context = Context::from_pairs([
+        let mut pairs = vec![
             (
                 "time".to_owned(),
                 RestrictedExpression::new_long(i64::try_from(t).unwrap_or(i64::MAX)),
@@ -553,12 +547,22 @@ impl Engine {
                 "session_risk".to_owned(),
                 RestrictedExpression::new_long(a.context.session_risk),
             ),
-            (
+        ];
+        // Arguments are present only when the question is about one call.
+        if let Some(v) = a.context.arguments {
+            let args_uid = uid("Bastion::Arguments", "request").ok_or_else(|| err("arguments"))?;
+            let mut tags = Vec::new();
+            flatten(v, "", 0, &mut tags);
+            entities.push(
+                Entity::new_with_tags(args_uid.clone(), [], [], tags)
+                    .map_err(|e| vec![e.to_string()])?,
+            );
+            pairs.push((
                 "arguments".to_owned(),
                 RestrictedExpression::new_entity_uid(args_uid),
-            ),
-        ])
-        .map_err(|e| vec![e.to_string()])?;
+            ));
+        }
+        let context = Context::from_pairs(pairs).map_err(|e| vec![e.to_string()])?;
         Ok((principal, action, resource, context, entities))
     }
 
@@ -616,6 +620,7 @@ mod tests {
             upstream: "up",
             name: "n",
             labels: &some,
+            upstream_labels: &some,
             risk: 5,
             annotations: &some,
         };
@@ -624,6 +629,13 @@ mod tests {
             ("resources/read", item(ItemKind::Resource)),
             ("prompts/get", item(ItemKind::Prompt)),
             ("completion/complete", item(ItemKind::Prompt)),
+            (
+                "resources/templates/list",
+                Target::Upstream {
+                    name: "up",
+                    labels: &some,
+                },
+            ),
             (
                 "tools/list",
                 Target::Upstream {
@@ -646,9 +658,16 @@ mod tests {
                 target,
                 context: ctx,
             };
-            let (p, act, r, c, entities) = Engine::parts(&a).unwrap();
-            Request::new(p, act, r, c, Some(&schema)).unwrap();
-            Entities::from_entities(entities, Some(&schema)).unwrap();
+            // With arguments (a call) and without (filtering a list).
+            for arguments in [Some(&args), None] {
+                let a = Access {
+                    context: Circumstances { arguments, ..ctx },
+                    ..a
+                };
+                let (p, act, r, c, entities) = Engine::parts(&a).unwrap();
+                Request::new(p, act, r, c, Some(&schema)).unwrap();
+                Entities::from_entities(entities, Some(&schema)).unwrap();
+            }
         }
     }
 }

@@ -64,6 +64,7 @@ fn call<'a>(
             upstream,
             name: tool,
             labels,
+            upstream_labels: NONE,
             risk: 0,
             annotations: NONE,
         },
@@ -119,7 +120,7 @@ fn the_shipped_examples_validate_and_mean_what_they_say() {
         .is_allow()
     );
     let d = e.decide(
-        &call(who("ann", &analysts), "files", "delete", NONE, None, t),
+        &call(who("ann", &analysts), "docs", "delete", NONE, None, t),
         (),
     );
     assert!(matches!(
@@ -129,29 +130,35 @@ fn the_shipped_examples_validate_and_mean_what_they_say() {
             ..
         })
     ));
-    // Argument conditions.
+    // Argument conditions: analysts see read_file (no arguments when a list
+    // is filtered) and may call it under /srv/reports/ only.
     let ok = json!({"path": "/srv/reports/q3.csv"});
     let bad = json!({"path": "/etc/passwd"});
     let climb = json!({"path": "/srv/reports/../../etc/passwd"});
-    let anyone = who("bob", NONE);
+    let none = json!({});
+    let ann = who("ann", &analysts);
     assert!(
-        e.decide(&call(anyone, "files", "read_file", NONE, Some(&ok), t), ())
-            .is_allow()
+        e.decide(&call(ann, "files", "read_file", NONE, None, t), ())
+            .is_allow(),
+        "visible in the list"
     );
     assert!(
-        !e.decide(&call(anyone, "files", "read_file", NONE, Some(&bad), t), ())
+        e.decide(&call(ann, "files", "read_file", NONE, Some(&ok), t), ())
             .is_allow()
     );
+    for args in [&bad, &climb, &none] {
+        match e.decide(&call(ann, "files", "read_file", NONE, Some(args), t), ()) {
+            Decision::Deny(d) => assert_eq!(d.policies, ["reports-only"], "{args}"),
+            Decision::Allow(_) => panic!("{args} must be refused"),
+        }
+    }
     assert!(
         !e.decide(
-            &call(anyone, "files", "read_file", NONE, Some(&climb), t),
+            &call(who("bob", NONE), "files", "read_file", NONE, Some(&ok), t),
             ()
         )
-        .is_allow()
-    );
-    assert!(
-        !e.decide(&call(anyone, "files", "read_file", NONE, None, t), ())
-            .is_allow()
+        .is_allow(),
+        "not an analyst"
     );
     // Per-team upstreams and the destructive forbid.
     let finance = vec!["finance".to_string()];
@@ -232,6 +239,7 @@ fn allow_names_the_permitting_policy() {
             upstream: "u",
             name: "p",
             labels: NONE,
+            upstream_labels: NONE,
             risk: 0,
             annotations: NONE,
         },

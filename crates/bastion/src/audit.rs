@@ -37,6 +37,10 @@ pub enum EventKind {
     Auth,
     /// The gateway obtained a credential of its own for an upstream.
     Credential,
+    /// An authorization decision (or the filtering of one list page).
+    Authz,
+    /// The policy set was loaded, replaced, or a new one refused.
+    Policy,
 }
 
 /// How it ended.
@@ -115,6 +119,30 @@ pub struct AuditEvent {
     /// Wall time spent, in microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
+    /// The principal's groups (authorization events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// The principal's roles (authorization events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// The policy action (`tools/call`, `tools/list`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The Cedar resource decided on (`Bastion::Tool::"files/read_file"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `allow`, `deny`, or `filter` (one list page filtered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    /// The policies that decided it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+    /// A filtered list page: the items considered (upstream-side names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<String>>,
+    /// A filtered list page: the items withheld.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Vec<String>>,
 }
 
 impl AuditEvent {
@@ -145,6 +173,14 @@ impl AuditEvent {
             error_code: None,
             reason: None,
             duration_us: None,
+            groups: None,
+            roles: None,
+            action: None,
+            resource: None,
+            decision: None,
+            policies: None,
+            items: None,
+            hidden: None,
         }
     }
 }

@@ -374,6 +374,28 @@ impl ClientAuth {
         result.map(|p| (p, subject))
     }
 
+    /// Scopes every MCP request needs.
+    pub fn required_scopes(&self) -> &[String] {
+        &self.required_scopes
+    }
+
+    /// The 403 `insufficient_scope` refusal naming every scope `scopes` the
+    /// operation needs, so the client can step up (RFC 6750 §3.1).
+    pub fn step_up(
+        &self,
+        principal: &Principal,
+        scopes: Vec<String>,
+        id: Option<Id>,
+    ) -> (AuthFailure, HttpResponse) {
+        let f = AuthFailure {
+            reason: bastion_auth::Reason::InsufficientScope,
+            required_scopes: scopes,
+            principal: Some(Box::new(principal.clone())),
+        };
+        let r = self.refusal(&f, id);
+        (f, r)
+    }
+
     /// The refusal for `f`: status, challenge, JSON-RPC error.
     pub fn refusal(&self, f: &AuthFailure, id: Option<Id>) -> HttpResponse {
         let status = StatusCode::from_u16(f.status()).unwrap_or(StatusCode::UNAUTHORIZED);

@@ -65,6 +65,8 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    policy: RawPolicy,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
 }
@@ -165,6 +167,26 @@ struct RawState {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default)]
+    dangerous_allow_all: bool,
+    reload_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    #[serde(default)]
+    labels: Vec<String>,
+    risk: Option<i64>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<PathBuf>,
 }
@@ -191,6 +213,16 @@ struct RawUpstream {
     protocol: Option<String>,
     timeout_secs: Option<u64>,
     auth: Option<RawUpstreamAuth>,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    #[serde(default)]
+    tools: BTreeMap<String, RawItem>,
+    #[serde(default)]
+    prompts: BTreeMap<String, RawItem>,
+    #[serde(default)]
+    resources: BTreeMap<String, RawItem>,
 }
 
 // ---------------------------------------------------------------- runtime shapes
@@ -206,8 +238,33 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Where state lives and the keys that protect it.
     pub state: StateConfig,
+    /// Authorization policies.
+    pub policy: PolicyConfig,
     /// Upstream MCP servers, in configuration order.
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Authorization settings (`[policy]`).
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Glob patterns of Cedar policy files; relative ones are resolved against
+    /// the configuration file's directory.
+    pub files: Vec<String>,
+    /// With no policy at all, allow everything (testing only).
+    pub dangerous_allow_all: bool,
+    /// How often the files are checked for changes (besides SIGHUP).
+    pub reload_interval: Duration,
+}
+
+/// What the operator says about one tool, prompt or resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemPolicy {
+    /// Labels policies can test (`resource.labels.contains("read-only")`).
+    pub labels: Vec<String>,
+    /// Risk score policies can test (`resource.risk`).
+    pub risk: i64,
+    /// OAuth scopes a request for it needs (besides the upstream's).
+    pub required_scopes: Vec<String>,
 }
 
 /// Listener and HTTP hygiene settings.
@@ -416,6 +473,42 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// The gateway's own credential for it.
     pub auth: UpstreamAuth,
+    /// Labels of the upstream (`Bastion::Upstream` `labels`).
+    pub labels: Vec<String>,
+    /// OAuth scopes every request for this upstream needs.
+    pub required_scopes: Vec<String>,
+    /// Per tool (the upstream's own name): labels, risk, scopes.
+    pub tools: BTreeMap<String, ItemPolicy>,
+    /// Per prompt (the upstream's own name).
+    pub prompts: BTreeMap<String, ItemPolicy>,
+    /// Per resource URI prefix (the longest matching prefix applies; resource
+    /// templates match on their template text).
+    pub resources: BTreeMap<String, ItemPolicy>,
+}
+
+impl UpstreamConfig {
+    /// Whether any tool, prompt or resource setting names required scopes.
+    pub fn has_item_scopes(&self) -> bool {
+        self.tools
+            .values()
+            .chain(self.prompts.values())
+            .chain(self.resources.values())
+            .any(|i| !i.required_scopes.is_empty())
+    }
+
+    /// The operator's settings for a tool, prompt or resource of this upstream.
+    pub fn item(&self, kind: bastion_policy::ItemKind, name: &str) -> Option<&ItemPolicy> {
+        match kind {
+            bastion_policy::ItemKind::Tool => self.tools.get(name),
+            bastion_policy::ItemKind::Prompt => self.prompts.get(name),
+            bastion_policy::ItemKind::Resource => self
+                .resources
+                .iter()
+                .filter(|(p, _)| name.starts_with(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+                .map(|(_, v)| v),
+        }
+    }
 }
 
 /// How to reach an upstream.
@@ -454,7 +547,15 @@ impl Config {
             file: file.clone(),
             reason: e.to_string(),
         })?;
-        Config::parse(&text, &file)
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        Validator {
+            file: &file,
+            base: path.parent(),
+        }
+        .config(raw)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
@@ -463,7 +564,7 @@ impl Config {
             file: file.to_owned(),
             message: e.to_string(),
         })?;
-        Validator { file }.config(raw)
+        Validator { file, base: None }.config(raw)
     }
 
     /// The `dangerous_*` settings in effect, for the start-up log.
@@ -485,6 +586,12 @@ impl Config {
         } = &self.state.backend
         {
             out.push("state.dangerous_allow_plain_redis = true (session records cross the network unencrypted)".to_owned());
+        }
+        if self.policy.dangerous_allow_all {
+            out.push(
+                "policy.dangerous_allow_all = true (with no policy files, every request is allowed)"
+                    .to_owned(),
+            );
         }
         if self.server.dangerous_allow_session_scope_escalation {
             out.push(
@@ -516,6 +623,8 @@ impl Config {
 
 struct Validator<'a> {
     file: &'a str,
+    /// The configuration file's directory (relative policy globs start there).
+    base: Option<&'a Path>,
 }
 
 impl Validator<'_> {
@@ -559,6 +668,7 @@ impl Validator<'_> {
                 .path
                 .unwrap_or_else(|| PathBuf::from("bastion-audit.jsonl")),
         };
+        let policy = self.policy(raw.policy)?;
         if raw.upstreams.is_empty() {
             return Err(self.err("upstream", "at least one [[upstream]] table"));
         }
@@ -591,8 +701,81 @@ impl Validator<'_> {
             auth,
             audit,
             state,
+            policy,
             upstreams,
         })
+    }
+
+    fn policy(&self, raw: RawPolicy) -> Result<PolicyConfig, ConfigError> {
+        if raw.files.is_empty() && !raw.dangerous_allow_all {
+            return Err(self.err(
+                "policy.files",
+                "at least one glob of Cedar policy files (without policies every request is denied; dangerous_allow_all = true allows everything, for testing only)",
+            ));
+        }
+        let mut files = Vec::new();
+        for (i, f) in raw.files.iter().enumerate() {
+            if f.is_empty() || glob::Pattern::new(f).is_err() {
+                return Err(self.err(format!("policy.files[{i}]"), "a valid glob pattern"));
+            }
+            let p = Path::new(f);
+            files.push(match self.base {
+                Some(b) if p.is_relative() && !b.as_os_str().is_empty() => {
+                    // Escape the directory so its own characters are not glob syntax.
+                    format!("{}/{f}", glob::Pattern::escape(&b.display().to_string()))
+                }
+                _ => f.clone(),
+            });
+        }
+        let reload_interval = Duration::from_secs(match raw.reload_interval_secs {
+            Some(0) => {
+                return Err(self.err(
+                    "policy.reload_interval_secs",
+                    "a positive number of seconds",
+                ));
+            }
+            Some(n) => n,
+            None => 2,
+        });
+        Ok(PolicyConfig {
+            files,
+            dangerous_allow_all: raw.dangerous_allow_all,
+            reload_interval,
+        })
+    }
+
+    fn item(&self, key: &str, raw: RawItem) -> Result<ItemPolicy, ConfigError> {
+        let risk = raw.risk.unwrap_or(0);
+        if !(0..=1000).contains(&risk) {
+            return Err(self.err(format!("{key}.risk"), "an integer from 0 to 1000"));
+        }
+        self.labels(&format!("{key}.labels"), &raw.labels)?;
+        self.scopes(&format!("{key}.required_scopes"), &raw.required_scopes)?;
+        Ok(ItemPolicy {
+            labels: raw.labels,
+            risk,
+            required_scopes: raw.required_scopes,
+        })
+    }
+
+    fn labels(&self, key: &str, v: &[String]) -> Result<(), ConfigError> {
+        if v.iter().any(|l| l.is_empty() || l.len() > 64) {
+            return Err(self.err(key, "labels of 1-64 characters"));
+        }
+        Ok(())
+    }
+
+    fn scopes(&self, key: &str, v: &[String]) -> Result<(), ConfigError> {
+        // RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`.
+        if v.iter().any(|s| {
+            s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+        }) {
+            return Err(self.err(key, "OAuth scope tokens (RFC 6749 §3.3)"));
+        }
+        Ok(())
     }
 
     fn server(&self, raw: RawServer, auth: &AuthMode) -> Result<ServerConfig, ConfigError> {
@@ -1192,6 +1375,16 @@ impl Validator<'_> {
             }
             _ => return Err(self.err(key("transport"), "\"http\" or \"stdio\"")),
         };
+        self.labels(&key("labels"), &raw.labels)?;
+        self.scopes(&key("required_scopes"), &raw.required_scopes)?;
+        let items = |kind: &str, m: BTreeMap<String, RawItem>| {
+            m.into_iter()
+                .map(|(n, r)| Ok((n.clone(), self.item(&key(&format!("{kind}.{n}")), r)?)))
+                .collect::<Result<BTreeMap<_, _>, ConfigError>>()
+        };
+        let tools = items("tools", raw.tools)?;
+        let prompts = items("prompts", raw.prompts)?;
+        let resources = items("resources", raw.resources)?;
         Ok(UpstreamConfig {
             name: raw.name,
             prefix,
@@ -1199,6 +1392,11 @@ impl Validator<'_> {
             protocol,
             timeout,
             auth,
+            labels: raw.labels,
+            required_scopes: raw.required_scopes,
+            tools,
+            prompts,
+            resources,
         })
     }
 }
@@ -1243,6 +1441,8 @@ mod tests {
     use super::*;
 
     const BASE: &str = r#"
+[policy]
+dangerous_allow_all = true
 [server]
 listen = "127.0.0.1:8080"
 public_url = "http://127.0.0.1:8080/mcp"
@@ -1260,6 +1460,8 @@ prefix = ""
     }
 
     const OAUTH: &str = r#"
+[policy]
+files = ["policies/*.cedar"]
 [server]
 listen = "0.0.0.0:8080"
 public_url = "https://gw.example.test/mcp"
@@ -1447,6 +1649,76 @@ url = "https://up.example.test/mcp"
                 .iter()
                 .any(|d| d.contains("plain_redis"))
         );
+    }
+
+    #[test]
+    fn policy_contract_shape_and_refusals() {
+        let without = BASE.replace("[policy]\ndangerous_allow_all = true\n", "");
+        assert!(
+            err(&without).contains("policy.files"),
+            "no policy at all must not start"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bastion.toml");
+        std::fs::write(
+            &file,
+            without.replace(
+                "[server]",
+                "[policy]\nfiles = [\"policies/*.cedar\", \"/etc/bastion/extra.cedar\"]\n[server]",
+            ) + "labels = [\"internal\"]\nrequired_scopes = [\"files\"]\n[upstream.tools.read_file]\nlabels = [\"read-only\"]\nrisk = 10\nrequired_scopes = [\"files:read\"]\n[upstream.resources.\"file:///srv/\"]\nlabels = [\"srv\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(&file).unwrap();
+        // Relative globs start at the configuration file's directory.
+        assert_eq!(
+            c.policy.files,
+            [
+                format!("{}/policies/*.cedar", dir.path().display()),
+                "/etc/bastion/extra.cedar".to_owned()
+            ]
+        );
+        assert!(!c.policy.dangerous_allow_all);
+        let u = &c.upstreams[0];
+        assert_eq!(u.labels, ["internal"]);
+        assert_eq!(u.required_scopes, ["files"]);
+        let t = u.item(bastion_policy::ItemKind::Tool, "read_file").unwrap();
+        assert_eq!(
+            (t.risk, t.required_scopes.as_slice()),
+            (10, &["files:read".to_owned()][..])
+        );
+        assert_eq!(
+            u.item(bastion_policy::ItemKind::Resource, "file:///srv/a.txt")
+                .unwrap()
+                .labels,
+            ["srv"]
+        );
+        assert!(
+            u.item(bastion_policy::ItemKind::Resource, "file:///etc/x")
+                .is_none()
+        );
+        assert!(
+            Config::parse(BASE, "t.toml")
+                .unwrap()
+                .dangerous_settings()
+                .iter()
+                .any(|d| d.contains("dangerous_allow_all"))
+        );
+        for (bad, key) in [
+            (
+                "[upstream.tools.x]\nrisk = -1\n",
+                "upstream[0].tools.x.risk",
+            ),
+            (
+                "required_scopes = [\"a b\"]\n",
+                "upstream[0].required_scopes",
+            ),
+            ("[upstream.prompts.p]\nbogus = 1\n", "bogus"),
+        ] {
+            let e = err(&format!("{BASE}{bad}"));
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let e = err(&BASE.replace("dangerous_allow_all = true", "files = [\"[\"]"));
+        assert!(e.contains("policy.files[0]"), "{e}");
     }
 
     #[test]

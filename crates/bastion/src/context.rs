@@ -64,6 +64,8 @@ pub struct ToolRoute {
     pub name: String,
     /// Its `x-mcp-header` annotations (2026-07-28 `Mcp-Param-*`).
     pub params: Vec<bastion_proto::headers::ParamHeader>,
+    /// The annotation hints the upstream set to true (untrusted; for policies).
+    pub annotations: Vec<String>,
 }
 
 /// Where exposed names route.
@@ -105,6 +107,9 @@ pub struct Context {
     tasks: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
     last_used: Mutex<Instant>,
     closed: AtomicBool,
+    /// Risk the session has accumulated (detections add to it); policies see
+    /// it as `context.session_risk`.
+    risk: AtomicI64,
 }
 
 /// Outstanding unsolicited messages kept while no stream is open to take them.
@@ -131,7 +136,22 @@ impl Context {
             tasks: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
             closed: AtomicBool::new(false),
+            risk: AtomicI64::new(0),
         }
+    }
+
+    /// The risk the session has accumulated so far.
+    pub fn risk(&self) -> i64 {
+        self.risk.load(Ordering::Relaxed)
+    }
+
+    /// Adds to the session's risk (saturating).
+    pub fn add_risk(&self, n: i64) {
+        let _ = self
+            .risk
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some(r.saturating_add(n))
+            });
     }
 
     /// Marks the context used now (idle expiry).

@@ -321,11 +321,35 @@ async fn call_tool(
     }
 }
 
+/// The policy `bastion demo` runs with: the demo user may use the demo
+/// upstream, except its `fail` tool (so the filtered `tools/list` shows
+/// authorization at work), and `echo` refuses messages that mention a password
+/// (an argument condition).
+pub const DEMO_POLICY: &str = r#"// mcp-bastion demo policy (see docs/policy.md).
+@id("demo-user-uses-demo")
+permit (principal == Bastion::User::"demo-user", action, resource in Bastion::Upstream::"demo");
+
+@id("demo-hide-fail")
+forbid (principal, action == Bastion::Action::"tools/call", resource == Bastion::Tool::"demo/fail");
+
+@id("demo-echo-no-passwords")
+forbid (principal, action == Bastion::Action::"tools/call", resource == Bastion::Tool::"demo/echo")
+when { context has arguments && context.arguments.hasTag("message") && context.arguments.getTag("message") like "*password*" };
+"#;
+
 /// The configuration `bastion demo` runs with.
-pub fn demo_config_toml(listen: &str, exe: &str, audit: &str, key_file: &str) -> String {
+pub fn demo_config_toml(
+    listen: &str,
+    exe: &str,
+    audit: &str,
+    key_file: &str,
+    policy_file: &str,
+) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     format!(
-        r#"[server]
+        r#"[policy]
+files = [{policy_file}]
+[server]
 listen = {listen}
 [auth]
 mode = "dangerous_dev_issuer"
@@ -343,16 +367,18 @@ args = ["demo-upstream"]
         exe = q(exe),
         audit = q(audit),
         key_file = q(key_file),
+        policy_file = q(&glob::Pattern::escape(policy_file)),
     )
 }
 
 /// What `bastion demo` prints once it listens. `token` is a short-lived access
 /// token from the demo's development issuer.
-pub fn banner(url: &str, audit: &str, token: &str) -> String {
+pub fn banner(url: &str, audit: &str, token: &str, policy: &str) -> String {
     format!(
         r#"
 mcp-bastion demo gateway is running at {url}
-(upstream: the built-in demo server; tools are exposed as demo__echo, demo__add, …)
+(upstream: the built-in demo server; tools are exposed as demo__echo, demo__add, …;
+ the demo policy {policy} hides demo__fail and refuses echo messages about passwords)
 
 Every request needs an access token. This one is for "demo-user", scope mcp:tools,
 valid for one hour, minted by the demo's local development issuer:

@@ -24,9 +24,11 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
+use crate::authz::{Caller, Grant, Item};
 use crate::config::Config;
 use crate::context::{Context, Session, ToolRoute};
 use crate::upstream::{Conn, Upcall, UpcallTx, Upstream, UpstreamError};
+use bastion_policy::ItemKind;
 
 /// Which lane a request is served on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,8 @@ pub struct Gateway {
     pub store: crate::store::Store,
     /// Which principal and upstream each task belongs to.
     pub tasks: TaskOwners,
+    /// The authorization policies in force.
+    pub policies: crate::authz::Policies,
 }
 
 /// Task id → (principal, upstream): task ids are handles a client passes back,
@@ -81,39 +85,50 @@ pub struct Gateway {
 /// a day.
 #[derive(Debug, Default)]
 pub struct TaskOwners {
-    m: parking_lot::Mutex<HashMap<String, (String, usize, std::time::Instant)>>,
+    m: parking_lot::Mutex<HashMap<String, TaskOwner>>,
+}
+
+/// Who created a task, on which upstream, through which tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TaskOwner {
+    principal: String,
+    upstream: usize,
+    tool: String,
+    at: std::time::Instant,
 }
 
 impl TaskOwners {
     const MAX: usize = 100_000;
     const TTL: Duration = Duration::from_secs(86_400);
 
-    fn record(&self, task: &str, principal: &str, upstream: usize) {
+    fn record(&self, task: &str, principal: &str, upstream: usize, tool: &str) {
         let mut m = self.m.lock();
         if m.len() >= Self::MAX {
-            m.retain(|_, (_, _, t)| t.elapsed() < Self::TTL);
+            m.retain(|_, o| o.at.elapsed() < Self::TTL);
             if m.len() >= Self::MAX {
                 // Full of live tasks: forget the oldest rather than grow.
-                if let Some(k) = m
-                    .iter()
-                    .min_by_key(|(_, (_, _, t))| *t)
-                    .map(|(k, _)| k.clone())
-                {
+                if let Some(k) = m.iter().min_by_key(|(_, o)| o.at).map(|(k, _)| k.clone()) {
                     m.remove(&k);
                 }
             }
         }
         m.insert(
             task.to_owned(),
-            (principal.to_owned(), upstream, std::time::Instant::now()),
+            TaskOwner {
+                principal: principal.to_owned(),
+                upstream,
+                tool: tool.to_owned(),
+                at: std::time::Instant::now(),
+            },
         );
     }
 
-    fn owner(&self, task: &str) -> Option<(String, usize)> {
+    /// (principal, upstream, tool) of a live task.
+    fn owner(&self, task: &str) -> Option<(String, usize, String)> {
         let m = self.m.lock();
         m.get(task)
-            .filter(|(_, _, t)| t.elapsed() < Self::TTL)
-            .map(|(p, u, _)| (p.clone(), *u))
+            .filter(|o| o.at.elapsed() < Self::TTL)
+            .map(|o| (o.principal.clone(), o.upstream, o.tool.clone()))
     }
 }
 
@@ -126,6 +141,9 @@ pub enum StartError {
     /// Authentication could not be set up.
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::SetupError),
+    /// The policies could not be loaded.
+    #[error("policy: {0}")]
+    Policy(#[from] crate::authz::LoadError),
 }
 
 /// The HTTP client for the identity provider (discovery, JWKS, introspection,
@@ -139,6 +157,26 @@ fn idp_client() -> Result<reqwest::Client, StartError> {
         .build()
         .map_err(|_| crate::auth::SetupError::new("cannot build the HTTP client").into())
 }
+
+/// A merged list.
+struct Listed {
+    /// The result for the client.
+    value: Value,
+    /// Names two upstreams claimed (withheld).
+    collisions: Vec<String>,
+    /// The upstreams that answered.
+    answered: Vec<usize>,
+}
+
+/// A route learnt from a list: exposed name, upstream, its own name, header
+/// mirrors, annotation hints.
+type NewRoute = (
+    String,
+    usize,
+    String,
+    Vec<bastion_proto::headers::ParamHeader>,
+    Vec<String>,
+);
 
 /// Which object key and capability a list method uses.
 struct ListKind {
@@ -191,6 +229,16 @@ fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
 impl Gateway {
     /// Builds the gateway from a validated configuration.
     pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, StartError> {
+        let policies = crate::authz::Policies::load(&cfg.policy)?;
+        {
+            let mut ev = AuditEvent::new(EventKind::Policy, Outcome::Ok);
+            ev.reason = Some(format!(
+                "policy set loaded at start: {} policies",
+                policies.engine().len()
+            ));
+            ev.target = Some(policies.digest());
+            audit.emit(ev);
+        }
         let http = idp_client()?;
         let auth = crate::auth::ClientAuth::new(&cfg, http.clone())?;
         let keyring = match &cfg.state.integrity_key {
@@ -278,6 +326,7 @@ impl Gateway {
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
+            policies,
         }))
     }
 
@@ -325,8 +374,9 @@ impl Gateway {
         (Value::Object(caps), instr)
     }
 
-    /// Serves one client request in `ctx`. Upstream messages related to it go to
-    /// `events`. Never fails: every error becomes a JSON-RPC error response.
+    /// Serves one client request from `caller` in `ctx`. Upstream messages
+    /// related to it go to `events`. Never fails: every error becomes a
+    /// JSON-RPC error response.
     pub async fn dispatch(
         &self,
         ctx: &Context,
@@ -334,10 +384,11 @@ impl Gateway {
         req: Request,
         events: UpcallTx,
         client_params: Vec<(HeaderName, HeaderValue)>,
+        caller: &Caller,
     ) -> Response {
         let id = req.id.clone();
         match self
-            .dispatch_inner(ctx, lane, req, events, client_params)
+            .dispatch_inner(ctx, lane, req, events, client_params, caller)
             .await
         {
             Ok(r) => r,
@@ -352,6 +403,7 @@ impl Gateway {
         req: Request,
         events: UpcallTx,
         client_params: Vec<(HeaderName, HeaderValue)>,
+        caller: &Caller,
     ) -> Result<Response, ErrorObject> {
         if lane == Lane::Modern
             && matches!(
@@ -372,7 +424,7 @@ impl Gateway {
             ));
         }
         if let Some(kind) = list_kind(&req.method) {
-            let v = self.list(ctx, &req, &kind).await?;
+            let v = self.list(ctx, &req, &kind, caller).await?;
             return Ok(Response::result(req.id, v));
         }
         match req.method.as_str() {
@@ -393,6 +445,8 @@ impl Gateway {
                                 *ctx.log_level.lock() = Some(l.clone());
                             }
                         } else {
+                            // Protocol housekeeping of the gateway's own session with
+                            // the upstream: no tool, resource or prompt is involved.
                             let _ = self.forward(ctx, &c, req.clone(), None, &[]).await;
                         }
                     }
@@ -408,36 +462,63 @@ impl Gateway {
                 let route = match self.tool_route(ctx, &name) {
                     Some(r) => r,
                     None => {
-                        // Not listed in this context yet: list once so routing and
-                        // header mirroring use the upstream's real definition.
-                        let _ = self
-                            .list(ctx, &list_request(&req, "tools/list"), &TOOLS)
-                            .await;
+                        // Not listed in this context yet: list once so routing, header
+                        // mirroring and policy use the upstream's real definition.
+                        let answered = self
+                            .list_collecting(
+                                ctx,
+                                &list_request(&req, "tools/list"),
+                                &TOOLS,
+                                Some(caller),
+                            )
+                            .await
+                            .map(|l| l.answered)
+                            .unwrap_or_default();
                         match self.tool_route(ctx, &name) {
                             Some(r) => r,
-                            // Still unknown: its upstream may be down (and so absent from
-                            // the list). Route by prefix so the error names that upstream.
                             None => {
+                                // Still not there. When its upstream answered the list,
+                                // the tool is unknown or withheld from this principal:
+                                // the same answer either way. When that upstream is
+                                // down, route by prefix so the error names it.
                                 let (upstream, original) = self
                                     .route_name(ctx, NameSpace::Tools, &name)
+                                    .filter(|(i, _)| !answered.contains(i))
                                     .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?;
                                 ToolRoute {
                                     upstream,
                                     name: original,
                                     params: Vec::new(),
+                                    annotations: Vec::new(),
                                 }
                             }
                         }
                     }
                 };
+                let args = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("arguments"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let item = Item {
+                    upstream: route.upstream,
+                    kind: ItemKind::Tool,
+                    name: &route.name,
+                    annotations: &route.annotations,
+                };
+                let grant = self.permit(caller, ctx, "tools/call", item, Some(&args), || {
+                    unknown_name(NameSpace::Tools, &name)
+                })?;
                 let headers = param_headers_for(&route, &req, lane, &client_params)?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(route.name.clone()));
                 let resp = self
-                    .forward_to(ctx, route.upstream, req, Some(events), &headers)
+                    .forward_to(ctx, grant, req, Some(events), &headers)
                     .await?;
                 if let Ok(r) = &resp.outcome
-                    && r.get("resultType").and_then(Value::as_str) == Some("task")
+                    && (r.get("resultType").and_then(Value::as_str) == Some("task")
+                        || r.get("task").is_some())
                     && let Some(t) = r
                         .get("taskId")
                         .or_else(|| r.get("task").and_then(|t| t.get("taskId")))
@@ -447,7 +528,8 @@ impl Gateway {
                         .write()
                         .tasks
                         .insert(t.to_owned(), route.upstream);
-                    self.tasks.record(t, &ctx.principal, route.upstream);
+                    self.tasks
+                        .record(t, &ctx.principal, route.upstream, &route.name);
                 }
                 Ok(resp)
             }
@@ -456,16 +538,34 @@ impl Gateway {
                 let (idx, original) = self
                     .route_name(ctx, NameSpace::Prompts, &name)
                     .ok_or_else(|| unknown_name(NameSpace::Prompts, &name))?;
+                let args = req
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("arguments"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let grant = self.permit(
+                    caller,
+                    ctx,
+                    "prompts/get",
+                    Item {
+                        upstream: idx,
+                        kind: ItemKind::Prompt,
+                        name: &original,
+                        annotations: &[],
+                    },
+                    Some(&args),
+                    || unknown_name(NameSpace::Prompts, &name),
+                )?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(original));
-                self.forward_to(ctx, idx, req, Some(events), &[]).await
+                self.forward_to(ctx, grant, req, Some(events), &[]).await
             }
-            "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result"
-                if lane == Lane::Modern =>
-            {
+            "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result" => {
                 let task = param_str(&req, "taskId")?;
                 // Task ids are bearer-like handles: a task is served only to the
-                // principal that created it; any other gets the unknown-task answer
+                // principal that created it, and only while it may still use the
+                // tool that created it; any other gets the unknown-task answer
                 // (and the trail an event).
                 let unknown = || {
                     ErrorObject::with_data(
@@ -474,8 +574,24 @@ impl Gateway {
                         json!({"taskId": task}),
                     )
                 };
-                let idx = match self.tasks.owner(&task) {
-                    Some((owner, idx)) if owner == ctx.principal => idx,
+                let grant = match self.tasks.owner(&task) {
+                    Some((owner, idx, tool)) if owner == ctx.principal => {
+                        match self.authorize_item(
+                            caller,
+                            ctx,
+                            "tools/call",
+                            Item {
+                                upstream: idx,
+                                kind: ItemKind::Tool,
+                                name: &tool,
+                                annotations: &[],
+                            },
+                            None,
+                        ) {
+                            bastion_policy::Decision::Allow(g) => g,
+                            bastion_policy::Decision::Deny(_) => return Err(unknown()),
+                        }
+                    }
                     Some(_) => {
                         let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
                         if let Some((iss, sub)) = ctx.principal.split_once(' ') {
@@ -488,11 +604,17 @@ impl Gateway {
                     }
                     // A task this gateway never saw created (another instance's, or
                     // from before a restart): with one upstream it can only be
-                    // there, and the upstream answers for it.
-                    None if self.upstreams.len() == 1 => 0,
+                    // there, and the upstream answers for it, if this principal
+                    // may use that upstream's tools at all.
+                    None if self.upstreams.len() == 1 => {
+                        match self.authorize_upstream(caller, ctx, "tools/list", 0) {
+                            bastion_policy::Decision::Allow(g) => g,
+                            bastion_policy::Decision::Deny(_) => return Err(unknown()),
+                        }
+                    }
                     None => return Err(unknown()),
                 };
-                self.forward_to(ctx, idx, req, Some(events), &client_params)
+                self.forward_to(ctx, grant, req, Some(events), &client_params)
                     .await
             }
             "completion/complete" => {
@@ -502,12 +624,25 @@ impl Gateway {
                     .and_then(|p| p.get("ref"))
                     .ok_or_else(|| err(codes::INVALID_PARAMS, "params.ref is required"))?;
                 let mut req = req.clone();
-                let idx = match r.get("type").and_then(Value::as_str) {
+                let grant = match r.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => {
                         let name = r.get("name").and_then(Value::as_str).unwrap_or("");
                         let (idx, original) = self
                             .route_name(ctx, NameSpace::Prompts, name)
                             .ok_or_else(|| unknown_name(NameSpace::Prompts, name))?;
+                        let grant = self.permit(
+                            caller,
+                            ctx,
+                            "completion/complete",
+                            Item {
+                                upstream: idx,
+                                kind: ItemKind::Prompt,
+                                name: &original,
+                                annotations: &[],
+                            },
+                            None,
+                            || unknown_name(NameSpace::Prompts, name),
+                        )?;
                         if let Some(obj) = req
                             .params
                             .as_mut()
@@ -516,16 +651,30 @@ impl Gateway {
                         {
                             obj.insert("name".into(), Value::from(original));
                         }
-                        idx
+                        grant
                     }
                     Some("ref/resource") => {
                         let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
-                        self.route_uri(ctx, uri).await.ok_or_else(|| {
+                        let unknown = || {
                             err(
                                 codes::INVALID_PARAMS,
                                 format!("unknown resource template {uri:?}"),
                             )
-                        })?
+                        };
+                        let idx = self.route_uri(ctx, uri).await.ok_or_else(unknown)?;
+                        self.permit(
+                            caller,
+                            ctx,
+                            "completion/complete",
+                            Item {
+                                upstream: idx,
+                                kind: ItemKind::Resource,
+                                name: uri,
+                                annotations: &[],
+                            },
+                            None,
+                            unknown,
+                        )?
                     }
                     _ => {
                         return Err(err(
@@ -534,7 +683,7 @@ impl Gateway {
                         ));
                     }
                 };
-                self.forward_to(ctx, idx, req, Some(events), &[]).await
+                self.forward_to(ctx, grant, req, Some(events), &[]).await
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = req
@@ -544,19 +693,31 @@ impl Gateway {
                     .and_then(Value::as_str)
                     .ok_or_else(|| err(codes::INVALID_PARAMS, "params.uri must be a string"))?
                     .to_owned();
-                let Some(idx) = self.route_uri(ctx, &uri).await else {
+                let not_found = || {
                     let code = if lane == Lane::Modern {
                         codes::INVALID_PARAMS
                     } else {
                         codes::RESOURCE_NOT_FOUND_LEGACY
                     };
-                    return Err(ErrorObject::with_data(
-                        code,
-                        "Resource not found",
-                        json!({"uri": uri}),
-                    ));
+                    ErrorObject::with_data(code, "Resource not found", json!({"uri": uri}))
                 };
-                self.forward_to(ctx, idx, req, Some(events), &[]).await
+                let idx = self.route_uri(ctx, &uri).await.ok_or_else(not_found)?;
+                // Subscribing reveals a resource's changes: the same permission as
+                // reading it.
+                let grant = self.permit(
+                    caller,
+                    ctx,
+                    "resources/read",
+                    Item {
+                        upstream: idx,
+                        kind: ItemKind::Resource,
+                        name: &uri,
+                        annotations: &[],
+                    },
+                    None,
+                    not_found,
+                )?;
+                self.forward_to(ctx, grant, req, Some(events), &[]).await
             }
             "initialize" | "ping" | "logging/setLevel" | "server/discover" => Err(err(
                 codes::METHOD_NOT_FOUND,
@@ -566,28 +727,122 @@ impl Gateway {
                 ),
             )),
             _ => {
-                // Unknown methods pass through when exactly one upstream could mean them.
-                if self.upstreams.len() == 1 {
-                    self.forward_to(ctx, 0, req, Some(events), &client_params)
-                        .await
-                } else {
-                    Err(err(
+                // Other methods pass through when exactly one upstream could mean
+                // them, and only when a policy names the method as an action on
+                // that upstream: the schema knows no such action, so only
+                // `dangerous_allow_all` ever lets one through (deny by default).
+                let not_found = || {
+                    err(
                         codes::METHOD_NOT_FOUND,
                         format!("method {:?} not found", req.method),
-                    ))
+                    )
+                };
+                if self.upstreams.len() != 1 {
+                    return Err(not_found());
+                }
+                match self.authorize_upstream(caller, ctx, &req.method, 0) {
+                    bastion_policy::Decision::Allow(g) => {
+                        self.forward_to(ctx, g, req, Some(events), &client_params)
+                            .await
+                    }
+                    bastion_policy::Decision::Deny(_) => Err(not_found()),
                 }
             }
         }
     }
 
+    /// Decides `action` on `item` with the request's arguments, then checks
+    /// the scopes it needs. A denial of an item the principal may not see at
+    /// all is `hidden()` (the unknown-item answer); a visible item refused for
+    /// its arguments gets a policy refusal.
+    fn permit(
+        &self,
+        caller: &Caller,
+        ctx: &Context,
+        action: &str,
+        item: Item<'_>,
+        arguments: Option<&Value>,
+        hidden: impl FnOnce() -> ErrorObject,
+    ) -> Result<Grant, ErrorObject> {
+        let grant = match self.authorize_item(caller, ctx, action, item, arguments) {
+            bastion_policy::Decision::Allow(g) => g,
+            bastion_policy::Decision::Deny(_) => {
+                if arguments.is_some() && self.denied_for_arguments(caller, ctx, action, item) {
+                    return Err(ErrorObject::with_data(
+                        codes::GATEWAY_REFUSED,
+                        format!("{action} refused by policy for these arguments"),
+                        json!({"reason": "policy"}),
+                    ));
+                }
+                return Err(hidden());
+            }
+        };
+        // The HTTP layer already answered a missing scope with a 403 step-up
+        // challenge (see `Gateway::step_up`); this is the backstop.
+        if self
+            .missing_scopes(caller, item.upstream, Some((item.kind, item.name)))
+            .is_some()
+        {
+            return Err(ErrorObject::with_data(
+                codes::UNAUTHORIZED,
+                "the access token lacks the scopes this request needs",
+                json!({"error": "insufficient_scope"}),
+            ));
+        }
+        Ok(grant)
+    }
+
+    /// Before dispatch: the scopes `req` needs that `caller` lacks, for the
+    /// 403 `insufficient_scope` step-up challenge. Only items the principal may
+    /// use are answered this way (anything else is dispatched and gets the
+    /// unknown-item answer), so a challenge reveals nothing a list would not.
+    pub fn step_up(&self, ctx: &Context, caller: &Caller, req: &Request) -> Option<Vec<String>> {
+        if self
+            .upstreams
+            .iter()
+            .all(|u| u.cfg.required_scopes.is_empty() && !u.cfg.has_item_scopes())
+        {
+            return None;
+        }
+        let params = req.params.as_ref();
+        let s = |k: &str| params.and_then(|p| p.get(k)).and_then(Value::as_str);
+        let (idx, kind, name, action) = match req.method.as_str() {
+            "tools/call" => {
+                let (i, n) = self.route_name(ctx, NameSpace::Tools, s("name")?)?;
+                (i, ItemKind::Tool, n, "tools/call")
+            }
+            "prompts/get" => {
+                let (i, n) = self.route_name(ctx, NameSpace::Prompts, s("name")?)?;
+                (i, ItemKind::Prompt, n, "prompts/get")
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = s("uri")?;
+                let i = *ctx.routes.read().resources.get(uri)?;
+                (i, ItemKind::Resource, uri.to_owned(), "resources/read")
+            }
+            _ => return None,
+        };
+        let missing = self.missing_scopes(caller, idx, Some((kind, &name)))?;
+        let item = Item {
+            upstream: idx,
+            kind,
+            name: &name,
+            annotations: &[],
+        };
+        self.authorize_item(caller, ctx, action, item, None)
+            .is_allow()
+            .then_some(missing)
+    }
+
     async fn forward_to(
         &self,
         ctx: &Context,
-        idx: usize,
+        grant: Grant,
         req: Request,
         events: Option<UpcallTx>,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<Response, ErrorObject> {
+        let idx = grant.into_inner();
         let up = self
             .upstreams
             .get(idx)
@@ -803,8 +1058,11 @@ impl Gateway {
         ctx: &Context,
         req: &Request,
         kind: &ListKind,
+        caller: &Caller,
     ) -> Result<Value, ErrorObject> {
-        self.list_collecting(ctx, req, kind).await.map(|(v, _)| v)
+        self.list_collecting(ctx, req, kind, Some(caller))
+            .await
+            .map(|l| l.value)
     }
 
     /// With an empty prefix, two upstreams can expose the same tool or prompt
@@ -834,8 +1092,12 @@ impl Gateway {
                 method: format!("{}/list", kind.key),
                 params: Some(json!({})),
             };
-            match self.list_collecting(&ctx, &req, &kind).await {
-                Ok((_, c)) => found.extend(c.into_iter().map(|n| format!("{} {n:?}", kind.key))),
+            match self.list_collecting(&ctx, &req, &kind, None).await {
+                Ok(l) => found.extend(
+                    l.collisions
+                        .into_iter()
+                        .map(|n| format!("{} {n:?}", kind.key)),
+                ),
                 Err(e) => tracing::warn!(error = %e.message, "start-up name check incomplete"),
             }
         }
@@ -850,22 +1112,30 @@ impl Gateway {
         }
     }
 
+    /// Fans a list out, merges the pages, records routes. With a `caller`,
+    /// only upstreams it may list are asked and only items it may use are
+    /// shown and routed; without one (the start-up check) everything is.
     async fn list_collecting(
         &self,
         ctx: &Context,
         req: &Request,
         kind: &ListKind,
-    ) -> Result<(Value, Vec<String>), ErrorObject> {
+        caller: Option<&Caller>,
+    ) -> Result<Listed, ErrorObject> {
         let cursor = req
             .params
             .as_ref()
             .and_then(|p| p.get("cursor"))
             .map(|c| decode_cursor(c).ok_or_else(|| err(codes::INVALID_PARAMS, "invalid cursor")))
             .transpose()?;
-        let targets: Vec<(usize, Option<String>)> = match &cursor {
+        let mut targets: Vec<(usize, Option<String>)> = match &cursor {
             Some(m) => m.iter().map(|(i, c)| (*i, Some(c.clone()))).collect(),
             None => self.upstreams.iter().map(|u| (u.index, None)).collect(),
         };
+        if let Some(c) = caller {
+            let action = crate::authz::list_action(&req.method);
+            targets.retain(|(i, _)| self.authorize_upstream(c, ctx, action, *i).is_allow());
+        }
         let results = join_all(targets.into_iter().map(|(idx, cur)| {
             let mut sub = req.clone();
             async move {
@@ -895,13 +1165,9 @@ impl Gateway {
         let mut any_ok = false;
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut collisions = Vec::new();
-        let mut new_routes: Vec<(
-            String,
-            usize,
-            String,
-            Vec<bastion_proto::headers::ParamHeader>,
-        )> = Vec::new();
+        let mut new_routes: Vec<NewRoute> = Vec::new();
         let mut new_uris: Vec<(String, usize, bool)> = Vec::new();
+        let mut answered = Vec::new();
         for (idx, res) in results.into_iter().flatten() {
             let Some(up) = self.upstreams.get(idx) else {
                 continue;
@@ -914,13 +1180,38 @@ impl Gateway {
                 }
             };
             any_ok = true;
+            answered.push(idx);
             if let Some(c) = result.get("nextCursor").and_then(Value::as_str) {
                 next.insert(idx, c.to_owned());
             }
             let Some(list) = result.get(kind.key).and_then(Value::as_array) else {
                 continue;
             };
-            for item in list {
+            let keep: Vec<bool> = match caller {
+                None => vec![true; list.len()],
+                Some(c) => {
+                    let (item_kind, field) = match (kind.named, kind.key) {
+                        (Some(NameSpace::Tools), _) => (ItemKind::Tool, "name"),
+                        (Some(NameSpace::Prompts), _) => (ItemKind::Prompt, "name"),
+                        (None, "resources") => (ItemKind::Resource, "uri"),
+                        (None, _) => (ItemKind::Resource, "uriTemplate"),
+                    };
+                    let names = list
+                        .iter()
+                        .map(|i| {
+                            (
+                                i.get(field)
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .to_owned(),
+                                crate::authz::annotations_of(i),
+                            )
+                        })
+                        .collect();
+                    self.visible_items(c, ctx, &req.method, idx, item_kind, names)
+                }
+            };
+            for (item, keep) in list.iter().zip(keep) {
                 let mut item = item.clone();
                 match kind.named {
                     Some(ns) => {
@@ -929,6 +1220,7 @@ impl Gateway {
                         else {
                             continue;
                         };
+                        let annotations = crate::authz::annotations_of(&item);
                         let params = match ns {
                             NameSpace::Tools => {
                                 let schema = item.get("inputSchema").unwrap_or(&Value::Null);
@@ -960,9 +1252,18 @@ impl Gateway {
                         if let Some(obj) = item.as_object_mut() {
                             obj.insert("name".into(), Value::from(exposed.clone()));
                         }
-                        new_routes.push((exposed, idx, orig, params));
+                        // Withheld items are routed too (never shown): a call to one
+                        // is then decided, refused and recorded like any other,
+                        // and answered like an unknown name.
+                        new_routes.push((exposed, idx, orig, params, annotations));
+                        if !keep {
+                            continue;
+                        }
                     }
                     None => {
+                        if !keep {
+                            continue;
+                        }
                         let (field, is_template) = if kind.key == "resources" {
                             ("uri", false)
                         } else {
@@ -999,7 +1300,7 @@ impl Gateway {
         }
         {
             let mut routes = ctx.routes.write();
-            for (exposed, idx, orig, params) in new_routes {
+            for (exposed, idx, orig, params, annotations) in new_routes {
                 if collisions.contains(&exposed) {
                     continue;
                 }
@@ -1011,6 +1312,7 @@ impl Gateway {
                                 upstream: idx,
                                 name: orig,
                                 params,
+                                annotations,
                             },
                         );
                     }
@@ -1034,7 +1336,11 @@ impl Gateway {
         if !next.is_empty() {
             out.insert("nextCursor".into(), Value::from(encode_cursor(&next)));
         }
-        Ok((Value::Object(out), collisions))
+        Ok(Listed {
+            value: Value::Object(out),
+            collisions,
+            answered,
+        })
     }
 
     /// The stateless lane's `server/discover` result.
@@ -1598,12 +1904,15 @@ mod tests {
     #[test]
     fn task_ids_belong_to_their_principal() {
         let t = TaskOwners::default();
-        t.record("task-1", "iss alice", 2);
-        assert_eq!(t.owner("task-1"), Some(("iss alice".to_owned(), 2)));
+        t.record("task-1", "iss alice", 2, "long_job");
+        assert_eq!(
+            t.owner("task-1"),
+            Some(("iss alice".to_owned(), 2, "long_job".to_owned()))
+        );
         assert_eq!(t.owner("task-2"), None);
         // The dispatcher serves a task only when the owner is the caller.
         assert_ne!(
-            t.owner("task-1").map(|(p, _)| p).as_deref(),
+            t.owner("task-1").map(|(p, _, _)| p).as_deref(),
             Some("iss bob")
         );
     }

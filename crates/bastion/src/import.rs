@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(out.skipped.len(), 1);
         assert_eq!(out.required_env.len(), 2);
         // The output parses as upstream tables of a valid config.
-        let full = format!("[auth]\nmode = \"dangerous_none\"\n{}", out.toml);
+        let full = format!(
+            "[policy]\nfiles = [\"policies/*.cedar\"]\n[auth]\nmode = \"dangerous_none\"\n{}",
+            out.toml
+        );
         // SAFETY of the test: every referenced variable must exist for validation;
         // PATH does, the others do not, so validation names the first missing one.
         let e = crate::config::Config::parse(&full, "import.toml")

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod bridge;
 pub mod config;
 pub mod context;
@@ -21,6 +22,7 @@ pub mod gateway;
 pub mod import;
 pub mod keyring;
 pub mod listener;
+pub mod policy_tools;
 pub mod seal;
 pub mod secret;
 pub mod server;

@@ -87,6 +87,30 @@ pub async fn serve(
             }
         })
     };
+    // Policies: re-read on SIGHUP and whenever the files change (checked every
+    // `reload_interval_secs`); a set that does not validate is refused and the
+    // one in force stays.
+    let watcher = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut t = tokio::time::interval(gw.policies.interval());
+            t.tick().await;
+            loop {
+                let why = tokio::select! {
+                    _ = t.tick() => "file change",
+                    Some(()) = async {
+                        match hup.as_mut() {
+                            Some(h) => h.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => "SIGHUP",
+                };
+                gw.policies.reload(gw.audit.as_ref(), why).await;
+            }
+        })
+    };
     let res = match &gw.cfg.server.tls {
         None => axum::serve(
             listener,
@@ -102,6 +126,7 @@ pub async fn serve(
     };
     reaper.abort();
     syncer.abort();
+    watcher.abort();
     gw.shutdown().await;
     res
 }

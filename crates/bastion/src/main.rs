@@ -68,9 +68,89 @@ enum Cmd {
         #[arg(long, default_value = "bastion-dev-token")]
         client_id: String,
     },
+    /// Check policy files, or explain one decision.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+    /// Per principal: what the policies grant against what the audit trail
+    /// shows was used (least-privilege review).
+    AccessReview {
+        /// Configuration file (TOML): its policies, upstream labels and audit file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The period reviewed: 30d, 12h, 90m, 3600s.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Audit files to read (default: the configuration's `[audit] path`).
+        #[arg(long)]
+        audit: Vec<PathBuf>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The built-in demo MCP server on stdio (what `demo` runs as its upstream).
     #[command(hide = true)]
     DemoUpstream,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Validate policies strictly against the schema (exit 0 = valid).
+    Check {
+        /// Configuration file whose `[policy] files` to check.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Policy files to check (instead of, or besides, the configuration's).
+        files: Vec<PathBuf>,
+    },
+    /// Decide one request and say why (exit 0 = allow, 3 = deny).
+    Explain {
+        /// Configuration file: its policies and the upstreams' labels and risk.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Policy files (instead of a configuration).
+        #[arg(long = "policies")]
+        policies: Vec<PathBuf>,
+        /// A subject, or JSON: {"sub": "...", "groups": [...], "scopes": [...], "roles": [...], "issuer": "...", "client_id": "..."}.
+        #[arg(long)]
+        principal: String,
+        /// The action, spelled as the MCP method (tools/call, tools/list, ...).
+        #[arg(long)]
+        action: String,
+        /// Bastion::Tool::"upstream/name", or tool:upstream/name, prompt:…, resource:…, upstream:NAME, gateway.
+        #[arg(long)]
+        resource: String,
+        /// JSON: {"arguments": {...}, "time": SECONDS, "client_ip": "...", "session_risk": N}.
+        #[arg(long)]
+        context: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Loads policies from a configuration and/or explicit files.
+fn load_policies(
+    config: Option<&Config>,
+    files: &[PathBuf],
+) -> anyhow::Result<(bastion_policy::Engine, usize)> {
+    let mut sources = Vec::new();
+    if let Some(c) = config
+        && !c.policy.files.is_empty()
+    {
+        let (s, _) = bastion::authz::read_sources(&c.policy.files)?;
+        sources.extend(s);
+    }
+    for f in files {
+        sources.push(bastion_policy::Source {
+            name: f.display().to_string(),
+            text: std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        });
+    }
+    let n = sources.len();
+    let allow_all = config.is_some_and(|c| c.policy.dangerous_allow_all) && files.is_empty();
+    Ok((bastion_policy::Engine::new(&sources, allow_all)?, n))
 }
 
 fn init_tracing() {
@@ -89,6 +169,79 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::DemoUpstream => rt.block_on(bastion::demo::run_upstream())?,
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { config, files },
+        } => {
+            if config.is_none() && files.is_empty() {
+                anyhow::bail!("give --config FILE and/or policy files to check");
+            }
+            let cfg = config.as_deref().map(Config::load).transpose()?;
+            let (engine, n) = load_policies(cfg.as_ref(), &files)?;
+            println!(
+                "ok: {} policies in {n} file(s) validate against the schema",
+                engine.len()
+            );
+        }
+        Cmd::Policy {
+            cmd:
+                PolicyCmd::Explain {
+                    config,
+                    policies,
+                    principal,
+                    action,
+                    resource,
+                    context,
+                    json,
+                },
+        } => {
+            if config.is_none() && policies.is_empty() {
+                anyhow::bail!("give --config FILE or --policies FILE...");
+            }
+            let cfg = config.as_deref().map(Config::load).transpose()?;
+            let (engine, _) = load_policies(cfg.as_ref(), &policies)?;
+            let who =
+                bastion::policy_tools::Subject::parse(&principal).map_err(anyhow::Error::msg)?;
+            let what =
+                bastion::policy_tools::Named::parse(&resource).map_err(anyhow::Error::msg)?;
+            let sit = bastion::policy_tools::Situation::parse(context.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let e =
+                bastion::policy_tools::explain(&engine, cfg.as_ref(), &who, &action, &what, &sit);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print!("{}", bastion::policy_tools::explain_text(&e));
+            }
+            if e.decision != "allow" {
+                std::process::exit(3);
+            }
+        }
+        Cmd::AccessReview {
+            config,
+            since,
+            audit,
+            json,
+        } => {
+            let cfg = Config::load(&config)?;
+            let (engine, _) = load_policies(Some(&cfg), &[])?;
+            let secs = bastion::policy_tools::parse_since(&since).map_err(anyhow::Error::msg)?;
+            let since_ms = bastion_auth::now_secs().saturating_sub(secs) * 1000;
+            let paths: Vec<&std::path::Path> = if audit.is_empty() {
+                vec![cfg.audit.path.as_path()]
+            } else {
+                audit.iter().map(PathBuf::as_path).collect()
+            };
+            let r = bastion::policy_tools::access_review(&engine, Some(&cfg), &paths, since_ms)
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&bastion::policy_tools::review_json(&r))?
+                );
+            } else {
+                print!("{}", bastion::policy_tools::review_table(&r));
+            }
+        }
         Cmd::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
             println!(
@@ -146,11 +299,13 @@ fn main() -> anyhow::Result<()> {
                 .join("bastion-demo-audit.jsonl")
                 .display()
                 .to_string();
-            let key = demo_state_dir()?
-                .join("demo-dev-issuer.key")
-                .display()
-                .to_string();
-            let text = bastion::demo::demo_config_toml(&listen, &exe, &audit, &key);
+            let dir = demo_state_dir()?;
+            let key = dir.join("demo-dev-issuer.key").display().to_string();
+            let policy = dir.join("demo-policy.cedar");
+            std::fs::write(&policy, bastion::demo::DEMO_POLICY)
+                .with_context(|| format!("writing {}", policy.display()))?;
+            let policy = policy.display().to_string();
+            let text = bastion::demo::demo_config_toml(&listen, &exe, &audit, &key, &policy);
             let cfg = Config::parse(&text, "<demo>")?;
             let url = cfg.server.public_url.to_string();
             let token = dev_token(
@@ -162,7 +317,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             rt.block_on(serve(
                 cfg,
-                Some(bastion::demo::banner(&url, &audit, &token)),
+                Some(bastion::demo::banner(&url, &audit, &token, &policy)),
             ))?;
         }
     }

@@ -31,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tower::ServiceBuilder;
 
 use crate::audit::{AuditEvent, EventKind, Outcome, session_digest};
+use crate::authz::Caller;
 use crate::config::is_loopback_host;
 use crate::context::{Context, Session};
 use crate::gateway::{Gateway, Lane, modernize_result, server_info};
@@ -220,6 +221,30 @@ impl Rec {
             pkey: String::new(),
             who: None,
         }
+    }
+
+    /// The caller, for authorization (anonymous only before authentication,
+    /// which no dispatching path is).
+    fn caller(&self) -> Arc<Caller> {
+        Arc::new(Caller::new(
+            self.who
+                .clone()
+                .unwrap_or_else(bastion_auth::Principal::anonymous),
+            self.client_ip,
+            self.ev.request_id.clone(),
+        ))
+    }
+
+    /// Refuses with the 403 `insufficient_scope` step-up challenge.
+    fn step_up(&mut self, id: Id, caller: &Caller, scopes: Vec<String>) -> HttpResponse {
+        let (f, resp) = self.gw.auth.step_up(&caller.principal, scopes, Some(id));
+        self.auth_event(&Err(f));
+        let e = ErrorObject::new(
+            codes::UNAUTHORIZED,
+            "the access token lacks the scopes this request needs",
+        );
+        self.finish(StatusCode::FORBIDDEN, Outcome::Refused, Some(&e));
+        resp
     }
 
     /// Records who the request comes from.
@@ -1240,14 +1265,21 @@ async fn legacy_request(
     acc: Accept,
     mut rec: Rec,
 ) -> HttpResponse {
+    let caller = rec.caller();
+    if let Some(scopes) = gw.step_up(&session.ctx, &caller, &req) {
+        return rec.step_up(req.id, &caller, scopes);
+    }
     let (tx, mut rx) = mpsc::channel::<Upcall>(64);
     let client_id = req.id.clone();
     let mut task = {
         let gw = gw.clone();
         let s = session.clone();
         let id = client_id.clone();
+        let caller = caller.clone();
         session.ctx.spawn_tracked(&client_id, async move {
-            let resp = gw.dispatch(&s.ctx, Lane::Legacy, req, tx, Vec::new()).await;
+            let resp = gw
+                .dispatch(&s.ctx, Lane::Legacy, req, tx, Vec::new(), &caller)
+                .await;
             s.ctx.take_task(&id);
             resp
         })
@@ -1273,6 +1305,7 @@ async fn legacy_request(
             }
             up = rx.recv() => {
                 let Some(up) = up else { continue };
+                let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
                 if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
                     if acc.sse {
                         break m;
@@ -1325,6 +1358,7 @@ async fn legacy_request(
                 }
                 up = rx.recv() => {
                     let Some(up) = up else { continue };
+                    let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
                     if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
                         let ev = emit(&m);
                         if !client_gone && btx.send(Ok(ev)).await.is_err() {
@@ -1365,6 +1399,7 @@ fn target_of(req: &Request) -> String {
 /// A modern-lane call in flight.
 struct Flight {
     task: tokio::task::JoinHandle<Response>,
+    caller: Arc<Caller>,
     rx: mpsc::Receiver<Upcall>,
     ctx: Arc<Context>,
     method: String,
@@ -1434,6 +1469,7 @@ async fn modern_request(
                     let left = crate::bridge::answer(cont.asks, responses).await;
                     let flight = Flight {
                         task: cont.task,
+                        caller: rec.caller(),
                         rx: cont.rx,
                         ctx: cont.ctx,
                         method,
@@ -1452,18 +1488,24 @@ async fn modern_request(
             },
         }
     }
+    let caller = rec.caller();
+    if let Some(scopes) = gw.step_up(&ctx, &caller, &req) {
+        return rec.step_up(req.id, &caller, scopes);
+    }
     let (tx, rx) = mpsc::channel::<Upcall>(64);
     let client_id = req.id.clone();
     let task = {
         let gw = gw.clone();
         let ctx = ctx.clone();
+        let caller = caller.clone();
         tokio::spawn(crate::auth::carry(async move {
-            gw.dispatch(&ctx, Lane::Modern, req, tx, client_params)
+            gw.dispatch(&ctx, Lane::Modern, req, tx, client_params, &caller)
                 .await
         }))
     };
     let flight = Flight {
         task,
+        caller,
         rx,
         ctx,
         method,
@@ -1514,13 +1556,14 @@ fn seal_for(gw: &Gateway, f: &Flight, inner: crate::seal::Inner) -> String {
 /// The first ask plus every other one already queued: an upstream that sends
 /// several requests at once gets them answered in one client round.
 async fn collect_asks(
+    gw: &Gateway,
     f: &mut Flight,
     first: crate::bridge::Ask,
     n: &mut usize,
 ) -> Vec<crate::bridge::Ask> {
     let mut asks = vec![first];
     while let Ok(more) = f.rx.try_recv() {
-        if let Step::Ask(a) = step(f, more, n).await {
+        if let Step::Ask(a) = step(gw, f, more, n).await {
             asks.push(a);
         }
     }
@@ -1537,7 +1580,10 @@ enum Step {
     Skip,
 }
 
-async fn step(f: &Flight, up: Upcall, n: &mut usize) -> Step {
+async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
+    let Some(up) = gw.screen_upcall(&f.caller, &f.ctx, up).await else {
+        return Step::Skip;
+    };
     match up.msg {
         Message::Notification(n) => {
             let keep = match n.method.as_str() {
@@ -1628,11 +1674,11 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
             }
             up = f.rx.recv() => {
                 let Some(up) = up else { continue };
-                match step(&f, up, &mut n).await {
+                match step(&gw, &f, up, &mut n).await {
                     Step::Send(m) if acc.sse => break m,
                     Step::Send(_) | Step::Skip => {}
                     Step::Ask(a) => {
-                        let asks = collect_asks(&mut f, a, &mut n).await;
+                        let asks = collect_asks(&gw, &mut f, a, &mut n).await;
                         let resp = suspend(&gw, f, asks);
                         rec.finish(StatusCode::OK, Outcome::Ok, None);
                         return single(resp, acc, StatusCode::OK);
@@ -1668,7 +1714,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
                 }
                 up = f.rx.recv() => {
                     let Some(up) = up else { continue };
-                    match step(&f, up, &mut n).await {
+                    match step(&gw, &f, up, &mut n).await {
                         Step::Send(m) => {
                             if btx.send(Ok(sse::encode_message(None, &m.to_vec()))).await.is_err() {
                                 // 2026-07-28: closing the stream cancels the request.
@@ -1680,7 +1726,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
                         }
                         Step::Skip => {}
                         Step::Ask(a) => {
-                            let asks = collect_asks(&mut f, a, &mut n).await;
+                            let asks = collect_asks(&gw, &mut f, a, &mut n).await;
                             let resp = suspend(&gw, f, asks);
                             rec.finish(StatusCode::OK, Outcome::Ok, None);
                             let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
@@ -2041,6 +2087,7 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
         }
         None => (session.streams.open_get(), Vec::new()),
     };
+    let caller = rec.caller();
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(crate::auth::carry(async move {
         let mut rx = session.ctx.unsolicited_rx.lock().await;
@@ -2065,6 +2112,7 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
                 _ = expired(life.as_ref()) => break,
                 up = rx.recv() => {
                     let Some(up) = up else { break };
+                    let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
                     let Some(m) = gw.upcall_to_client(&session.ctx, up) else { continue };
                     let data = Bytes::from(m.to_vec());
                     let seq = session.streams.record(n, data.clone());

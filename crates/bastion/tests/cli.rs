@@ -37,7 +37,9 @@ fn check_config_accepts_good_and_names_the_problem_in_bad() {
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
-        r#"[server]
+        r#"[policy]
+dangerous_allow_all = true
+[server]
 listen = "127.0.0.1:8080"
 public_url = "http://127.0.0.1:8080/mcp"
 [auth]
@@ -184,7 +186,9 @@ fn serve_refuses_to_start_when_unprefixed_upstreams_collide() {
     std::fs::write(
         &cfg,
         format!(
-            r#"[server]
+            r#"[policy]
+dangerous_allow_all = true
+[server]
 listen = "127.0.0.1:{port}"
 [auth]
 mode = "dangerous_none"

@@ -41,7 +41,7 @@ impl Dev {
         let cfg = demo_config("").replace(
             HEAD,
             &format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[auth]\nmode = \"dangerous_dev_issuer\"\ndev_key_file = \"{}\"\nrequired_scopes = [\"mcp:tools\"]\n",
+                "[policy]\ndangerous_allow_all = true\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[auth]\nmode = \"dangerous_dev_issuer\"\ndev_key_file = \"{}\"\nrequired_scopes = [\"mcp:tools\"]\n",
                 key.display()
             ),
         );

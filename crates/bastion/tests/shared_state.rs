@@ -73,7 +73,9 @@ impl Shared {
     fn config(&self, listen: std::net::SocketAddr) -> String {
         let p = self.dir.path();
         format!(
-            r#"[server]
+            r#"[policy]
+dangerous_allow_all = true
+[server]
 listen = "{listen}"
 public_url = "{public}"
 allowed_hosts = ["{h0}", "{h1}"]

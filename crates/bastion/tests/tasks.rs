@@ -73,7 +73,9 @@ async fn a_task_is_served_only_to_the_principal_that_created_it() {
     let dev = bastion_auth::DevIssuer::load_or_create(&format!("http://{addr}/dev-issuer"), &key)
         .unwrap();
     let cfg = format!(
-        r#"[server]
+        r#"[policy]
+dangerous_allow_all = true
+[server]
 listen = "{addr}"
 [auth]
 mode = "dangerous_dev_issuer"

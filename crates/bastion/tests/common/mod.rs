@@ -2,6 +2,7 @@
 //! demo upstream binary (stdio) or another gateway (HTTP).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod idp;
 pub mod redis_server;
 
 use std::sync::Arc;
@@ -39,7 +40,7 @@ impl Gw {
 
 /// The `[server]` and `[auth]` tables every test gateway starts from (its port is
 /// replaced by a free one in [`start`]).
-pub const HEAD: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmode = \"dangerous_none\"\n";
+pub const HEAD: &str = "[policy]\ndangerous_allow_all = true\n[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmode = \"dangerous_none\"\n";
 
 /// A 2025-11-25 `initialize` request body.
 pub const INIT_BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
@@ -180,7 +181,19 @@ impl Legacy {
 }
 
 /// Sends a 2026-07-28 request with correct headers and `_meta`.
-pub async fn modern(url: &str, id: i64, method: &str, mut params: Value) -> (u16, Vec<Value>) {
+pub async fn modern(url: &str, id: i64, method: &str, params: Value) -> (u16, Vec<Value>) {
+    let (status, _, msgs) = modern_as(url, None, id, method, params).await;
+    (status, msgs)
+}
+
+/// A 2026-07-28 request with an optional bearer token: status, headers, messages.
+pub async fn modern_as(
+    url: &str,
+    token: Option<&str>,
+    id: i64,
+    method: &str,
+    mut params: Value,
+) -> (u16, reqwest::header::HeaderMap, Vec<Value>) {
     let obj = params.as_object_mut().unwrap();
     let m = obj.entry("_meta").or_insert_with(|| json!({}));
     m["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
@@ -191,6 +204,9 @@ pub async fn modern(url: &str, id: i64, method: &str, mut params: Value) -> (u16
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
         .header("mcp-method", method);
+    if let Some(t) = token {
+        b = b.bearer_auth(t);
+    }
     if let Some(n) = params
         .get("name")
         .or_else(|| params.get("uri"))
@@ -204,5 +220,6 @@ pub async fn modern(url: &str, id: i64, method: &str, mut params: Value) -> (u16
         .await
         .unwrap();
     let status = r.status().as_u16();
-    (status, messages(r).await)
+    let headers = r.headers().clone();
+    (status, headers, messages(r).await)
 }
