@@ -126,11 +126,11 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
-    fn type_name(self) -> &'static str {
+    fn type_name(self, t: &Types) -> &EntityTypeName {
         match self {
-            ItemKind::Tool => "Bastion::Tool",
-            ItemKind::Resource => "Bastion::Resource",
-            ItemKind::Prompt => "Bastion::Prompt",
+            ItemKind::Tool => &t.tool,
+            ItemKind::Resource => &t.resource,
+            ItemKind::Prompt => &t.prompt,
         }
     }
 }
@@ -242,8 +242,35 @@ pub struct Engine {
     authorizer: Authorizer,
 }
 
-fn uid(ty: &str, id: &str) -> Option<EntityUid> {
-    let t = EntityTypeName::from_str(ty).ok()?;
+/// The schema's entity type names, parsed once: parsing one is a run of the
+/// Cedar parser, several microseconds each, and every decision needs five.
+struct Types {
+    user: EntityTypeName,
+    action: EntityTypeName,
+    gateway: EntityTypeName,
+    upstream: EntityTypeName,
+    tool: EntityTypeName,
+    resource: EntityTypeName,
+    prompt: EntityTypeName,
+    arguments: EntityTypeName,
+}
+
+static TYPES: std::sync::LazyLock<Option<Types>> = std::sync::LazyLock::new(|| {
+    let t = |s: &str| EntityTypeName::from_str(s).ok();
+    Some(Types {
+        user: t("Bastion::User")?,
+        action: t("Bastion::Action")?,
+        gateway: t("Bastion::Gateway")?,
+        upstream: t("Bastion::Upstream")?,
+        tool: t("Bastion::Tool")?,
+        resource: t("Bastion::Resource")?,
+        prompt: t("Bastion::Prompt")?,
+        arguments: t("Bastion::Arguments")?,
+    })
+});
+
+fn uid(pick: impl Fn(&Types) -> &EntityTypeName, id: &str) -> Option<EntityUid> {
+    let t = pick(TYPES.as_ref()?).clone();
     Some(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
 }
 
@@ -427,8 +454,8 @@ impl Engine {
     /// The request's parts: principal, action, resource, context, entities.
     fn parts(a: &Access<'_>) -> Result<Parts, Vec<String>> {
         let err = |m: &str| vec![m.to_owned()];
-        let principal = uid("Bastion::User", a.who.subject).ok_or_else(|| err("principal"))?;
-        let action = uid("Bastion::Action", a.action).ok_or_else(|| err("action"))?;
+        let principal = uid(|t| &t.user, a.who.subject).ok_or_else(|| err("principal"))?;
+        let action = uid(|t| &t.action, a.action).ok_or_else(|| err("action"))?;
         let mut entities: Vec<Entity> = Vec::with_capacity(4);
         let mut attrs = vec![
             (
@@ -451,12 +478,12 @@ impl Engine {
         );
         let resource = match a.target {
             Target::Gateway => {
-                let u = uid("Bastion::Gateway", "gateway").ok_or_else(|| err("resource"))?;
+                let u = uid(|t| &t.gateway, "gateway").ok_or_else(|| err("resource"))?;
                 entities.push(Entity::new_no_attrs(u.clone(), HashSet::new()));
                 u
             }
             Target::Upstream { name, labels } => {
-                let u = uid("Bastion::Upstream", name).ok_or_else(|| err("resource"))?;
+                let u = uid(|t| &t.upstream, name).ok_or_else(|| err("resource"))?;
                 entities.push(
                     Entity::new_with_tags(
                         u.clone(),
@@ -483,7 +510,7 @@ impl Engine {
                 risk,
                 annotations,
             } => {
-                let up = uid("Bastion::Upstream", upstream).ok_or_else(|| err("upstream"))?;
+                let up = uid(|t| &t.upstream, upstream).ok_or_else(|| err("upstream"))?;
                 entities.push(
                     Entity::new_with_tags(
                         up.clone(),
@@ -499,7 +526,7 @@ impl Engine {
                     )
                     .map_err(|e| vec![e.to_string()])?,
                 );
-                let u = uid(kind.type_name(), &format!("{upstream}/{name}"))
+                let u = uid(|t| kind.type_name(t), &format!("{upstream}/{name}"))
                     .ok_or_else(|| err("resource"))?;
                 let mut attrs = vec![
                     (
@@ -550,7 +577,7 @@ impl Engine {
         ];
         // Arguments are present only when the question is about one call.
         if let Some(v) = a.context.arguments {
-            let args_uid = uid("Bastion::Arguments", "request").ok_or_else(|| err("arguments"))?;
+            let args_uid = uid(|t| &t.arguments, "request").ok_or_else(|| err("arguments"))?;
             let mut tags = Vec::new();
             flatten(v, "", 0, &mut tags);
             entities.push(

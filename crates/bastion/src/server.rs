@@ -1285,9 +1285,24 @@ async fn legacy_request(
         })
     };
     let deadline = gw.cfg.server.request_timeout;
+    // Messages about the request are taken before its final response when both
+    // are ready, so a last progress notification is never lost behind the
+    // result; `rx_open` stops polling the channel once every sender is gone.
+    let mut rx_open = true;
     let first = loop {
         tokio::select! {
             biased;
+            up = rx.recv(), if rx_open => {
+                let Some(up) = up else { rx_open = false; continue };
+                let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
+                if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
+                    if acc.sse {
+                        break m;
+                    }
+                    // A JSON-only client cannot take messages about this request.
+                    tracing::debug!("JSON-only client: message about an in-flight request dropped");
+                }
+            }
             res = &mut task => {
                 let Ok(resp) = res else {
                     // Cancelled by the client: no response is owed. An SSE client gets an
@@ -1302,17 +1317,6 @@ async fn legacy_request(
                 };
                 rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
                 return single(resp, acc, StatusCode::OK);
-            }
-            up = rx.recv() => {
-                let Some(up) = up else { continue };
-                let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
-                if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
-                    if acc.sse {
-                        break m;
-                    }
-                    // A JSON-only client cannot take messages about this request.
-                    tracing::debug!("JSON-only client: message about an in-flight request dropped");
-                }
             }
             _ = tokio::time::sleep(deadline) => {
                 task.abort();
@@ -1340,6 +1344,16 @@ async fn legacy_request(
         loop {
             tokio::select! {
                 biased;
+                up = rx.recv(), if rx_open => {
+                    let Some(up) = up else { rx_open = false; continue };
+                    let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
+                    if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
+                        let ev = emit(&m);
+                        if !client_gone && btx.send(Ok(ev)).await.is_err() {
+                            client_gone = true;
+                        }
+                    }
+                }
                 res = &mut task => {
                     let Ok(resp) = res else {
                         // Cancelled by the client: the stream ends with no response.
@@ -1355,16 +1369,6 @@ async fn legacy_request(
                         let _ = btx.send(Ok(ev)).await;
                     }
                     return;
-                }
-                up = rx.recv() => {
-                    let Some(up) = up else { continue };
-                    let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
-                    if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
-                        let ev = emit(&m);
-                        if !client_gone && btx.send(Ok(ev)).await.is_err() {
-                            client_gone = true;
-                        }
-                    }
                 }
             }
         }
@@ -1663,17 +1667,15 @@ fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::bridge::Ask>) -> Response {
 async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> HttpResponse {
     let deadline = gw.cfg.server.request_timeout;
     let mut n = 0usize;
+    // Messages about the request are taken before its final response when both
+    // are ready, so a last progress notification is never lost behind the
+    // result; `rx_open` stops polling the channel once every sender is gone.
+    let mut rx_open = true;
     let first = loop {
         tokio::select! {
             biased;
-            res = &mut f.task => {
-                let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
-                let status = final_status(Lane::Modern, &resp);
-                rec.finish(status, outcome_of(&resp), resp.outcome.as_ref().err());
-                return single(resp, acc, status);
-            }
-            up = f.rx.recv() => {
-                let Some(up) = up else { continue };
+            up = f.rx.recv(), if rx_open => {
+                let Some(up) = up else { rx_open = false; continue };
                 match step(&gw, &f, up, &mut n).await {
                     Step::Send(m) if acc.sse => break m,
                     Step::Send(_) | Step::Skip => {}
@@ -1684,6 +1686,12 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
                         return single(resp, acc, StatusCode::OK);
                     }
                 }
+            }
+            res = &mut f.task => {
+                let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
+                let status = final_status(Lane::Modern, &resp);
+                rec.finish(status, outcome_of(&resp), resp.outcome.as_ref().err());
+                return single(resp, acc, status);
             }
             _ = tokio::time::sleep(deadline) => {
                 f.task.abort();
@@ -1706,14 +1714,8 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
         loop {
             tokio::select! {
                 biased;
-                res = &mut f.task => {
-                    let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
-                    rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
-                    let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
-                    return;
-                }
-                up = f.rx.recv() => {
-                    let Some(up) = up else { continue };
+                up = f.rx.recv(), if rx_open => {
+                    let Some(up) = up else { rx_open = false; continue };
                     match step(&gw, &f, up, &mut n).await {
                         Step::Send(m) => {
                             if btx.send(Ok(sse::encode_message(None, &m.to_vec()))).await.is_err() {
@@ -1733,6 +1735,12 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
                             return;
                         }
                     }
+                }
+                res = &mut f.task => {
+                    let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
+                    rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
+                    let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
+                    return;
                 }
             }
         }

@@ -222,3 +222,209 @@ env = {{ TOOLS = "x" }}
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("colliding") && err.contains("p__x"), "{err}");
 }
+
+/// A configuration whose policies are the shipped examples, with a `files`
+/// upstream and operator labels.
+fn policy_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policies");
+    let cfg = dir.join("bastion.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[policy]
+files = ["{examples}/*.cedar"]
+[server]
+listen = "127.0.0.1:8080"
+[auth]
+mode = "dangerous_none"
+[audit]
+path = "{audit}"
+[[upstream]]
+name = "files"
+transport = "stdio"
+command = "true"
+[upstream.tools.list_dir]
+labels = ["read-only"]
+"#,
+            audit = dir.join("audit.jsonl").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn policy_check_validates_and_names_the_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = policy_config(dir.path());
+    let (ok, out, err) = run(&["policy", "check", "--config", cfg.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("validate against the schema"), "{out}");
+    let bad = dir.path().join("bad.cedar");
+    std::fs::write(
+        &bad,
+        r#"permit (principal, action, resource) when { resource.owner == "x" };"#,
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["policy", "check", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("do not validate") && err.contains("owner"),
+        "{err}"
+    );
+}
+
+#[test]
+fn policy_explain_prints_the_decision_and_its_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = policy_config(dir.path());
+    let explain = |args: &str| {
+        let out = Command::new(BIN)
+            .args([
+                "policy",
+                "explain",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--principal",
+                r#"{"sub": "ann", "groups": ["analysts"]}"#,
+                "--action",
+                "tools/call",
+                "--resource",
+                r#"Bastion::Tool::"files/read_file""#,
+                "--context",
+                args,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = explain(r#"{"arguments": {"path": "/srv/reports/q3.csv"}}"#);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("decision: allow"), "{out}");
+    assert!(out.contains("reports-reader"), "{out}");
+    let (code, out) = explain(r#"{"arguments": {"path": "/etc/passwd"}}"#);
+    assert_eq!(code, Some(3), "deny exits 3: {out}");
+    assert!(out.starts_with("decision: deny"), "{out}");
+    assert!(out.contains("forbidden by reports-only"), "{out}");
+    // JSON for scripts, and the operator's labels come from the configuration.
+    let (ok, out, err) = run(&[
+        "policy",
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--principal",
+        r#"{"sub": "ann", "groups": ["analysts"]}"#,
+        "--action",
+        "tools/call",
+        "--resource",
+        "tool:files/list_dir",
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["steps"][0]["action"], "tools/list");
+    assert_eq!(v["steps"][1]["policies"][0], "analysts-read-only-tools");
+    // Bad input is a clear error.
+    let (ok, _, err) = run(&[
+        "policy",
+        "explain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--principal",
+        "ann",
+        "--action",
+        "tools/call",
+        "--resource",
+        "files/read_file",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("expected tool:UPSTREAM/NAME"), "{err}");
+}
+
+#[test]
+fn access_review_reports_grants_against_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = policy_config(dir.path());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ev = |ts: u64, decision: &str, action: &str, resource: &str, extra: &str| {
+        format!(
+            r#"{{"ts_ms":{ts},"kind":"authz","outcome":"ok","principal":"ann","issuer":"https://idp","groups":["analysts"],"roles":[],"scopes":"mcp:tools","action":"{action}","resource":{resource},"decision":"{decision}"{extra}}}"#,
+            resource = serde_json::Value::from(resource)
+        )
+    };
+    let lines = [
+        // What exists (a filtered list page) and what was used.
+        ev(
+            now - 1000,
+            "filter",
+            "tools/call",
+            r#"Bastion::Upstream::"files""#,
+            r#","items":["list_dir","read_file","delete_file"],"hidden":["delete_file"]"#,
+        ),
+        ev(
+            now - 900,
+            "allow",
+            "tools/call",
+            r#"Bastion::Tool::"files/list_dir""#,
+            "",
+        ),
+        ev(
+            now - 800,
+            "deny",
+            "tools/call",
+            r#"Bastion::Tool::"files/delete_file""#,
+            "",
+        ),
+        // Outside the period: not counted.
+        ev(
+            now - 40 * 86_400_000,
+            "allow",
+            "tools/call",
+            r#"Bastion::Tool::"files/read_file""#,
+            "",
+        ),
+    ];
+    std::fs::write(dir.path().join("audit.jsonl"), lines.join("\n") + "\n").unwrap();
+    let (ok, out, err) = run(&[
+        "access-review",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--since",
+        "30d",
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ann = &v["principals"][0];
+    assert_eq!(ann["principal"]["sub"], "ann");
+    assert_eq!(
+        ann["granted"],
+        serde_json::json!([
+            r#"Bastion::Tool::"files/list_dir""#,
+            r#"Bastion::Tool::"files/read_file""#
+        ])
+    );
+    assert_eq!(
+        ann["used"][r#"Bastion::Tool::"files/list_dir""#]["count"],
+        1
+    );
+    assert_eq!(
+        ann["unused"],
+        serde_json::json!([r#"Bastion::Tool::"files/read_file""#])
+    );
+    assert_eq!(ann["denied"], 1);
+    let (ok, out, _) = run(&["access-review", "--config", cfg.to_str().unwrap()]);
+    assert!(ok);
+    assert!(out.contains("PRINCIPAL") && out.contains("ann"), "{out}");
+    assert!(
+        out.contains(r#"granted, unused: Bastion::Tool::"files/read_file""#),
+        "{out}"
+    );
+}
