@@ -83,7 +83,11 @@ impl Subject {
                 .get("client_id")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            scopes: list("scopes").or_else(|_| list("scope"))?,
+            scopes: if v.get("scopes").is_some() {
+                list("scopes")?
+            } else {
+                list("scope")?
+            },
             groups: list("groups")?,
             roles: list("roles")?,
         })
@@ -631,4 +635,60 @@ pub fn review_table(r: &Review) -> String {
 /// The review as JSON.
 pub fn review_json(r: &Review) -> Value {
     serde_json::to_value(r).unwrap_or_else(|e| json!({"error": e.to_string()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_principals_and_periods_parse_or_say_why() {
+        assert_eq!(
+            Named::parse(r#"Bastion::Tool::"files/read_file""#),
+            Ok(Named::Item(
+                ItemKind::Tool,
+                "files".into(),
+                "read_file".into()
+            ))
+        );
+        assert_eq!(
+            Named::parse("resource:docs/file:///srv/a.txt"),
+            Ok(Named::Item(
+                ItemKind::Resource,
+                "docs".into(),
+                "file:///srv/a.txt".into()
+            ))
+        );
+        assert_eq!(
+            Named::parse("upstream:files"),
+            Ok(Named::Upstream("files".into()))
+        );
+        assert_eq!(Named::parse("gateway"), Ok(Named::Gateway));
+        for bad in [
+            "files/read_file",
+            "tool:read_file",
+            r#"Bastion::Tool::files"#,
+            "widget:x/y",
+        ] {
+            assert!(Named::parse(bad).is_err(), "{bad}");
+        }
+        // The Cedar spelling round-trips.
+        let n = Named::Item(ItemKind::Prompt, "p".into(), "a \"b\"".into());
+        assert_eq!(Named::parse(&n.uid()), Ok(n));
+
+        let s = Subject::parse(r#"{"sub": "ann", "groups": ["a"], "scope": "x y"}"#).unwrap();
+        assert_eq!((s.sub.as_str(), s.scopes.len()), ("ann", 2));
+        assert_eq!(Subject::parse("bob").unwrap().sub, "bob");
+        assert!(Subject::parse(r#"{"groups": []}"#).is_err());
+        assert!(Subject::parse(r#"{"sub": "a", "groups": [1]}"#).is_err());
+
+        assert_eq!(parse_since("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_since("90m"), Ok(5400));
+        assert_eq!(parse_since("15"), Ok(15));
+        assert!(parse_since("3w").is_err());
+        assert!(parse_since("99999999999999999999d").is_err());
+        assert!(Situation::parse(Some(r#"{"argumentz": {}}"#)).is_err());
+        let sit = Situation::parse(Some(r#"{"arguments": {"p": 1}, "time": 5}"#)).unwrap();
+        assert_eq!((sit.time, sit.arguments.is_some()), (5, true));
+    }
 }

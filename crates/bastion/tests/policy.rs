@@ -44,6 +44,10 @@ when { principal.groups.contains("analysts") && resource.labels.contains("read-o
 permit (principal, action, resource in Bastion::Upstream::"demo")
 when { principal.groups.contains("engineers") };
 
+@id("engineers-no-elicitation")
+forbid (principal, action == Bastion::Action::"elicitation/create", resource)
+when { principal.groups.contains("engineers") };
+
 @id("echo-reports-only")
 forbid (principal, action == Bastion::Action::"tools/call", resource == Bastion::Tool::"demo/echo")
 when {
@@ -270,7 +274,64 @@ async fn users_see_what_they_may_use_and_nothing_else() {
     assert_eq!(s, 200, "{m:?}");
     assert!(m.last().unwrap().get("result").is_some(), "{m:?}");
 
+    // The 2025-11-25 lane (sessions) follows the same rules.
+    let (s_an, _) = Legacy::connect_as(&gw.url, json!({}), &analyst).await;
+    let listed = s_an.call(10, "tools/list", json!({})).await;
+    assert_eq!(
+        names(&[listed], "tools", "name"),
+        ["demo__add", "demo__echo"]
+    );
+    let hidden = s_an
+        .call(
+            11,
+            "tools/call",
+            json!({"name": "demo__fail", "arguments": {}}),
+        )
+        .await;
+    let unknown2 = s_an
+        .call(
+            12,
+            "tools/call",
+            json!({"name": "demo__no_such_tool", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(
+        norm(&hidden, "demo__fail"),
+        norm(&unknown2, "demo__no_such_tool")
+    );
+    let (s_en, _) = Legacy::connect_as(&gw.url, json!({"elicitation": {}}), &engineer).await;
+    let r = s_en
+        .post(&json!({"jsonrpc":"2.0","id":13,"method":"tools/call",
+            "params":{"name":"demo__ask_user","arguments":{"question":"?"}}}))
+        .await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    // Stepped up, on a session whose client handles elicitation: the tool's
+    // elicitation request is refused by policy before it reaches the client,
+    // and the upstream gets the refusal.
+    let (s_admin, _) = Legacy::connect_as(&gw.url, json!({"elicitation": {}}), &admin).await;
+    let done = s_admin
+        .call(
+            14,
+            "tools/call",
+            json!({"name": "demo__ask_user", "arguments": {"question": "?"}}),
+        )
+        .await;
+    assert!(
+        done["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("refused by the gateway's policy"),
+        "{done}"
+    );
+
     // Every decision is in the trail: principal, action, resource, decision,
+    // (the refused elicitation too),
     // the deciding policies, and how long it took.
     let ev = gw.events();
     let authz: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::Authz).collect();
@@ -302,6 +363,13 @@ async fn users_see_what_they_may_use_and_nothing_else() {
         })
         .expect("the forbid that refused /etc/passwd");
     assert_eq!(forbid.reason.as_deref(), Some("forbidden by policy"));
+    assert!(
+        authz
+            .iter()
+            .any(|e| e.action.as_deref() == Some("elicitation/create")
+                && e.decision == Some("deny")
+                && e.policies.as_deref() == Some(&["engineers-no-elicitation".to_owned()][..]))
+    );
     // A filtered list is one record naming what was withheld.
     assert!(authz.iter().any(|e| {
         e.principal.as_deref() == Some("analyst")

@@ -127,7 +127,25 @@ pub struct Legacy {
 
 impl Legacy {
     pub async fn connect(url: &str, capabilities: Value) -> (Legacy, Value) {
-        let http = http();
+        Legacy::connect_with(http(), url, capabilities).await
+    }
+
+    /// A session whose every request carries `Authorization: Bearer <token>`.
+    pub async fn connect_as(url: &str, capabilities: Value, token: &str) -> (Legacy, Value) {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let c = reqwest::Client::builder()
+            .default_headers(h)
+            .build()
+            .unwrap();
+        Legacy::connect_with(c, url, capabilities).await
+    }
+
+    async fn connect_with(
+        http: reqwest::Client,
+        url: &str,
+        capabilities: Value,
+    ) -> (Legacy, Value) {
         let r = http
             .post(url)
             .header("content-type", "application/json")
