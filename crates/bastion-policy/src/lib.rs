@@ -240,6 +240,10 @@ pub struct Engine {
     count: usize,
     allow_all: bool,
     authorizer: Authorizer,
+    /// The actions the schema declares. Requests are not schema-checked per
+    /// decision (for speed), so an action outside the schema would otherwise
+    /// match a policy whose action is unconstrained: it is refused instead.
+    actions: HashSet<String>,
 }
 
 /// The schema's entity type names, parsed once: parsing one is a run of the
@@ -387,12 +391,17 @@ impl Engine {
                 .collect();
             return Err(PolicyError::Invalid(msgs.join("; ")));
         }
+        let actions = schema
+            .actions()
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
         let (slices, general) = slice(&policies);
         Ok(Engine {
             slices,
             general,
             count,
             allow_all: dangerous_allow_all && count == 0,
+            actions,
             authorizer: Authorizer::new(),
         })
     }
@@ -594,6 +603,12 @@ impl Engine {
     }
 
     fn evaluate(&self, a: &Access<'_>) -> Result<(bool, Vec<String>), Vec<String>> {
+        if !self.actions.contains(a.action) {
+            return Err(vec![format!(
+                "{:?} is not an action of the schema",
+                a.action
+            )]);
+        }
         let (principal, action, resource, context, entities) = Self::parts(a)?;
         // The request and entities are built here, in the schema's shape (the
         // tests check it against the schema); the policies were validated

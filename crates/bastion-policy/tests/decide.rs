@@ -248,6 +248,25 @@ fn allow_names_the_permitting_policy() {
     assert!(!e.decide(&list, ()).is_allow());
 }
 
+#[test]
+fn an_action_outside_the_schema_is_denied_even_by_an_unconstrained_permit() {
+    let e = Engine::new(&src("permit(principal, action, resource);"), false).unwrap();
+    let base = call(who("a", NONE), "u", "t", NONE, None, 0);
+    assert!(e.decide(&base, ()).is_allow());
+    let odd = Access {
+        action: "tasks/list",
+        target: Target::Upstream {
+            name: "u",
+            labels: NONE,
+        },
+        ..base
+    };
+    match e.decide(&odd, ()) {
+        Decision::Deny(d) => assert_eq!(d.reason, DenyReason::Error),
+        Decision::Allow(_) => panic!("an unknown action must not be allowed"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

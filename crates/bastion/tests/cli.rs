@@ -428,3 +428,86 @@ fn access_review_reports_grants_against_use() {
         "{out}"
     );
 }
+
+#[test]
+fn sighup_reloads_the_policies_and_a_broken_set_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let allow = r#"permit (principal, action, resource in Bastion::Upstream::"demo");"#;
+    std::fs::write(policies.join("main.cedar"), allow).unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("bastion.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[policy]
+files = ["policies/*.cedar"]
+reload_interval_secs = 3600
+[server]
+listen = "127.0.0.1:{port}"
+[auth]
+mode = "dangerous_none"
+[audit]
+path = "{audit}"
+[[upstream]]
+name = "demo"
+transport = "stdio"
+command = "{BIN}"
+args = ["demo-upstream"]
+"#,
+            audit = audit.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("BASTION_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |needle: &str| {
+        for _ in 0..100 {
+            if std::fs::read_to_string(&audit).is_ok_and(|t| t.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    assert!(
+        wait_for("policy set loaded at start"),
+        "the gateway did not start"
+    );
+    // Relative globs are resolved against the configuration file's directory.
+    std::fs::write(policies.join("extra.cedar"), "forbid (principal, action").unwrap();
+    hup();
+    let refused = wait_for("new policy set refused (SIGHUP)");
+    std::fs::write(
+        policies.join("extra.cedar"),
+        r#"forbid (principal, action == Bastion::Action::"tools/call", resource == Bastion::Tool::"demo/fail");"#,
+    )
+    .unwrap();
+    hup();
+    let replaced = wait_for("policy set replaced (SIGHUP): 2 policies");
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(refused, "{}", std::fs::read_to_string(&audit).unwrap());
+    assert!(replaced, "{}", std::fs::read_to_string(&audit).unwrap());
+    assert!(alive, "SIGHUP must not stop the gateway");
+}
