@@ -5,14 +5,15 @@
 //! are recorded as a short SHA-256 digest, credentials are never read into them,
 //! and error details are the gateway's own messages, not upstream payloads.
 //!
-//! The JSON-lines sink writes on its own thread so a slow disk never blocks a
-//! request; if a write fails the sink reports itself unhealthy and the gateway
-//! refuses new requests (fail closed) rather than serve without an audit trail.
-//! A later issue makes the trail tamper-evident; the event schema stays.
+//! [`ChainSink`] hands events to the `bastion-audit` writer: a hash chain of
+//! canonical records with signed checkpoints, written on its own thread so a
+//! slow disk never blocks a request. The gateway waits for [`AuditSink::barrier`]
+//! before it answers, so an answered request's record is on disk; a write
+//! failure or a queue past its bound makes the sink unhealthy and the gateway
+//! refuses new requests (fail closed) rather than serve without a trail.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -199,84 +200,159 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     /// Whether events are still being recorded; `false` makes the gateway refuse
     /// new requests.
     fn healthy(&self) -> bool;
+    /// Resolves once every event emitted before the call is durable (the
+    /// gateway awaits it before it answers a request).
+    fn barrier(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+    /// Writes what is queued and closes the trail (a final checkpoint).
+    fn close(&self) {}
 }
 
-/// How often the writer thread drains and flushes (bounds how long an event
-/// waits in memory).
-const WRITER_PERIOD: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Appends events as JSON lines to a file, on a dedicated thread.
+/// The tamper-evident trail (`bastion-audit`): events become records of a
+/// hash chain with signed checkpoints, written by one thread under the
+/// configured fsync policy.
 #[derive(Debug)]
-pub struct JsonlSink {
-    tx: std::sync::mpsc::SyncSender<AuditEvent>,
-    healthy: Arc<AtomicBool>,
+pub struct ChainSink {
+    writer: bastion_audit::Writer,
 }
 
-impl JsonlSink {
-    /// Opens (creating, appending) `path` and starts the writer thread.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        // Bounded: if the disk stalls, requests wait rather than memory growing
-        // without limit or events being dropped.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<AuditEvent>(65_536);
-        let healthy = Arc::new(AtomicBool::new(true));
-        let h = healthy.clone();
-        std::thread::Builder::new()
-            .name("bastion-audit".into())
-            .spawn(move || {
-                // The writer wakes on its own every few milliseconds and drains what
-                // queued meanwhile: senders never have to wake it, which on a busy
-                // gateway would cost a futex wake-up (a context switch) per event.
-                let mut w = std::io::BufWriter::new(file);
-                loop {
-                    std::thread::sleep(WRITER_PERIOD);
-                    let mut ok = true;
-                    let mut wrote = false;
-                    let mut closed = false;
-                    loop {
-                        match rx.try_recv() {
-                            Ok(ev) => {
-                                ok &= write_line(&mut w, &ev);
-                                wrote = true;
-                            }
-                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                                closed = true;
-                                break;
-                            }
-                        }
-                    }
-                    if wrote {
-                        ok &= w.flush().is_ok();
-                    }
-                    if !ok {
-                        h.store(false, Ordering::SeqCst);
-                    }
-                    if closed {
-                        return;
-                    }
-                }
-            })?;
-        Ok(JsonlSink { tx, healthy })
+/// Why the trail could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The key file.
+    #[error("audit signing key {path}: {msg}")]
+    Key {
+        /// Where.
+        path: String,
+        /// What.
+        msg: String,
+    },
+    /// The log.
+    #[error("audit log {path}: {source}")]
+    Log {
+        /// Where.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ChainSink {
+    /// Opens the trail `cfg` describes; without a configured key, uses (or
+    /// creates, mode 0600) `<path>.key`.
+    pub fn open(cfg: &crate::config::AuditConfig) -> Result<ChainSink, OpenError> {
+        let signer = match &cfg.signing_key {
+            Some(k) => {
+                bastion_audit::Signer::from_text(k.expose_secret()).map_err(|e| OpenError::Key {
+                    path: "audit.signing_key".into(),
+                    msg: e.to_string(),
+                })?
+            }
+            None => key_file(Path::new(&format!("{}.key", cfg.path.display())))?,
+        };
+        let writer = bastion_audit::Writer::open(bastion_audit::WriterConfig {
+            path: cfg.path.clone(),
+            signer,
+            checkpoint_every: cfg.checkpoint_every,
+            checkpoint_idle: std::time::Duration::from_secs(5),
+            fsync: cfg.fsync,
+            rotate_bytes: cfg.rotate_bytes,
+            max_queue: cfg.max_queue,
+        })
+        .map_err(|source| OpenError::Log {
+            path: cfg.path.display().to_string(),
+            source,
+        })?;
+        Ok(ChainSink { writer })
+    }
+
+    /// The checkpoint public key (`ed25519:<base64>`), for `audit verify --key`.
+    pub fn public_key(&self) -> &str {
+        self.writer.public_key()
+    }
+
+    /// Events waiting to be written.
+    pub fn queue_depth(&self) -> usize {
+        self.writer.queue_depth()
     }
 }
 
-fn write_line(w: &mut impl Write, ev: &AuditEvent) -> bool {
-    serde_json::to_writer(&mut *w, ev).is_ok() && w.write_all(b"\n").is_ok()
+/// Loads the checkpoint key from `path`, creating it (0600) when absent.
+fn key_file(path: &Path) -> Result<bastion_audit::Signer, OpenError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let err = |msg: String| OpenError::Key {
+        path: path.display().to_string(),
+        msg,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "permissions {:o} are too open (want 0600)",
+                    mode & 0o777
+                )));
+            }
+            bastion_audit::Signer::from_text(&text).map_err(|e| err(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (signer, text) =
+                bastion_audit::Signer::generate().map_err(|e| err(e.to_string()))?;
+            if let Some(d) = path.parent()
+                && !d.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(d).map_err(|e| err(e.to_string()))?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(e.to_string()))?;
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| err(e.to_string()))?;
+            tracing::warn!(
+                key = %path.display(),
+                public = %signer.public(),
+                "audit checkpoint key created; keep its public key elsewhere to verify the trail against (bastion audit verify --key)"
+            );
+            Ok(signer)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
 }
 
-impl AuditSink for JsonlSink {
+impl AuditSink for ChainSink {
     fn emit(&self, event: AuditEvent) {
-        if self.tx.send(event).is_err() {
-            self.healthy.store(false, Ordering::SeqCst);
+        match serde_json::to_value(&event) {
+            Ok(v) => {
+                self.writer.append(v);
+            }
+            Err(e) => {
+                // Recorded as a failure rather than lost.
+                self.writer.append(serde_json::json!({
+                    "ts_ms": event.ts_ms, "kind": "audit", "outcome": "error",
+                    "reason": format!("an event could not be serialized: {e}")}));
+            }
         }
     }
 
     fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::SeqCst)
+        self.writer.healthy()
+    }
+
+    fn barrier(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        let n = self.writer.enqueued();
+        Box::pin(self.writer.wait_durable(n))
+    }
+
+    fn close(&self) {
+        self.writer.close();
     }
 }
 
@@ -310,27 +386,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jsonl_sink_writes_one_line_per_event() {
+    fn chain_sink_writes_verifiable_records_without_secrets() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.jsonl");
-        let sink = JsonlSink::open(&p).unwrap();
+        let cfg = crate::config::AuditConfig {
+            path: dir.path().join("a.jsonl"),
+            signing_key: None,
+            checkpoint_every: 1000,
+            fsync: bastion_audit::Fsync::Batch,
+            rotate_bytes: 1 << 30,
+            max_queue: 1000,
+        };
+        let sink = ChainSink::open(&cfg).unwrap();
         let mut ev = AuditEvent::new(EventKind::Request, Outcome::Ok);
         ev.method = Some("tools/list".into());
         ev.session = Some(session_digest("secret-session-id"));
         sink.emit(ev.clone());
         sink.emit(ev);
-        for _ in 0..100 {
-            let text = std::fs::read_to_string(&p).unwrap();
-            if text.lines().count() == 2 {
-                assert!(!text.contains("secret-session-id"));
-                let v: serde_json::Value =
-                    serde_json::from_str(text.lines().next().unwrap()).unwrap();
-                assert_eq!(v["method"], "tools/list");
-                assert!(sink.healthy());
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("events not written");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(sink.barrier());
+        let text = std::fs::read_to_string(&cfg.path).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            2,
+            "durable before the barrier resolves"
+        );
+        assert!(!text.contains("secret-session-id"));
+        sink.close();
+        let key = std::fs::metadata(dir.path().join("a.jsonl.key")).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        let r = bastion_audit::verify(
+            std::slice::from_ref(&cfg.path),
+            &bastion_audit::VerifyOptions::default(),
+        );
+        assert!(r.ok(), "{:?}", r.problem);
+        assert_eq!(r.records, 2);
     }
 }

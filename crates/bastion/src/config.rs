@@ -189,6 +189,11 @@ struct RawItem {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<PathBuf>,
+    signing_key: Option<String>,
+    checkpoint_every: Option<u64>,
+    fsync: Option<String>,
+    rotate_bytes: Option<u64>,
+    max_queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -442,11 +447,23 @@ pub enum StateBackend {
     },
 }
 
-/// Audit trail settings.
+/// Audit trail settings (`[audit]`).
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
-    /// JSON-lines file the events are appended to.
+    /// The chained log (rotated files sit beside it as `<path>.<first seq>`).
     pub path: PathBuf,
+    /// The Ed25519 checkpoint key; `None`: a key file `<path>.key` (0600),
+    /// created on first start.
+    pub signing_key: Option<Secret>,
+    /// A signed checkpoint after this many records (and at rotation, when
+    /// idle, and at shutdown).
+    pub checkpoint_every: u64,
+    /// When appends reach the disk.
+    pub fsync: bastion_audit::Fsync,
+    /// Rotate the live file past this size.
+    pub rotate_bytes: u64,
+    /// Events waiting to be written past which new requests are refused (503).
+    pub max_queue: usize,
 }
 
 /// Which protocol revision the gateway speaks to an upstream.
@@ -587,6 +604,12 @@ impl Config {
         {
             out.push("state.dangerous_allow_plain_redis = true (session records cross the network unencrypted)".to_owned());
         }
+        if self.audit.fsync == bastion_audit::Fsync::DangerousNone {
+            out.push(
+                "audit.fsync = \"dangerous_none\" (a crash can lose the records of answered requests)"
+                    .to_owned(),
+            );
+        }
         if self.policy.dangerous_allow_all {
             out.push(
                 "policy.dangerous_allow_all = true (with no policy files, every request is allowed)"
@@ -662,12 +685,7 @@ impl Validator<'_> {
             _ => None,
         };
         let state = self.state(raw.state)?;
-        let audit = AuditConfig {
-            path: raw
-                .audit
-                .path
-                .unwrap_or_else(|| PathBuf::from("bastion-audit.jsonl")),
-        };
+        let audit = self.audit(raw.audit)?;
         let policy = self.policy(raw.policy)?;
         if raw.upstreams.is_empty() {
             return Err(self.err("upstream", "at least one [[upstream]] table"));
@@ -703,6 +721,61 @@ impl Validator<'_> {
             state,
             policy,
             upstreams,
+        })
+    }
+
+    fn audit(&self, raw: RawAudit) -> Result<AuditConfig, ConfigError> {
+        let signing_key = raw
+            .signing_key
+            .map(|s| {
+                SecretRef::parse(&s)
+                    .and_then(|r| r.resolve())
+                    .map_err(|e| self.err("audit.signing_key", e.to_string()))
+            })
+            .transpose()?;
+        if let Some(k) = &signing_key {
+            bastion_audit::Signer::from_text(k.expose_secret())
+                .map_err(|e| self.err("audit.signing_key", e.to_string()))?;
+        }
+        let checkpoint_every = match raw.checkpoint_every {
+            Some(0) => {
+                return Err(self.err("audit.checkpoint_every", "a positive number of records"));
+            }
+            Some(n) => n,
+            None => 1000,
+        };
+        let fsync = match raw.fsync.as_deref() {
+            None | Some("batch") => bastion_audit::Fsync::Batch,
+            Some("always") => bastion_audit::Fsync::Always,
+            Some("dangerous_none") => bastion_audit::Fsync::DangerousNone,
+            Some(_) => {
+                return Err(self.err(
+                    "audit.fsync",
+                    "\"batch\" (default: one fdatasync per group of records), \"always\" or \"dangerous_none\"",
+                ));
+            }
+        };
+        let rotate_bytes = match raw.rotate_bytes {
+            Some(n) if n < 4096 => {
+                return Err(self.err("audit.rotate_bytes", "at least 4096 bytes"));
+            }
+            Some(n) => n,
+            None => 256 << 20,
+        };
+        let max_queue = match raw.max_queue {
+            Some(0) => return Err(self.err("audit.max_queue", "a positive number of events")),
+            Some(n) => n,
+            None => 100_000,
+        };
+        Ok(AuditConfig {
+            path: raw
+                .path
+                .unwrap_or_else(|| PathBuf::from("bastion-audit.jsonl")),
+            signing_key,
+            checkpoint_every,
+            fsync,
+            rotate_bytes,
+            max_queue,
         })
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use bastion::audit::{AuditEvent, AuditSink, EventKind, JsonlSink, Outcome};
+use bastion::audit::{AuditEvent, AuditSink, ChainSink, EventKind, Outcome};
 use bastion::config::Config;
 use bastion::gateway::Gateway;
 use clap::{Parser, Subcommand};
@@ -89,9 +89,38 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The audit trail: verify it.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     /// The built-in demo MCP server on stdio (what `demo` runs as its upstream).
     #[command(hide = true)]
     DemoUpstream,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Verify the chain and every checkpoint of one log (rotated files in any
+    /// order); exit 0 only when all of it verifies, else name the first bad
+    /// record.
+    Verify {
+        /// Trusted checkpoint public key(s), `ed25519:<base64>` (repeatable).
+        #[arg(long)]
+        key: Vec<String>,
+        /// Take the trusted key from this configuration's `[audit]` signing key.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Accept a last record that is not a checkpoint (a live or crashed log).
+        #[arg(long)]
+        open_tail: bool,
+        /// Accept a chain that does not start at record 0 (older files removed).
+        #[arg(long)]
+        partial: bool,
+        /// The log files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +198,64 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::DemoUpstream => rt.block_on(bastion::demo::run_upstream())?,
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Verify {
+                    key,
+                    config,
+                    open_tail,
+                    partial,
+                    paths,
+                },
+        } => {
+            let mut keys = Vec::new();
+            for k in &key {
+                keys.push(bastion_audit::chain::parse_public(k)?);
+            }
+            if let Some(c) = config {
+                let cfg = Config::load(&c)?;
+                let text = match &cfg.audit.signing_key {
+                    Some(s) => s.expose_secret().to_owned(),
+                    None => {
+                        let p = format!("{}.key", cfg.audit.path.display());
+                        std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?
+                    }
+                };
+                let s = bastion_audit::Signer::from_text(&text)?;
+                keys.push(bastion_audit::chain::parse_public(&s.public())?);
+            }
+            let r = bastion_audit::verify(
+                &paths,
+                &bastion_audit::VerifyOptions {
+                    keys,
+                    open_tail,
+                    partial,
+                },
+            );
+            println!(
+                "{} records, {} checkpoints in {} file(s); checkpoint keys: {}{}",
+                r.records,
+                r.checkpoints,
+                r.files.len(),
+                if r.keys.is_empty() {
+                    "none".to_owned()
+                } else {
+                    r.keys.join(", ")
+                },
+                if key.is_empty() && r.problem.is_none() {
+                    " (not pinned: pass --key or --config to check who signed)"
+                } else {
+                    ""
+                }
+            );
+            match r.problem {
+                None => println!("ok"),
+                Some(p) => {
+                    eprintln!("FAILED: first bad record: {p}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Cmd::Policy {
             cmd: PolicyCmd::Check { config, files },
         } => {
@@ -295,11 +382,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo { listen } => {
             init_tracing();
             let exe = std::env::current_exe()?.display().to_string();
-            let audit = std::env::temp_dir()
-                .join("bastion-demo-audit.jsonl")
-                .display()
-                .to_string();
             let dir = demo_state_dir()?;
+            let audit = dir.join("demo-audit.jsonl").display().to_string();
             let key = dir.join("demo-dev-issuer.key").display().to_string();
             let policy = dir.join("demo-policy.cedar");
             std::fs::write(&policy, bastion::demo::DEMO_POLICY)
@@ -374,10 +458,9 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
     for d in cfg.dangerous_settings() {
         tracing::warn!("dangerous setting in effect: {d}");
     }
-    let sink: Arc<dyn AuditSink> = Arc::new(
-        JsonlSink::open(&cfg.audit.path)
-            .with_context(|| format!("opening audit file {}", cfg.audit.path.display()))?,
-    );
+    let chain = Arc::new(ChainSink::open(&cfg.audit)?);
+    tracing::info!(path = %cfg.audit.path.display(), key = %chain.public_key(), "audit trail open");
+    let sink: Arc<dyn AuditSink> = chain;
     let listen = cfg.server.listen;
     let gw = Gateway::new(cfg, sink.clone())?;
     gw.startup_name_check().await.map_err(anyhow::Error::msg)?;
@@ -400,6 +483,12 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    bastion::listener::serve(gw, listener, router, shutdown).await?;
+    let res = bastion::listener::serve(gw, listener, router, shutdown).await;
+    let mut ev = AuditEvent::new(EventKind::Gateway, Outcome::Ok);
+    ev.reason = Some("gateway stopped".into());
+    sink.emit(ev);
+    // Everything queued is written and a final checkpoint signs the log.
+    sink.close();
+    res?;
     Ok(())
 }

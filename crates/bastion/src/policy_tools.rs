@@ -483,10 +483,17 @@ pub fn access_review(
             if line.trim().is_empty() {
                 continue;
             }
-            let Ok(ev) = serde_json::from_str::<Value>(&line) else {
+            let Ok(mut ev) = serde_json::from_str::<Value>(&line) else {
                 unreadable += 1;
                 continue;
             };
+            // A chained record carries the event inside; checkpoints carry none.
+            if ev.get("checkpoint").is_some() {
+                continue;
+            }
+            if let Some(inner) = ev.get_mut("event").map(Value::take) {
+                ev = inner;
+            }
             records += 1;
             if ev.get("kind").and_then(Value::as_str) != Some("authz") {
                 continue;

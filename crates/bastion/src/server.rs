@@ -445,7 +445,16 @@ fn origin_allowed(gw: &Gateway, headers: &HeaderMap) -> bool {
 }
 
 /// The `/mcp` handler.
-async fn handle(State(gw): State<Arc<Gateway>>, mut req: HttpRequest) -> HttpResponse {
+/// Serves `/mcp`. The answer leaves only once the records of everything this
+/// request did are durable (group commit: concurrent requests share a sync),
+/// so a crash never loses the record of an answered request.
+async fn handle(State(gw): State<Arc<Gateway>>, req: HttpRequest) -> HttpResponse {
+    let resp = serve_mcp(gw.clone(), req).await;
+    gw.audit.barrier().await;
+    resp
+}
+
+async fn serve_mcp(gw: Arc<Gateway>, mut req: HttpRequest) -> HttpResponse {
     let mut rec = Rec::new(&gw, &req);
     if !gw.audit.healthy() {
         return rec.refuse(
