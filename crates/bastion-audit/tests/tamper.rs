@@ -251,3 +251,41 @@ fn a_torn_tail_after_a_crash_is_moved_aside_and_recorded() {
         "the record and a closing checkpoint"
     );
 }
+
+#[test]
+fn a_queue_past_its_bound_reports_unhealthy_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, public) = key();
+    let p = dir.path().join("audit.jsonl");
+    // A sync per record keeps the writer slower than the appender.
+    let w = Writer::open(WriterConfig {
+        path: p.clone(),
+        signer: Signer::from_text(&text).unwrap(),
+        checkpoint_every: 1000,
+        checkpoint_idle: Duration::from_secs(60),
+        fsync: Fsync::Always,
+        rotate_bytes: 1 << 30,
+        max_queue: 8,
+    })
+    .unwrap();
+    let mut last = 0;
+    let mut saw_unhealthy = false;
+    for i in 0..300 {
+        last = w.append(json!({"kind": "request", "n": i}));
+        saw_unhealthy |= !w.healthy();
+    }
+    assert!(
+        saw_unhealthy,
+        "300 appends against a syncing writer must exceed 8 queued"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(w.wait_durable(last));
+    assert!(w.healthy(), "drained: healthy again");
+    w.close();
+    let r = verify(std::slice::from_ref(&p), &opts(&public));
+    assert!(r.ok(), "{:?}", r.problem);
+    assert_eq!(r.records, 300, "nothing dropped");
+}

@@ -186,6 +186,69 @@ impl AuditEvent {
     }
 }
 
+/// The event schema version every record's event carries (`schema`).
+pub const SCHEMA: &str = "bastion.audit/1";
+
+/// The OCSF classification of an event, so a SIEM can ingest records without
+/// a custom parser (docs/audit-schema.md has the table): class, category,
+/// activity, type, status and severity ids.
+pub fn ocsf(ev: &AuditEvent) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    // (class_uid, category_uid, activity_id, activity_name)
+    let (class, category, activity, name): (u64, u64, u64, String) = match ev.kind {
+        EventKind::Request => (
+            6003,
+            6,
+            match ev.http_method.as_deref() {
+                Some("GET") => 2,
+                Some("DELETE") => 4,
+                _ => 99,
+            },
+            ev.method.clone().unwrap_or_else(|| "request".into()),
+        ),
+        EventKind::Upstream => (
+            6003,
+            6,
+            99,
+            ev.method.clone().unwrap_or_else(|| "upstream".into()),
+        ),
+        EventKind::Authz => (
+            6003,
+            6,
+            99,
+            format!("authorize {}", ev.action.as_deref().unwrap_or("")),
+        ),
+        EventKind::Auth => (3002, 3, 1, "logon".into()),
+        EventKind::Credential => (3002, 3, 99, "upstream credential".into()),
+        EventKind::Session => (3002, 3, 99, "session".into()),
+        EventKind::Lifecycle => (1007, 1, 99, "upstream process".into()),
+        EventKind::Gateway => {
+            let stop = ev.reason.as_deref().is_some_and(|r| r.contains("stopped"));
+            (
+                6002,
+                6,
+                if stop { 4 } else { 3 },
+                if stop { "stop" } else { "start" }.into(),
+            )
+        }
+        EventKind::Policy => (6002, 6, 8, "policy update".into()),
+    };
+    let (status, severity) = match ev.outcome {
+        Outcome::Ok => (1, 1),
+        Outcome::Refused => (2, 3),
+        Outcome::Error => (2, 4),
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("class_uid".into(), Value::from(class));
+    m.insert("category_uid".into(), Value::from(category));
+    m.insert("activity_id".into(), Value::from(activity));
+    m.insert("activity_name".into(), Value::from(name));
+    m.insert("type_uid".into(), Value::from(class * 100 + activity));
+    m.insert("status_id".into(), Value::from(status));
+    m.insert("severity_id".into(), Value::from(severity));
+    m
+}
+
 /// A digest that identifies a session in the trail without revealing its id
 /// (an id is a bearer credential on the legacy lane).
 pub fn session_digest(id: &str) -> String {
@@ -330,7 +393,11 @@ fn key_file(path: &Path) -> Result<bastion_audit::Signer, OpenError> {
 impl AuditSink for ChainSink {
     fn emit(&self, event: AuditEvent) {
         match serde_json::to_value(&event) {
-            Ok(v) => {
+            Ok(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("schema".into(), serde_json::Value::from(SCHEMA));
+                    o.insert("ocsf".into(), serde_json::Value::Object(ocsf(&event)));
+                }
                 self.writer.append(v);
             }
             Err(e) => {
