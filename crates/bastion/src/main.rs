@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use bastion::audit::{AuditEvent, AuditSink, ChainSink, EventKind, Outcome};
 use bastion::config::Config;
@@ -121,6 +123,101 @@ enum AuditCmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// The events of a principal and/or session, in order.
+    Timeline {
+        #[command(flatten)]
+        log: LogArgs,
+        /// The principal (`sub`).
+        #[arg(long)]
+        principal: Option<String>,
+        /// The session: its id, or its digest as the trail records it.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only events in this period: 30d, 12h, 90m, 3600s.
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an evidence bundle (events, checkpoints, verification, manifest).
+    Export {
+        #[command(flatten)]
+        log: LogArgs,
+        /// The session: its id, or its digest.
+        #[arg(long)]
+        session: Option<String>,
+        /// The principal (`sub`).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only events in this period.
+        #[arg(long)]
+        since: Option<String>,
+        /// The bundle's directory (created; existing files are not overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// What a principal touched: upstreams, tools, resources, prompts,
+    /// sessions, volumes, first and last seen.
+    Impact {
+        #[command(flatten)]
+        log: LogArgs,
+        /// The principal (`sub`).
+        #[arg(long)]
+        principal: String,
+        /// Only events in this period.
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which log to read.
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    /// The configuration whose `[audit] path` (with its rotated files) to read;
+    /// also the checkpoint key for verification.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Log files instead (any order).
+    #[arg(long = "log")]
+    files: Vec<PathBuf>,
+}
+
+impl LogArgs {
+    /// The files in chain order, and the trusted key when a config names one.
+    fn resolve(&self) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
+        let mut keys = Vec::new();
+        let mut files = self.files.clone();
+        if let Some(c) = &self.config {
+            let cfg = Config::load(c)?;
+            files.extend(bastion::forensics::log_files(&cfg.audit.path));
+            let text = match &cfg.audit.signing_key {
+                Some(s) => Some(s.expose_secret().to_owned()),
+                None => std::fs::read_to_string(format!("{}.key", cfg.audit.path.display())).ok(),
+            };
+            if let Some(t) = text {
+                let s = bastion_audit::Signer::from_text(&t)?;
+                keys.push(bastion_audit::chain::parse_public(&s.public())?);
+            }
+        }
+        if files.is_empty() {
+            anyhow::bail!("give --config FILE or --log FILE...");
+        }
+        Ok((files, keys))
+    }
+}
+
+fn since_ms(since: Option<&str>) -> anyhow::Result<u64> {
+    Ok(match since {
+        None => 0,
+        Some(s) => {
+            let secs = bastion::policy_tools::parse_since(s).map_err(anyhow::Error::msg)?;
+            bastion_auth::now_secs().saturating_sub(secs) * 1000
+        }
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +351,126 @@ fn main() -> anyhow::Result<()> {
                     eprintln!("FAILED: first bad record: {p}");
                     std::process::exit(1);
                 }
+            }
+        }
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Timeline {
+                    log,
+                    principal,
+                    session,
+                    since,
+                    json,
+                },
+        } => {
+            if principal.is_none() && session.is_none() {
+                anyhow::bail!("give --principal and/or --session");
+            }
+            let (files, _) = log.resolve()?;
+            let filter = bastion::forensics::Filter {
+                principal,
+                session,
+                since_ms: since_ms(since.as_deref())?,
+            };
+            let records = bastion::forensics::read(&files).map_err(anyhow::Error::msg)?;
+            let mut out = std::io::stdout().lock();
+            let mut n = 0;
+            for r in &records {
+                let Some(ev) = &r.event else { continue };
+                if !filter.matches(ev) {
+                    continue;
+                }
+                n += 1;
+                if json {
+                    writeln!(out, "{}", serde_json::json!({"seq": r.seq, "event": ev}))?;
+                } else {
+                    writeln!(out, "{}", bastion::forensics::timeline_line(r.seq, ev))?;
+                }
+            }
+            if !json {
+                writeln!(out, "{n} events")?;
+            }
+        }
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Export {
+                    log,
+                    session,
+                    principal,
+                    since,
+                    out,
+                },
+        } => {
+            if principal.is_none() && session.is_none() {
+                anyhow::bail!("give --session and/or --principal");
+            }
+            let (files, keys) = log.resolve()?;
+            let filter = bastion::forensics::Filter {
+                principal,
+                session,
+                since_ms: since_ms(since.as_deref())?,
+            };
+            let n = bastion::forensics::export(
+                &files,
+                &filter,
+                &out,
+                &bastion_audit::VerifyOptions {
+                    keys,
+                    open_tail: true,
+                    partial: false,
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            println!("{n} records exported to {}", out.display());
+        }
+        Cmd::Audit {
+            cmd:
+                AuditCmd::Impact {
+                    log,
+                    principal,
+                    since,
+                    json,
+                },
+        } => {
+            let (files, _) = log.resolve()?;
+            let records = bastion::forensics::read(&files).map_err(anyhow::Error::msg)?;
+            let im = bastion::forensics::impact(&records, &principal, since_ms(since.as_deref())?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&im)?);
+            } else {
+                println!(
+                    "principal {}: {} events, first seen {}, last seen {}",
+                    im.principal,
+                    im.events,
+                    im.first_seen.as_deref().unwrap_or("-"),
+                    im.last_seen.as_deref().unwrap_or("-")
+                );
+                println!("requests: {:?}", im.requests);
+                for (label, m) in [
+                    ("upstreams", &im.upstreams),
+                    ("tools", &im.tools),
+                    ("resources", &im.resources),
+                    ("prompts", &im.prompts),
+                    ("denied", &im.denied),
+                ] {
+                    println!("{label}:");
+                    for (k, v) in m {
+                        println!("  {k}  ×{v}");
+                    }
+                }
+                println!("sessions: {}", im.sessions.len());
+                println!(
+                    "client addresses: {}",
+                    im.client_addrs
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                println!(
+                    "clients: {}",
+                    im.clients.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
             }
         }
         Cmd::Policy {

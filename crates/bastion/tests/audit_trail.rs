@@ -231,3 +231,147 @@ async fn the_trail_verifies_and_loses_no_answered_request_across_sigkill() {
         "{err}"
     );
 }
+
+fn bastion(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn timeline_export_and_impact_reconstruct_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let child = serve(&cfg, port).await;
+    let c = reqwest::Client::new();
+    let post = |body: Value, sid: Option<String>| {
+        let mut b = c
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(s) = sid {
+            b = b
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        b.json(&body).send()
+    };
+    let r = post(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    for (id, tool) in [(2, "demo__add"), (3, "demo__echo")] {
+        let r = post(
+            json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"a":1,"b":2,"message":"hi"}}}),
+            Some(sid.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Another session's traffic must not appear in this session's timeline.
+    assert!(call(&c, &url, 9).await);
+    stop(child);
+    let cfg_s = cfg.to_str().unwrap();
+
+    let (ok, out, err) = bastion(&["audit", "timeline", "--config", cfg_s, "--session", &sid]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("method=tools/call") && out.contains("target=demo__echo"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&sid),
+        "the session id itself never appears: {out}"
+    );
+    // The other client's demo__add (a 2026-07-28 call, no session) is not in it.
+    let adds = out
+        .lines()
+        .filter(|l| l.contains(" request ") && l.contains("target=demo__add"))
+        .count();
+    assert_eq!(adds, 1, "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(" #")).collect();
+    assert!(lines.len() >= 4, "{out}");
+    // In chain order, with times.
+    assert!(lines[0].starts_with("20"), "{out}");
+    let (ok, out, _) = bastion(&[
+        "audit",
+        "timeline",
+        "--config",
+        cfg_s,
+        "--session",
+        &sid,
+        "--json",
+    ]);
+    assert!(ok);
+    let seqs: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    let bundle = dir.path().join("evidence");
+    let (ok, out, err) = bastion(&[
+        "audit",
+        "export",
+        "--config",
+        cfg_s,
+        "--session",
+        &sid,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["verified"], true, "{manifest}");
+    assert_eq!(manifest["records"].as_u64().unwrap(), seqs.len() as u64);
+    // The exported records are the log's lines byte for byte.
+    let log = std::fs::read_to_string(dir.path().join("audit").join("trail.jsonl")).unwrap();
+    for l in std::fs::read_to_string(bundle.join("events.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        assert!(log.lines().any(|x| x == l));
+    }
+    assert!(
+        std::fs::read_to_string(bundle.join("verification.txt"))
+            .unwrap()
+            .contains("result: ok")
+    );
+    assert!(
+        !std::fs::read_to_string(bundle.join("checkpoints.jsonl"))
+            .unwrap()
+            .is_empty()
+    );
+
+    let (ok, out, err) = bastion(&[
+        "audit",
+        "impact",
+        "--config",
+        cfg_s,
+        "--principal",
+        "anonymous",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let im: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(im["tools"][r#"Bastion::Tool::"demo/add""#], 2, "{im}");
+    assert_eq!(im["tools"][r#"Bastion::Tool::"demo/echo""#], 1, "{im}");
+    assert_eq!(im["upstreams"]["demo"], 3, "{im}");
+    assert!(!im["sessions"].as_array().unwrap().is_empty());
+    assert!(im["first_seen"].as_str().unwrap() <= im["last_seen"].as_str().unwrap());
+}
