@@ -270,6 +270,10 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug {
     }
     /// Writes what is queued and closes the trail (a final checkpoint).
     fn close(&self) {}
+    /// Events waiting to be written.
+    fn queue_depth(&self) -> usize {
+        0
+    }
 }
 
 /// The tamper-evident trail (`bastion-audit`): events become records of a
@@ -333,11 +337,6 @@ impl ChainSink {
     /// The checkpoint public key (`ed25519:<base64>`), for `audit verify --key`.
     pub fn public_key(&self) -> &str {
         self.writer.public_key()
-    }
-
-    /// Events waiting to be written.
-    pub fn queue_depth(&self) -> usize {
-        self.writer.queue_depth()
     }
 }
 
@@ -420,6 +419,10 @@ impl AuditSink for ChainSink {
 
     fn close(&self) {
         self.writer.close();
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.writer.queue_depth()
     }
 }
 

@@ -379,6 +379,8 @@ impl Gateway {
             },
         };
         let d = engine.decide(&access, subject);
+        self.metrics
+            .decision(action, if d.is_allow() { "allow" } else { "deny" });
         let mut ev = self.authz_event(caller, action, resource, &d);
         ev.duration_us = Some(t0.elapsed().as_micros() as u64);
         self.audit.emit(ev);
@@ -581,6 +583,7 @@ impl Gateway {
                     .is_allow()
             })
             .collect();
+        self.metrics.decision(action, "filter");
         // One record for the page: which items were considered, which withheld.
         let mut ev = authz_base(caller, action, upstream_uid(up.name()));
         ev.decision = Some("filter");

@@ -67,6 +67,8 @@ struct RawConfig {
     state: RawState,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    admin: RawAdmin,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
 }
@@ -167,6 +169,13 @@ struct RawState {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    metrics_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawPolicy {
     #[serde(default)]
     files: Vec<String>,
@@ -245,8 +254,19 @@ pub struct Config {
     pub state: StateConfig,
     /// Authorization policies.
     pub policy: PolicyConfig,
+    /// The admin listener (metrics).
+    pub admin: AdminConfig,
     /// Upstream MCP servers, in configuration order.
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// The admin listener (`[admin]`): `/metrics` for Prometheus.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Where to listen; `None`: no admin listener.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (mandatory off loopback).
+    pub metrics_token: Option<Secret>,
 }
 
 /// Authorization settings (`[policy]`).
@@ -687,6 +707,7 @@ impl Validator<'_> {
         let state = self.state(raw.state)?;
         let audit = self.audit(raw.audit)?;
         let policy = self.policy(raw.policy)?;
+        let admin = self.admin(raw.admin)?;
         if raw.upstreams.is_empty() {
             return Err(self.err("upstream", "at least one [[upstream]] table"));
         }
@@ -720,7 +741,39 @@ impl Validator<'_> {
             audit,
             state,
             policy,
+            admin,
             upstreams,
+        })
+    }
+
+    fn admin(&self, raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+        let listen = raw
+            .listen
+            .map(|l| {
+                l.parse::<SocketAddr>()
+                    .map_err(|_| self.err("admin.listen", "an IP:port socket address"))
+            })
+            .transpose()?;
+        let metrics_token = raw
+            .metrics_token
+            .map(|t| {
+                SecretRef::parse(&t)
+                    .and_then(|r| r.resolve())
+                    .map_err(|e| self.err("admin.metrics_token", e.to_string()))
+            })
+            .transpose()?;
+        if let Some(a) = listen
+            && !a.ip().is_loopback()
+            && metrics_token.is_none()
+        {
+            return Err(self.err(
+                "admin.metrics_token",
+                "a secret reference: the admin listener is off loopback, so scrapes must present a bearer token",
+            ));
+        }
+        Ok(AdminConfig {
+            listen,
+            metrics_token,
         })
     }
 
@@ -1792,6 +1845,26 @@ url = "https://up.example.test/mcp"
         }
         let e = err(&BASE.replace("dangerous_allow_all = true", "files = [\"[\"]"));
         assert!(e.contains("policy.files[0]"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_listener_needs_a_token_off_loopback() {
+        let with = |admin: &str| format!("[admin]\n{admin}\n{BASE}");
+        let c = Config::parse(&with("listen = \"127.0.0.1:9464\""), "t.toml").unwrap();
+        assert!(c.admin.listen.is_some() && c.admin.metrics_token.is_none());
+        let e = err(&with("listen = \"0.0.0.0:9464\""));
+        assert!(e.contains("admin.metrics_token"), "{e}");
+        let e = err(&with(
+            "listen = \"0.0.0.0:9464\"\nmetrics_token = \"inline\"",
+        ));
+        assert!(e.contains("admin.metrics_token"), "{e}");
+        assert!(
+            Config::parse(BASE, "t.toml")
+                .unwrap()
+                .admin
+                .listen
+                .is_none()
+        );
     }
 
     #[test]

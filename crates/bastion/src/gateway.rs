@@ -78,6 +78,8 @@ pub struct Gateway {
     pub tasks: TaskOwners,
     /// The authorization policies in force.
     pub policies: crate::authz::Policies,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Task id → (principal, upstream): task ids are handles a client passes back,
@@ -327,6 +329,7 @@ impl Gateway {
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
             policies,
+            metrics: crate::metrics::Metrics::new(),
         }))
     }
 
@@ -337,7 +340,17 @@ impl Gateway {
         method: &str,
         outcome: Outcome,
         reason: Option<String>,
+        secs: Option<f64>,
     ) {
+        self.metrics.upstream(
+            up.name(),
+            match outcome {
+                Outcome::Ok => "ok",
+                Outcome::Refused => "refused",
+                Outcome::Error => "error",
+            },
+            secs,
+        );
         let mut ev = AuditEvent::new(EventKind::Upstream, outcome);
         ev.upstream = Some(up.name().to_owned());
         ev.method = Some(method.to_owned());
@@ -351,7 +364,7 @@ impl Gateway {
         let conns = join_all(self.upstreams.iter().map(|u| async move {
             let r = ctx.conn(u).await;
             if let Err(e) = &r {
-                self.audit_upstream(u, "initialize", Outcome::Error, Some(e.to_string()));
+                self.audit_upstream(u, "initialize", Outcome::Error, Some(e.to_string()), None);
                 tracing::warn!(upstream = %u.name(), error = %e, "upstream unavailable at initialize");
             }
             r.ok()
@@ -848,7 +861,7 @@ impl Gateway {
             .get(idx)
             .ok_or_else(|| err(codes::INTERNAL_ERROR, "route to unknown upstream"))?;
         let conn = ctx.conn(up).await.map_err(|e| {
-            self.audit_upstream(up, &req.method, Outcome::Error, Some(e.to_string()));
+            self.audit_upstream(up, &req.method, Outcome::Error, Some(e.to_string()), None);
             e.to_error_object(up.name())
         })?;
         self.forward(ctx, &conn, req, events, headers).await
@@ -882,9 +895,11 @@ impl Gateway {
         let method = req.method.clone();
         let id = req.id.clone();
         ctx.start_call(&id, up.index);
+        let t0 = std::time::Instant::now();
         let res = conn
             .call(req, events, headers, ctx.era == Era::Legacy)
             .await;
+        let secs = Some(t0.elapsed().as_secs_f64());
         ctx.end_call(&id);
         match res {
             Ok(mut r) => {
@@ -899,11 +914,11 @@ impl Gateway {
                 } else {
                     Outcome::Error
                 };
-                self.audit_upstream(up, &method, outcome, None);
+                self.audit_upstream(up, &method, outcome, None, secs);
                 Ok(r)
             }
             Err(e) => {
-                self.audit_upstream(up, &method, Outcome::Error, Some(e.to_string()));
+                self.audit_upstream(up, &method, Outcome::Error, Some(e.to_string()), secs);
                 Err(e.to_error_object(up.name()))
             }
         }

@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod import;
 pub mod keyring;
 pub mod listener;
+pub mod metrics;
 pub mod policy_tools;
 pub mod seal;
 pub mod secret;

@@ -690,6 +690,18 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         println!("{b}");
     }
     let router = bastion::server::router(gw.clone());
+    // The admin listener (metrics) runs beside the MCP one and stops with the
+    // process.
+    if let Some(admin) = gw.cfg.admin.listen {
+        let l = tokio::net::TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("binding the admin listener {admin}"))?;
+        tracing::info!(%admin, "admin listener (metrics)");
+        let r = bastion::server::admin_router(gw.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(l, r).await;
+        });
+    }
     // SIGINT or SIGTERM: stop accepting, then end every session so upstream
     // sessions are DELETEd and stdio children reaped.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -87,6 +87,54 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
 }
 
+/// The admin listener's routes: `GET /metrics` (Prometheus text format),
+/// behind a bearer token when one is configured.
+pub fn admin_router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(gw)
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> HttpResponse {
+    if let Some(t) = &gw.cfg.admin.metrics_token {
+        let want = format!("Bearer {}", t.expose_secret());
+        let got = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        // Constant-time comparison: the token is a secret.
+        let same = got.len() == want.len()
+            && got
+                .iter()
+                .zip(want.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the admin bearer token\n",
+            )
+                .into_response();
+        }
+    }
+    let body = gw.metrics.render(
+        gw.audit.queue_depth(),
+        gw.audit.healthy(),
+        gw.sessions.read().len(),
+        gw.policies.engine().len(),
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 async fn overloaded(_: tower::BoxError) -> HttpResponse {
     rpc_error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -320,6 +368,16 @@ impl Rec {
             self.ev.reason = Some(e.message.chars().take(512).collect());
         }
         self.ev.duration_us = Some(self.t0.elapsed().as_micros() as u64);
+        self.gw.metrics.request(
+            self.ev.lane,
+            self.ev.method.as_deref(),
+            match outcome {
+                Outcome::Ok => "ok",
+                Outcome::Refused => "refused",
+                Outcome::Error => "error",
+            },
+            self.t0.elapsed().as_secs_f64(),
+        );
         self.gw.audit.emit(self.ev.clone());
     }
 

@@ -375,3 +375,90 @@ async fn timeline_export_and_impact_reconstruct_a_session() {
     assert!(!im["sessions"].as_array().unwrap().is_empty());
     assert!(im["first_seen"].as_str().unwrap() <= im["last_seen"].as_str().unwrap());
 }
+
+#[tokio::test]
+async fn metrics_are_valid_prometheus_text_behind_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin = free_port();
+    let cfg = config(dir.path(), port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[auth]",
+        &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\nmetrics_token = \"env:BASTION_TEST_METRICS_TOKEN\"\n[auth]"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("BASTION_LOG", "warn")
+        .env("BASTION_TEST_METRICS_TOKEN", "scrape-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let c = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if call(&c, &url, 1).await {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "bastion did not start");
+    assert!(call(&c, &url, 2).await);
+    let murl = format!("http://127.0.0.1:{admin}/metrics");
+    let denied = c.get(&murl).send().await.unwrap().status();
+    let wrong = c
+        .get(&murl)
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let body = c
+        .get(&murl)
+        .bearer_auth("scrape-secret")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    stop(child);
+    assert_eq!(denied, 401);
+    assert_eq!(wrong, 401);
+    for family in [
+        "bastion_requests_total{",
+        "bastion_request_duration_seconds_bucket{",
+        "bastion_authz_decisions_total{",
+        "bastion_upstream_requests_total{",
+        "bastion_upstream_request_duration_seconds_bucket{",
+        "bastion_audit_queue_depth ",
+        "bastion_audit_healthy 1",
+        "bastion_policies ",
+        "# TYPE bastion_detections_total counter",
+    ] {
+        assert!(body.contains(family), "{family} missing:\n{body}");
+    }
+    assert!(
+        body.contains(r#"method="tools/call",outcome="ok""#),
+        "{body}"
+    );
+    // promtool (Debian `prometheus`) accepts the exposition.
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool: the test command installs the Debian prometheus package");
+    std::io::Write::write_all(&mut p.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
