@@ -144,6 +144,15 @@ pub struct AuditEvent {
     /// A filtered list page: the items withheld.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hidden: Option<Vec<String>>,
+    /// A tool call's or prompt's arguments, redacted ([`redact_arguments`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
+    /// Bytes of the client's request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Bytes of the answer (single JSON answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
 }
 
 impl AuditEvent {
@@ -182,8 +191,114 @@ impl AuditEvent {
             policies: None,
             items: None,
             hidden: None,
+            arguments: None,
+            bytes_in: None,
+            bytes_out: None,
         }
     }
+}
+
+/// Argument names whose values are never recorded.
+const SECRET_NAMES: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "authorization",
+    "auth",
+    "cookie",
+    "credential",
+    "private_key",
+    "privatekey",
+    "session",
+    "otp",
+];
+
+/// Value prefixes of well-known credentials (until the detection engine
+/// does this properly): GitHub, OpenAI/Anthropic-style, Slack, AWS, Google,
+/// JWTs, PEM keys.
+const SECRET_PREFIXES: &[&str] = &[
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "github_pat_",
+    "sk-",
+    "xoxb-",
+    "xoxp-",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "eyJ",
+    "-----BEGIN",
+];
+
+/// A tool call's arguments as the trail keeps them: values under secret-like
+/// names and values that look like credentials become `"[REDACTED]"`; strings
+/// longer than 256 characters are cut (with their full length noted); depth
+/// and size are bounded (4 KiB; past it, `"[TRUNCATED]"`).
+pub fn redact_arguments(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn walk(v: &Value, depth: usize, budget: &mut usize) -> Value {
+        if *budget == 0 || depth > 6 {
+            return Value::from("[TRUNCATED]");
+        }
+        match v {
+            Value::Object(m) => {
+                let mut out = serde_json::Map::new();
+                for (k, x) in m {
+                    if *budget == 0 {
+                        out.insert("…".into(), Value::from("[TRUNCATED]"));
+                        break;
+                    }
+                    let lk = k.to_ascii_lowercase().replace('-', "_");
+                    let secret = SECRET_NAMES.iter().any(|n| lk.contains(n));
+                    *budget = budget.saturating_sub(k.len() + 4);
+                    let key: String = k.chars().take(64).collect();
+                    out.insert(
+                        key,
+                        if secret {
+                            Value::from("[REDACTED]")
+                        } else {
+                            walk(x, depth + 1, budget)
+                        },
+                    );
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .take(32)
+                    .map(|x| walk(x, depth + 1, budget))
+                    .collect(),
+            ),
+            Value::String(s) => {
+                if SECRET_PREFIXES
+                    .iter()
+                    .any(|p| s.trim_start().starts_with(p))
+                {
+                    return Value::from("[REDACTED]");
+                }
+                let n = s.chars().count();
+                let kept: String = s.chars().take(256.min(*budget)).collect();
+                *budget = budget.saturating_sub(kept.len() + 2);
+                if n > kept.chars().count() {
+                    Value::from(format!("{kept}…[{n} chars]"))
+                } else {
+                    Value::from(kept)
+                }
+            }
+            other => {
+                *budget = budget.saturating_sub(8);
+                other.clone()
+            }
+        }
+    }
+    let mut budget = 4096;
+    walk(v, 0, &mut budget)
 }
 
 /// The event schema version every record's event carries (`schema`).
@@ -454,6 +569,35 @@ impl AuditSink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_are_recorded_without_secrets_and_bounded() {
+        let v = serde_json::json!({
+            "path": "/srv/reports/q3.csv",
+            "api_key": "abc",
+            "Authorization": "Bearer x",
+            "nested": {"db_password": "p", "note": "ghp_0123456789abcdef", "n": 3},
+            "long": "x".repeat(1000),
+            "list": (0..100).collect::<Vec<i32>>(),
+        });
+        let r = redact_arguments(&v);
+        assert_eq!(r["path"], "/srv/reports/q3.csv");
+        assert_eq!(r["api_key"], "[REDACTED]");
+        assert_eq!(r["Authorization"], "[REDACTED]");
+        assert_eq!(r["nested"]["db_password"], "[REDACTED]");
+        assert_eq!(r["nested"]["note"], "[REDACTED]");
+        assert_eq!(r["nested"]["n"], 3);
+        assert!(r["long"].as_str().unwrap().ends_with("…[1000 chars]"));
+        assert_eq!(r["list"].as_array().unwrap().len(), 32);
+        let huge = serde_json::json!({"a": "y".repeat(250), "b": "y".repeat(250),
+            "c": (0..50).map(|i| format!("{i}").repeat(100)).collect::<Vec<_>>()});
+        assert!(
+            serde_json::to_string(&redact_arguments(&huge))
+                .unwrap()
+                .len()
+                < 6000
+        );
+    }
 
     #[test]
     fn chain_sink_writes_verifiable_records_without_secrets() {

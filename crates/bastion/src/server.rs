@@ -345,6 +345,12 @@ impl Rec {
 
     fn message(&mut self, m: &Message) {
         self.ev.method = m.method().map(str::to_owned);
+        if let Message::Request(Request { params, method, .. }) = m
+            && matches!(method.as_str(), "tools/call" | "prompts/get")
+            && let Some(a) = params.as_ref().and_then(|p| p.get("arguments"))
+        {
+            self.ev.arguments = Some(crate::audit::redact_arguments(a));
+        }
         if let Message::Request(Request { params, .. })
         | Message::Notification(Notification { params, .. }) = m
         {
@@ -379,6 +385,12 @@ impl Rec {
             self.t0.elapsed().as_secs_f64(),
         );
         self.gw.audit.emit(self.ev.clone());
+    }
+
+    /// Finishes with the final response `resp` (its size is recorded).
+    fn finish_with(&mut self, status: StatusCode, resp: &Response) {
+        self.ev.bytes_out = Some(Message::Response(resp.clone()).to_vec().len() as u64);
+        self.finish(status, outcome_of(resp), resp.outcome.as_ref().err());
     }
 
     /// Refuses the request: audit + HTTP status + JSON-RPC error.
@@ -830,6 +842,7 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
         Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, e.id(), e.to_error_object()),
     };
     rec.message(&msg);
+    rec.ev.bytes_in = Some(bytes.len() as u64);
     let msg_params = match &msg {
         Message::Request(r) => r.params.as_ref(),
         Message::Notification(n) => n.params.as_ref(),
@@ -1382,7 +1395,7 @@ async fn legacy_request(
                         single(Response::error(Some(client_id), e), acc, StatusCode::OK)
                     };
                 };
-                rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
+                rec.finish_with(StatusCode::OK, &resp);
                 return single(resp, acc, StatusCode::OK);
             }
             _ = tokio::time::sleep(deadline) => {
@@ -1757,7 +1770,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
             res = &mut f.task => {
                 let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
                 let status = final_status(Lane::Modern, &resp);
-                rec.finish(status, outcome_of(&resp), resp.outcome.as_ref().err());
+                rec.finish_with(status, &resp);
                 return single(resp, acc, status);
             }
             _ = tokio::time::sleep(deadline) => {

@@ -270,7 +270,7 @@ async fn timeline_export_and_impact_reconstruct_a_session() {
     let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     for (id, tool) in [(2, "demo__add"), (3, "demo__echo")] {
         let r = post(
-            json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"a":1,"b":2,"message":"hi"}}}),
+            json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"a":1,"b":2,"message":"hi","token":"tok-SECRET-123"}}}),
             Some(sid.clone()),
         )
         .await
@@ -322,6 +322,23 @@ async fn timeline_export_and_impact_reconstruct_a_session() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 
+    // Tool invocations carry their arguments, redacted, and their sizes.
+    let log = std::fs::read_to_string(dir.path().join("audit").join("trail.jsonl")).unwrap();
+    assert!(
+        !log.contains("tok-SECRET-123"),
+        "a secret argument reached the trail"
+    );
+    let call_ev: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["event"]["kind"] == "request" && v["event"]["target"] == "demo__echo")
+        .unwrap();
+    let ev = &call_ev["event"];
+    assert_eq!(ev["arguments"]["message"], "hi", "{ev}");
+    assert_eq!(ev["arguments"]["token"], "[REDACTED]", "{ev}");
+    assert!(ev["bytes_in"].as_u64().unwrap() > 50, "{ev}");
+    assert!(ev["bytes_out"].as_u64().unwrap() > 20, "{ev}");
+
     let bundle = dir.path().join("evidence");
     let (ok, out, err) = bastion(&[
         "audit",
@@ -340,7 +357,6 @@ async fn timeline_export_and_impact_reconstruct_a_session() {
     assert_eq!(manifest["verified"], true, "{manifest}");
     assert_eq!(manifest["records"].as_u64().unwrap(), seqs.len() as u64);
     // The exported records are the log's lines byte for byte.
-    let log = std::fs::read_to_string(dir.path().join("audit").join("trail.jsonl")).unwrap();
     for l in std::fs::read_to_string(bundle.join("events.jsonl"))
         .unwrap()
         .lines()
