@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# prometheus: only for promtool, which checks the /metrics exposition.
-for pkg in python3-venv redis-server prometheus; do
+# prometheus: only for promtool, which checks the /metrics exposition;
+# rsyslog(-gnutls): the collector the syslog export is tested against.
+for pkg in python3-venv redis-server prometheus rsyslog rsyslog-gnutls; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [[ ${#need_apt[@]} -gt 0 ]]; then

@@ -609,6 +609,7 @@ mod tests {
             fsync: bastion_audit::Fsync::Batch,
             rotate_bytes: 1 << 30,
             max_queue: 1000,
+            syslog: Vec::new(),
         };
         let sink = ChainSink::open(&cfg).unwrap();
         let mut ev = AuditEvent::new(EventKind::Request, Outcome::Ok);

@@ -203,6 +203,19 @@ struct RawAudit {
     fsync: Option<String>,
     rotate_bytes: Option<u64>,
     max_queue: Option<usize>,
+    #[serde(default)]
+    syslog: Vec<RawSyslog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyslog {
+    address: String,
+    tls: Option<bool>,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    #[serde(default)]
+    dangerous_allow_plain: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -484,6 +497,26 @@ pub struct AuditConfig {
     pub rotate_bytes: u64,
     /// Events waiting to be written past which new requests are refused (503).
     pub max_queue: usize,
+    /// Syslog collectors the trail is exported to.
+    pub syslog: Vec<std::sync::Arc<SyslogConfig>>,
+}
+
+/// One syslog collector (`[[audit.syslog]]`).
+#[derive(Debug, Clone)]
+pub struct SyslogConfig {
+    /// `host:port`.
+    pub address: String,
+    /// TLS (RFC 5425); `None`: plain TCP (RFC 6587).
+    pub tls: Option<SyslogTls>,
+}
+
+/// TLS to a syslog collector.
+#[derive(Debug, Clone)]
+pub struct SyslogTls {
+    /// Client configuration trusting `ca_file`.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+    /// The name the collector's certificate must carry.
+    pub server_name: String,
 }
 
 /// Which protocol revision the gateway speaks to an upstream.
@@ -820,6 +853,10 @@ impl Validator<'_> {
             Some(n) => n,
             None => 100_000,
         };
+        let mut syslog = Vec::new();
+        for (i, s) in raw.syslog.into_iter().enumerate() {
+            syslog.push(std::sync::Arc::new(self.syslog(i, s)?));
+        }
         Ok(AuditConfig {
             path: raw
                 .path
@@ -829,6 +866,65 @@ impl Validator<'_> {
             fsync,
             rotate_bytes,
             max_queue,
+            syslog,
+        })
+    }
+
+    fn syslog(&self, i: usize, raw: RawSyslog) -> Result<SyslogConfig, ConfigError> {
+        let key = |k: &str| format!("audit.syslog[{i}].{k}");
+        let (host, port) = raw
+            .address
+            .rsplit_once(':')
+            .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            .ok_or_else(|| self.err(key("address"), "host:port of the collector"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let _ = port;
+        if !raw.tls.unwrap_or(true) {
+            if !is_loopback_host(host) && !raw.dangerous_allow_plain {
+                return Err(self.err(
+                    key("tls"),
+                    "true (audit records must not cross a network in clear text; plain TCP only to loopback, or with dangerous_allow_plain = true)",
+                ));
+            }
+            return Ok(SyslogConfig {
+                address: raw.address,
+                tls: None,
+            });
+        }
+        let ca = raw.ca_file.ok_or_else(|| {
+            self.err(
+                key("ca_file"),
+                "the PEM CA certificate(s) the collector's certificate chains to",
+            )
+        })?;
+        let pem = std::fs::read(&ca)
+            .map_err(|e| self.err(key("ca_file"), format!("a readable PEM file ({e})")))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let c = c.map_err(|_| self.err(key("ca_file"), "PEM certificates"))?;
+            roots
+                .add(c)
+                .map_err(|_| self.err(key("ca_file"), "valid CA certificates"))?;
+        }
+        if roots.is_empty() {
+            return Err(self.err(key("ca_file"), "at least one PEM certificate"));
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|_| self.err(key("tls"), "a usable TLS configuration"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = raw.server_name.unwrap_or_else(|| host.to_owned());
+        if rustls::pki_types::ServerName::try_from(server_name.clone()).is_err() {
+            return Err(self.err(key("server_name"), "a DNS name or IP address"));
+        }
+        Ok(SyslogConfig {
+            address: raw.address,
+            tls: Some(SyslogTls {
+                client: std::sync::Arc::new(client),
+                server_name,
+            }),
         })
     }
 
@@ -1865,6 +1961,27 @@ url = "https://up.example.test/mcp"
                 .listen
                 .is_none()
         );
+    }
+
+    #[test]
+    fn syslog_export_is_tls_unless_loopback() {
+        let with = |t: &str| BASE.replace("[server]", &format!("{t}\n[server]"));
+        let c = Config::parse(
+            &with("[[audit.syslog]]\naddress = \"127.0.0.1:514\"\ntls = false"),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.audit.syslog[0].tls.is_none());
+        let e = err(&with(
+            "[[audit.syslog]]\naddress = \"10.0.0.5:514\"\ntls = false",
+        ));
+        assert!(e.contains("audit.syslog[0].tls"), "{e}");
+        let e = err(&with(
+            "[[audit.syslog]]\naddress = \"logs.example.com:6514\"",
+        ));
+        assert!(e.contains("audit.syslog[0].ca_file"), "{e}");
+        let e = err(&with("[[audit.syslog]]\naddress = \"nope\""));
+        assert!(e.contains("audit.syslog[0].address"), "{e}");
     }
 
     #[test]

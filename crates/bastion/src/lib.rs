@@ -18,6 +18,7 @@ pub mod bridge;
 pub mod config;
 pub mod context;
 pub mod demo;
+pub mod export;
 pub mod forensics;
 pub mod gateway;
 pub mod import;

@@ -712,12 +712,33 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
+    // Exporters read the trail itself and resume where they stopped.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let exporters: Vec<_> = gw
+        .cfg
+        .audit
+        .syslog
+        .iter()
+        .map(|s| {
+            tokio::spawn(bastion::export::syslog(
+                s.clone(),
+                gw.cfg.audit.path.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
     let res = bastion::listener::serve(gw, listener, router, shutdown).await;
     let mut ev = AuditEvent::new(EventKind::Gateway, Outcome::Ok);
     ev.reason = Some("gateway stopped".into());
     sink.emit(ev);
     // Everything queued is written and a final checkpoint signs the log.
     sink.close();
+    // A last export pass sends the final records (bounded: a collector that is
+    // down gets them on the next start).
+    let _ = stop_tx.send(true);
+    for e in exporters {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), e).await;
+    }
     res?;
     Ok(())
 }

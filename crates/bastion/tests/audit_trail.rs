@@ -478,3 +478,155 @@ async fn metrics_are_valid_prometheus_text_behind_the_admin_token() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An `rsyslogd` (Debian `rsyslog`, `rsyslog-gnutls`) receiving on a free
+/// loopback port, plain TCP or TLS, writing each message's text to a file.
+struct Rsyslog {
+    child: Child,
+    out: std::path::PathBuf,
+    port: u16,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, name: &str, tls: Option<(&Path, &Path, &Path)>) -> Rsyslog {
+        let port = free_port();
+        let work = dir.join(name);
+        std::fs::create_dir_all(&work).unwrap();
+        let out = work.join("received.log");
+        let (global, module) = match tls {
+            Some((ca, cert, key)) => (
+                format!(
+                    r#"global(workDirectory="{w}" maxMessageSize="256k" DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile="{cert}" DefaultNetstreamDriverKeyFile="{key}")"#,
+                    w = work.display(),
+                    ca = ca.display(),
+                    cert = cert.display(),
+                    key = key.display()
+                ),
+                r#"module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")"#.to_owned(),
+            ),
+            None => (
+                format!(r#"global(workDirectory="{}" maxMessageSize="256k")"#, work.display()),
+                r#"module(load="imtcp")"#.to_owned(),
+            ),
+        };
+        let conf = work.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{global}\n{module}\ninput(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"r\")\n\
+                 template(name=\"raw\" type=\"string\" string=\"%msgid% %msg%\\n\")\n\
+                 ruleset(name=\"r\") {{ action(type=\"omfile\" file=\"{}\" template=\"raw\") }}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(work.join("pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd: the test command installs the Debian rsyslog packages");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Rsyslog { child, out, port };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("rsyslogd did not listen");
+    }
+
+    fn received(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn rsyslog_receives_every_record_over_tcp_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA and a collector certificate for 127.0.0.1.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let plain = Rsyslog::start(dir.path(), "plain", None);
+    let tls = Rsyslog::start(dir.path(), "tls", Some((&ca_pem, &cert_pem, &key_pem)));
+
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "checkpoint_every = 50\n",
+        &format!(
+            "checkpoint_every = 50\n[[audit.syslog]]\naddress = \"127.0.0.1:{}\"\ntls = false\n[[audit.syslog]]\naddress = \"127.0.0.1:{}\"\nca_file = \"{}\"\n",
+            plain.port,
+            tls.port,
+            ca_pem.display()
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let child = serve(&cfg, port).await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let c = reqwest::Client::new();
+    for id in 0..20 {
+        assert!(call(&c, &url, id).await);
+    }
+    stop(child);
+
+    // Every record of the trail, checkpoints included, reaches both collectors
+    // as the message text, byte for byte.
+    let log = std::fs::read_to_string(dir.path().join("audit").join("trail.jsonl")).unwrap();
+    let records: Vec<&str> = log.lines().collect();
+    assert!(records.iter().any(|l| l.contains("\"checkpoint\"")));
+    for r in [&plain, &tls] {
+        let mut got = String::new();
+        for _ in 0..100 {
+            got = r.received();
+            if records.iter().all(|l| got.contains(l)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for l in &records {
+            assert!(
+                got.contains(l),
+                "port {}: missing {l}\n--- received:\n{got}",
+                r.port
+            );
+        }
+        assert!(got.contains("request {"), "MSGID is the event kind: {got}");
+        assert!(got.contains("checkpoint {"), "{got}");
+        // The exporter persisted where it stands: after the last record.
+        let pos = dir
+            .path()
+            .join("audit")
+            .join(format!("trail.jsonl.export-127_0_0_1_{}.pos", r.port));
+        assert_eq!(
+            std::fs::read_to_string(&pos).unwrap().trim(),
+            records.len().to_string()
+        );
+    }
+}
