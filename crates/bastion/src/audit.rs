@@ -610,6 +610,7 @@ mod tests {
             rotate_bytes: 1 << 30,
             max_queue: 1000,
             syslog: Vec::new(),
+            otlp: None,
         };
         let sink = ChainSink::open(&cfg).unwrap();
         let mut ev = AuditEvent::new(EventKind::Request, Outcome::Ok);

@@ -205,6 +205,17 @@ struct RawAudit {
     max_queue: Option<usize>,
     #[serde(default)]
     syslog: Vec<RawSyslog>,
+    otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    dangerous_allow_plain_http: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -499,6 +510,17 @@ pub struct AuditConfig {
     pub max_queue: usize,
     /// Syslog collectors the trail is exported to.
     pub syslog: Vec<std::sync::Arc<SyslogConfig>>,
+    /// The OpenTelemetry collector the trail is exported to.
+    pub otlp: Option<std::sync::Arc<OtlpConfig>>,
+}
+
+/// OTLP/HTTP export (`[audit.otlp]`).
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`/v1/logs` and `/v1/traces` are appended).
+    pub endpoint: Url,
+    /// Extra headers (secret references), e.g. an API key.
+    pub headers: Vec<(http::HeaderName, Secret)>,
 }
 
 /// One syslog collector (`[[audit.syslog]]`).
@@ -857,6 +879,10 @@ impl Validator<'_> {
         for (i, s) in raw.syslog.into_iter().enumerate() {
             syslog.push(std::sync::Arc::new(self.syslog(i, s)?));
         }
+        let otlp = raw
+            .otlp
+            .map(|o| self.otlp(o).map(std::sync::Arc::new))
+            .transpose()?;
         Ok(AuditConfig {
             path: raw
                 .path
@@ -867,7 +893,39 @@ impl Validator<'_> {
             rotate_bytes,
             max_queue,
             syslog,
+            otlp,
         })
+    }
+
+    fn otlp(&self, raw: RawOtlp) -> Result<OtlpConfig, ConfigError> {
+        let endpoint = Url::parse(&raw.endpoint)
+            .map_err(|_| self.err("audit.otlp.endpoint", "an absolute http(s) URL"))?;
+        match endpoint.scheme() {
+            "https" => {}
+            "http"
+                if is_loopback_host(endpoint.host_str().unwrap_or(""))
+                    || raw.dangerous_allow_plain_http => {}
+            _ => {
+                return Err(self.err(
+                    "audit.otlp.endpoint",
+                    "an https URL (plain http only to loopback, or with dangerous_allow_plain_http = true)",
+                ));
+            }
+        }
+        let mut headers = Vec::new();
+        for (h, v) in raw.headers {
+            let hk = format!("audit.otlp.headers.{h}");
+            let name = http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| self.err(&hk, "a valid HTTP header name"))?;
+            let secret = SecretRef::parse(&v)
+                .and_then(|r| r.resolve())
+                .map_err(|e| self.err(&hk, e.to_string()))?;
+            if http::HeaderValue::from_str(secret.expose_secret()).is_err() {
+                return Err(self.err(&hk, "a secret that is a valid header value"));
+            }
+            headers.push((name, secret));
+        }
+        Ok(OtlpConfig { endpoint, headers })
     }
 
     fn syslog(&self, i: usize, raw: RawSyslog) -> Result<SyslogConfig, ConfigError> {
@@ -1982,6 +2040,25 @@ url = "https://up.example.test/mcp"
         assert!(e.contains("audit.syslog[0].ca_file"), "{e}");
         let e = err(&with("[[audit.syslog]]\naddress = \"nope\""));
         assert!(e.contains("audit.syslog[0].address"), "{e}");
+        // OTLP: https, or plain http to loopback; headers are secret references.
+        let e = err(&with(
+            "[audit.otlp]\nendpoint = \"http://otel.example.com:4318\"",
+        ));
+        assert!(e.contains("audit.otlp.endpoint"), "{e}");
+        let e = err(&with(
+            "[audit.otlp]\nendpoint = \"https://otel.example.com\"\nheaders = { x-api-key = \"inline\" }",
+        ));
+        assert!(e.contains("audit.otlp.headers.x-api-key"), "{e}");
+        assert!(
+            Config::parse(
+                &with("[audit.otlp]\nendpoint = \"http://127.0.0.1:4318\""),
+                "t.toml"
+            )
+            .unwrap()
+            .audit
+            .otlp
+            .is_some()
+        );
     }
 
     #[test]

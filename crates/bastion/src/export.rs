@@ -175,16 +175,107 @@ fn save_pos(p: &Path, next: u64) {
     }
 }
 
-/// Sends the log at `log` to one collector until `stop` turns true, then
-/// makes a last pass (bounded by the caller's timeout) and returns.
+/// Where records go.
+pub(crate) trait Destination: Send {
+    /// A name for positions and logs.
+    fn name(&self) -> &str;
+    /// Connects (or checks the destination is usable).
+    fn connect(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Delivers `batch` (in order). An error: nothing of it counts as sent.
+    fn send(
+        &mut self,
+        batch: &[(u64, String)],
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Closes the connection.
+    fn close(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+struct Syslog {
+    cfg: Arc<SyslogConfig>,
+    conn: Option<Conn>,
+    host: String,
+    pid: u32,
+}
+
+impl Destination for Syslog {
+    fn name(&self) -> &str {
+        &self.cfg.address
+    }
+
+    async fn connect(&mut self) -> std::io::Result<()> {
+        if self.conn.is_none() {
+            self.conn = Some(connect(&self.cfg).await?);
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, batch: &[(u64, String)]) -> std::io::Result<()> {
+        let Some(s) = self.conn.as_mut() else {
+            return Err(std::io::Error::other("not connected"));
+        };
+        let mut r = Ok(());
+        for (_, line) in batch {
+            r = s.write_all(&frame(line, &self.host, self.pid)).await;
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() {
+            r = s.flush().await;
+        }
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut s) = self.conn.take() {
+            let _ = s.shutdown().await;
+        }
+    }
+}
+
+/// Sends the log at `log` to one syslog collector until `stop` turns true,
+/// then makes a last pass (bounded by the caller's timeout) and returns.
 pub async fn syslog(
     cfg: Arc<SyslogConfig>,
     log: PathBuf,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let host = hostname();
-    let pid = std::process::id();
-    let pos = pos_file(&log, &cfg.address);
+    let d = Syslog {
+        cfg,
+        conn: None,
+        host: hostname(),
+        pid: std::process::id(),
+    };
+    run(d, log, stop).await;
+}
+
+/// Sends the log at `log` to an OpenTelemetry collector (OTLP/HTTP, protobuf):
+/// every record as a log record, every client request as a span.
+pub async fn otlp(
+    cfg: Arc<crate::config::OtlpConfig>,
+    log: PathBuf,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "OTLP exporter: cannot build the HTTP client");
+            return;
+        }
+    };
+    let d = crate::otlp::Otlp::new(cfg, client, hostname());
+    run(d, log, stop).await;
+}
+
+async fn run<D: Destination>(mut d: D, log: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let pos = pos_file(&log, d.name());
     let mut c = Cursor {
         next_seq: std::fs::read_to_string(&pos)
             .ok()
@@ -193,20 +284,20 @@ pub async fn syslog(
         live_first: None,
         live_offset: 0,
     };
-    let mut conn: Option<Conn> = None;
+    let mut connected = false;
     let mut backoff = Duration::from_millis(200);
     loop {
         let stopping = *stop.borrow();
-        if conn.is_none() {
-            match connect(&cfg).await {
-                Ok(s) => {
-                    conn = Some(s);
+        if !connected {
+            match d.connect().await {
+                Ok(()) => {
+                    connected = true;
                     backoff = Duration::from_millis(200);
                     // Resume from the last position sent, whatever was read before.
                     c.live_first = None;
                 }
                 Err(e) => {
-                    tracing::warn!(collector = %cfg.address, error = %e, "syslog collector unreachable; will retry");
+                    tracing::warn!(destination = %d.name(), error = %e, "audit export destination unreachable; will retry");
                     if stopping {
                         return;
                     }
@@ -220,34 +311,37 @@ pub async fn syslog(
             }
         }
         let batch = pending(&log, &mut c);
-        if let Some(s) = conn.as_mut()
-            && !batch.is_empty()
-        {
-            let mut ok = true;
-            let mut next = c.next_seq;
-            for (seq, line) in &batch {
-                if s.write_all(&frame(line, &host, pid)).await.is_err() {
-                    ok = false;
+        let mut failed = false;
+        for chunk in batch.chunks(512) {
+            match d.send(chunk).await {
+                Ok(()) => {
+                    if let Some((seq, _)) = chunk.last() {
+                        c.next_seq = seq + 1;
+                        save_pos(&pos, c.next_seq);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(destination = %d.name(), error = %e, "audit export failed; will resend");
+                    failed = true;
                     break;
                 }
-                next = seq + 1;
-            }
-            if ok && s.flush().await.is_err() {
-                ok = false;
-            }
-            if ok {
-                c.next_seq = next;
-                save_pos(&pos, c.next_seq);
-            } else {
-                // Reconnect and resend from the last line written.
-                conn = None;
-                continue;
             }
         }
-        if stopping {
-            if let Some(mut s) = conn.take() {
-                let _ = s.shutdown().await;
+        if failed {
+            // Reconnect and resend from the last batch delivered.
+            connected = false;
+            if stopping {
+                return;
             }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            continue;
+        }
+        if stopping {
+            d.close().await;
             return;
         }
         tokio::select! {

@@ -25,6 +25,7 @@ pub mod import;
 pub mod keyring;
 pub mod listener;
 pub mod metrics;
+pub mod otlp;
 pub mod policy_tools;
 pub mod seal;
 pub mod secret;

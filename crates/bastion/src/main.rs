@@ -714,7 +714,7 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
     };
     // Exporters read the trail itself and resume where they stopped.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let exporters: Vec<_> = gw
+    let mut exporters: Vec<_> = gw
         .cfg
         .audit
         .syslog
@@ -727,6 +727,13 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    if let Some(o) = &gw.cfg.audit.otlp {
+        exporters.push(tokio::spawn(bastion::export::otlp(
+            o.clone(),
+            gw.cfg.audit.path.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let res = bastion::listener::serve(gw, listener, router, shutdown).await;
     let mut ev = AuditEvent::new(EventKind::Gateway, Outcome::Ok);
     ev.reason = Some("gateway stopped".into());

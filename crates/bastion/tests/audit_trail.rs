@@ -630,3 +630,122 @@ async fn rsyslog_receives_every_record_over_tcp_and_tls() {
         );
     }
 }
+
+/// What a test OTLP/HTTP receiver decoded.
+#[derive(Default)]
+struct Received {
+    logs: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+    resource: Vec<String>,
+}
+
+async fn otlp_receiver() -> (u16, Arc<parking_lot::Mutex<Received>>) {
+    use axum::extract::State;
+    use prost::Message as _;
+    type Shared = Arc<parking_lot::Mutex<Received>>;
+    let got: Shared = Arc::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .route(
+            "/v1/logs",
+            axum::routing::post(|State(g): State<Shared>, headers: http::HeaderMap, body: axum::body::Bytes| async move {
+                assert_eq!(headers["content-type"], "application/x-protobuf");
+                let req = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(body).unwrap();
+                let mut g = g.lock();
+                for rl in req.resource_logs {
+                    for a in rl.resource.unwrap().attributes {
+                        g.resource.push(a.key);
+                    }
+                    for sl in rl.scope_logs {
+                        g.logs.extend(sl.log_records);
+                    }
+                }
+                http::StatusCode::OK
+            }),
+        )
+        .route(
+            "/v1/traces",
+            axum::routing::post(|State(g): State<Shared>, body: axum::body::Bytes| async move {
+                let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body).unwrap();
+                let mut g = g.lock();
+                for rs in req.resource_spans {
+                    for ss in rs.scope_spans {
+                        g.spans.extend(ss.spans);
+                    }
+                }
+                http::StatusCode::OK
+            }),
+        )
+        .with_state(got.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (port, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_receiver_decodes_every_record_as_a_log_and_requests_as_spans() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let dir = tempfile::tempdir().unwrap();
+    let (otlp_port, got) = otlp_receiver().await;
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "checkpoint_every = 50\n",
+        &format!(
+            "checkpoint_every = 50\n[audit.otlp]\nendpoint = \"http://127.0.0.1:{otlp_port}\"\n"
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let child = serve(&cfg, port).await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let c = reqwest::Client::new();
+    for id in 0..5 {
+        assert!(call(&c, &url, id).await);
+    }
+    stop(child);
+    let log = std::fs::read_to_string(dir.path().join("audit").join("trail.jsonl")).unwrap();
+    let records: Vec<&str> = log.lines().collect();
+    for _ in 0..100 {
+        if got.lock().logs.len() >= records.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let g = got.lock();
+    let bodies: Vec<String> = g
+        .logs
+        .iter()
+        .map(|l| match l.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(Any::StringValue(s)) => s.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    assert_eq!(bodies, records, "every record, in order, byte for byte");
+    assert!(g.resource.contains(&"service.name".to_owned()));
+    let first = &g.logs[0];
+    assert!(first.time_unix_nano > 1_700_000_000_000_000_000);
+    assert!(
+        first
+            .attributes
+            .iter()
+            .any(|a| a.key == "bastion.audit.seq")
+    );
+    let calls: Vec<_> = g.spans.iter().filter(|s| s.name == "tools/call").collect();
+    assert_eq!(calls.len(), 5, "one server span per tools/call");
+    for s in calls {
+        assert_eq!(s.trace_id.len(), 16);
+        assert_eq!(s.span_id.len(), 8);
+        assert!(s.start_time_unix_nano <= s.end_time_unix_nano);
+        assert!(
+            s.attributes
+                .iter()
+                .any(|a| a.key == "http.response.status_code"
+                    && matches!(
+                        a.value.as_ref().and_then(|v| v.value.as_ref()),
+                        Some(Any::IntValue(200))
+                    ))
+        );
+    }
+}
