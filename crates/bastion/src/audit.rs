@@ -611,6 +611,7 @@ mod tests {
             max_queue: 1000,
             syslog: Vec::new(),
             otlp: None,
+            stdout: false,
         };
         let sink = ChainSink::open(&cfg).unwrap();
         let mut ev = AuditEvent::new(EventKind::Request, Outcome::Ok);

@@ -206,6 +206,8 @@ struct RawAudit {
     #[serde(default)]
     syslog: Vec<RawSyslog>,
     otlp: Option<RawOtlp>,
+    #[serde(default)]
+    stdout: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -512,6 +514,8 @@ pub struct AuditConfig {
     pub syslog: Vec<std::sync::Arc<SyslogConfig>>,
     /// The OpenTelemetry collector the trail is exported to.
     pub otlp: Option<std::sync::Arc<OtlpConfig>>,
+    /// Also copy every record to standard output as JSON lines.
+    pub stdout: bool,
 }
 
 /// OTLP/HTTP export (`[audit.otlp]`).
@@ -894,6 +898,7 @@ impl Validator<'_> {
             max_queue,
             syslog,
             otlp,
+            stdout: raw.stdout,
         })
     }
 

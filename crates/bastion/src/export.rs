@@ -252,6 +252,35 @@ pub async fn syslog(
     run(d, log, stop).await;
 }
 
+struct Stdout;
+
+impl Destination for Stdout {
+    fn name(&self) -> &str {
+        "stdout"
+    }
+
+    async fn connect(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn send(&mut self, batch: &[(u64, String)]) -> std::io::Result<()> {
+        let mut out = tokio::io::stdout();
+        for (_, line) in batch {
+            out.write_all(line.as_bytes()).await?;
+            out.write_all(b"\n").await?;
+        }
+        out.flush().await
+    }
+
+    async fn close(&mut self) {}
+}
+
+/// Copies the log at `log` to standard output as JSON lines (for container
+/// log pipelines), with the same resumption as the other exporters.
+pub async fn stdout(log: PathBuf, stop: tokio::sync::watch::Receiver<bool>) {
+    run(Stdout, log, stop).await;
+}
+
 /// Sends the log at `log` to an OpenTelemetry collector (OTLP/HTTP, protobuf):
 /// every record as a log record, every client request as a span.
 pub async fn otlp(

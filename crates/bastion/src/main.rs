@@ -727,6 +727,12 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    if gw.cfg.audit.stdout {
+        exporters.push(tokio::spawn(bastion::export::stdout(
+            gw.cfg.audit.path.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if let Some(o) = &gw.cfg.audit.otlp {
         exporters.push(tokio::spawn(bastion::export::otlp(
             o.clone(),

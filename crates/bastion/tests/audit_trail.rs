@@ -749,3 +749,39 @@ async fn otlp_receiver_decodes_every_record_as_a_log_and_requests_as_spans() {
         );
     }
 }
+
+#[tokio::test]
+async fn stdout_export_copies_the_trail_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "checkpoint_every = 50\n",
+        "checkpoint_every = 50\nstdout = true\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("BASTION_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let c = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if call(&c, &url, 1).await {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(up, "bastion did not start");
+    let log = std::fs::read_to_string(dir.path().join("audit").join("trail.jsonl")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), log);
+}
