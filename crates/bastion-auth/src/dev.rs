@@ -6,7 +6,6 @@
 //! only the key source differs. This mode exists for demos and local use and is
 //! refused on non-loopback listeners by the configuration.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
@@ -60,54 +59,16 @@ impl DevIssuer {
             path: path.display().to_string(),
             msg,
         };
-        let pkcs8 = match std::fs::read_to_string(path) {
-            Ok(s) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    let mode = std::fs::metadata(path)
-                        .map_err(|e| err(e.kind().to_string()))?
-                        .permissions()
-                        .mode();
-                    if mode & 0o077 != 0 {
-                        return Err(err(format!(
-                            "permissions {:o} are too open (want 0600)",
-                            mode & 0o777
-                        )));
-                    }
-                }
-                base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
-                    .map_err(|_| err("not a base64 PKCS#8 key".into()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let rng = aws_lc_rs::rand::SystemRandom::new();
-                let doc = Ed25519KeyPair::generate_pkcs8(&rng)
-                    .map_err(|_| err("cannot generate a key".into()))?;
-                let bytes = doc.as_ref().to_vec();
-                if let Some(dir) = path.parent()
-                    && !dir.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(dir).map_err(|e| err(e.kind().to_string()))?;
-                }
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    opts.mode(0o600);
-                }
-                let mut f = opts.open(path).map_err(|e| err(e.kind().to_string()))?;
-                f.write_all(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(&bytes)
-                        .as_bytes(),
-                )
-                .map_err(|e| err(e.kind().to_string()))?;
-                bytes
-            }
-            Err(e) => return Err(err(e.kind().to_string())),
-        };
+        let (text, _) = crate::keyfile::load_or_create(path, || {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| "cannot generate a key".to_owned())?;
+            Ok(base64::engine::general_purpose::STANDARD.encode(doc.as_ref()))
+        })
+        .map_err(err)?;
+        let pkcs8 = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| err("not a base64 PKCS#8 key".into()))?;
         Self::from_pkcs8(issuer, &pkcs8).map_err(|_| err("not an Ed25519 PKCS#8 key".into()))
     }
 

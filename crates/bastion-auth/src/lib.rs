@@ -32,6 +32,7 @@ mod dpop;
 mod introspect;
 mod jwks;
 mod jwt;
+pub mod keyfile;
 mod principal;
 mod revocation;
 mod secret;

@@ -12,7 +12,6 @@
 //! failure or a queue past its bound makes the sink unhealthy and the gateway
 //! refuses new requests (fail closed) rather than serve without a trail.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -457,51 +456,25 @@ impl ChainSink {
 
 /// Loads the checkpoint key from `path`, creating it (0600) when absent.
 fn key_file(path: &Path) -> Result<bastion_audit::Signer, OpenError> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let err = |msg: String| OpenError::Key {
         path: path.display().to_string(),
         msg,
     };
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let mode = std::fs::metadata(path)
-                .map_err(|e| err(e.to_string()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(err(format!(
-                    "permissions {:o} are too open (want 0600)",
-                    mode & 0o777
-                )));
-            }
-            bastion_audit::Signer::from_text(&text).map_err(|e| err(e.to_string()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let (signer, text) =
-                bastion_audit::Signer::generate().map_err(|e| err(e.to_string()))?;
-            if let Some(d) = path.parent()
-                && !d.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(d).map_err(|e| err(e.to_string()))?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| err(e.to_string()))?;
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| err(e.to_string()))?;
-            tracing::warn!(
-                key = %path.display(),
-                public = %signer.public(),
-                "audit checkpoint key created; keep its public key elsewhere to verify the trail against (bastion audit verify --key)"
-            );
-            Ok(signer)
-        }
-        Err(e) => Err(err(e.to_string())),
+    let (text, created) = bastion_auth::keyfile::load_or_create(path, || {
+        bastion_audit::Signer::generate()
+            .map(|(_, text)| text)
+            .map_err(|e| e.to_string())
+    })
+    .map_err(err)?;
+    let signer = bastion_audit::Signer::from_text(&text).map_err(|e| err(e.to_string()))?;
+    if created {
+        tracing::warn!(
+            key = %path.display(),
+            public = %signer.public(),
+            "audit checkpoint key created; keep its public key elsewhere to verify the trail against (bastion audit verify --key)"
+        );
     }
+    Ok(signer)
 }
 
 impl AuditSink for ChainSink {

@@ -472,18 +472,7 @@ impl Gateway {
         arguments: Option<&Value>,
     ) -> Decision<usize> {
         let engine = self.policies.engine();
-        self.authorize_item_with(&engine, caller, ctx, action, item, arguments)
-    }
-
-    fn authorize_item_with(
-        &self,
-        engine: &Engine,
-        caller: &Caller,
-        ctx: &Context,
-        action: &str,
-        item: Item<'_>,
-        arguments: Option<&Value>,
-    ) -> Decision<usize> {
+        let engine = engine.as_ref();
         let Some(up) = self.upstreams.get(item.upstream) else {
             return self.authorize_upstream(caller, ctx, action, item.upstream);
         };

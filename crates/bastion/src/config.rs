@@ -805,6 +805,38 @@ impl Validator<'_> {
         })
     }
 
+    /// Resolves the secret reference `r` (at `key`) now.
+    fn secret(&self, key: &str, r: &str) -> Result<Secret, ConfigError> {
+        SecretRef::parse(r)
+            .and_then(|r| r.resolve())
+            .map_err(|e| self.err(key, e.to_string()))
+    }
+
+    /// Header names and secret-reference values (at `key`.<name>); names the
+    /// gateway sets itself are refused when `reserved` says so.
+    fn header_secrets(
+        &self,
+        key: &str,
+        raw: BTreeMap<String, String>,
+        reserved: fn(&str) -> bool,
+    ) -> Result<Vec<(http::HeaderName, Secret)>, ConfigError> {
+        let mut headers = Vec::new();
+        for (h, v) in raw {
+            let hk = format!("{key}.{h}");
+            let name = http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| self.err(&hk, "a valid HTTP header name"))?;
+            if reserved(name.as_str()) {
+                return Err(self.err(&hk, "a header the gateway does not set itself"));
+            }
+            let secret = self.secret(&hk, &v)?;
+            if http::HeaderValue::from_str(secret.expose_secret()).is_err() {
+                return Err(self.err(&hk, "a secret that is a valid header value"));
+            }
+            headers.push((name, secret));
+        }
+        Ok(headers)
+    }
+
     fn admin(&self, raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
         let listen = raw
             .listen
@@ -815,11 +847,7 @@ impl Validator<'_> {
             .transpose()?;
         let metrics_token = raw
             .metrics_token
-            .map(|t| {
-                SecretRef::parse(&t)
-                    .and_then(|r| r.resolve())
-                    .map_err(|e| self.err("admin.metrics_token", e.to_string()))
-            })
+            .map(|t| self.secret("admin.metrics_token", &t))
             .transpose()?;
         if let Some(a) = listen
             && !a.ip().is_loopback()
@@ -839,11 +867,7 @@ impl Validator<'_> {
     fn audit(&self, raw: RawAudit) -> Result<AuditConfig, ConfigError> {
         let signing_key = raw
             .signing_key
-            .map(|s| {
-                SecretRef::parse(&s)
-                    .and_then(|r| r.resolve())
-                    .map_err(|e| self.err("audit.signing_key", e.to_string()))
-            })
+            .map(|s| self.secret("audit.signing_key", &s))
             .transpose()?;
         if let Some(k) = &signing_key {
             bastion_audit::Signer::from_text(k.expose_secret())
@@ -917,19 +941,7 @@ impl Validator<'_> {
                 ));
             }
         }
-        let mut headers = Vec::new();
-        for (h, v) in raw.headers {
-            let hk = format!("audit.otlp.headers.{h}");
-            let name = http::HeaderName::from_bytes(h.as_bytes())
-                .map_err(|_| self.err(&hk, "a valid HTTP header name"))?;
-            let secret = SecretRef::parse(&v)
-                .and_then(|r| r.resolve())
-                .map_err(|e| self.err(&hk, e.to_string()))?;
-            if http::HeaderValue::from_str(secret.expose_secret()).is_err() {
-                return Err(self.err(&hk, "a secret that is a valid header value"));
-            }
-            headers.push((name, secret));
-        }
+        let headers = self.header_secrets("audit.otlp.headers", raw.headers, |_| false)?;
         Ok(OtlpConfig { endpoint, headers })
     }
 
@@ -1180,9 +1192,7 @@ impl Validator<'_> {
         let integrity_key = match raw.integrity_key {
             None => None,
             Some(r) => {
-                let s = SecretRef::parse(&r)
-                    .and_then(|r| r.resolve())
-                    .map_err(|e| self.err("state.integrity_key", e.to_string()))?;
+                let s = self.secret("state.integrity_key", &r)?;
                 crate::keyring::Keyring::from_secret(&s)
                     .map_err(|e| self.err("state.integrity_key", e.to_string()))?;
                 Some(s)
@@ -1603,22 +1613,11 @@ impl Validator<'_> {
                         "a URL without credentials (use headers with secret references)",
                     ));
                 }
-                let mut headers = Vec::new();
-                for (h, v) in raw.headers {
-                    let hk = format!("upstream[{i}].headers.{h}");
-                    let name = http::HeaderName::from_bytes(h.as_bytes())
-                        .map_err(|_| self.err(&hk, "a valid HTTP header name"))?;
-                    if is_reserved_header(name.as_str()) {
-                        return Err(self.err(&hk, "a header the gateway does not set itself"));
-                    }
-                    let secret = SecretRef::parse(&v)
-                        .and_then(|r| r.resolve())
-                        .map_err(|e| self.err(&hk, e.to_string()))?;
-                    if http::HeaderValue::from_str(secret.expose_secret()).is_err() {
-                        return Err(self.err(&hk, "a secret that is a valid header value"));
-                    }
-                    headers.push((name, secret));
-                }
+                let headers = self.header_secrets(
+                    &format!("upstream[{i}].headers"),
+                    raw.headers,
+                    is_reserved_header,
+                )?;
                 auth = self.upstream_auth(i, raw.auth, &url, oauth_issuer)?;
                 UpstreamTransport::Http { url, headers }
             }

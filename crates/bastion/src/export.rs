@@ -303,6 +303,16 @@ pub async fn otlp(
     run(d, log, stop).await;
 }
 
+/// Waits `backoff` (or until asked to stop); returns the next, doubled up to
+/// 30 s.
+async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, backoff: Duration) -> Duration {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff) => {}
+        _ = stop.changed() => {}
+    }
+    (backoff * 2).min(Duration::from_secs(30))
+}
+
 async fn run<D: Destination>(mut d: D, log: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
     let pos = pos_file(&log, d.name());
     let mut c = Cursor {
@@ -330,11 +340,7 @@ async fn run<D: Destination>(mut d: D, log: PathBuf, mut stop: tokio::sync::watc
                     if stopping {
                         return;
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = pause(&mut stop, backoff).await;
                     continue;
                 }
             }
@@ -362,11 +368,7 @@ async fn run<D: Destination>(mut d: D, log: PathBuf, mut stop: tokio::sync::watc
             if stopping {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff = pause(&mut stop, backoff).await;
             continue;
         }
         if stopping {

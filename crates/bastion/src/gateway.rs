@@ -80,6 +80,9 @@ pub struct Gateway {
     pub policies: crate::authz::Policies,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Whether any upstream or item requires scopes (decided once from the
+    /// configuration, so requests skip the step-up check when none does).
+    scoped: bool,
 }
 
 /// Task id → (principal, upstream): task ids are handles a client passes back,
@@ -232,6 +235,10 @@ impl Gateway {
     /// Builds the gateway from a validated configuration.
     pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, StartError> {
         let policies = crate::authz::Policies::load(&cfg.policy)?;
+        let scoped = cfg
+            .upstreams
+            .iter()
+            .any(|u| !u.required_scopes.is_empty() || u.has_item_scopes());
         {
             let mut ev = AuditEvent::new(EventKind::Policy, Outcome::Ok);
             ev.reason = Some(format!(
@@ -330,6 +337,7 @@ impl Gateway {
             auth,
             policies,
             metrics: crate::metrics::Metrics::new(),
+            scoped,
         }))
     }
 
@@ -508,19 +516,19 @@ impl Gateway {
                         }
                     }
                 };
+                let no_args = json!({});
                 let args = req
                     .params
                     .as_ref()
                     .and_then(|p| p.get("arguments"))
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
+                    .unwrap_or(&no_args);
                 let item = Item {
                     upstream: route.upstream,
                     kind: ItemKind::Tool,
                     name: &route.name,
                     annotations: &route.annotations,
                 };
-                let grant = self.permit(caller, ctx, "tools/call", item, Some(&args), || {
+                let grant = self.permit(caller, ctx, "tools/call", item, Some(args), || {
                     unknown_name(NameSpace::Tools, &name)
                 })?;
                 let headers = param_headers_for(&route, &req, lane, &client_params)?;
@@ -551,12 +559,12 @@ impl Gateway {
                 let (idx, original) = self
                     .route_name(ctx, NameSpace::Prompts, &name)
                     .ok_or_else(|| unknown_name(NameSpace::Prompts, &name))?;
+                let no_args = json!({});
                 let args = req
                     .params
                     .as_ref()
                     .and_then(|p| p.get("arguments"))
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
+                    .unwrap_or(&no_args);
                 let grant = self.permit(
                     caller,
                     ctx,
@@ -567,7 +575,7 @@ impl Gateway {
                         name: &original,
                         annotations: &[],
                     },
-                    Some(&args),
+                    Some(args),
                     || unknown_name(NameSpace::Prompts, &name),
                 )?;
                 let mut req = req;
@@ -810,11 +818,7 @@ impl Gateway {
     /// use are answered this way (anything else is dispatched and gets the
     /// unknown-item answer), so a challenge reveals nothing a list would not.
     pub fn step_up(&self, ctx: &Context, caller: &Caller, req: &Request) -> Option<Vec<String>> {
-        if self
-            .upstreams
-            .iter()
-            .all(|u| u.cfg.required_scopes.is_empty() && !u.cfg.has_item_scopes())
-        {
+        if !self.scoped {
             return None;
         }
         let params = req.params.as_ref();

@@ -387,10 +387,15 @@ impl Rec {
         self.gw.audit.emit(self.ev.clone());
     }
 
-    /// Finishes with the final response `resp` (its size is recorded).
-    fn finish_with(&mut self, status: StatusCode, resp: &Response) {
-        self.ev.bytes_out = Some(Message::Response(resp.clone()).to_vec().len() as u64);
-        self.finish(status, outcome_of(resp), resp.outcome.as_ref().err());
+    /// Finishes with the final response `resp` and answers with it: the
+    /// response is serialized once, and its size recorded.
+    fn answer(&mut self, resp: Response, acc: Accept, status: StatusCode) -> HttpResponse {
+        let outcome = outcome_of(&resp);
+        let error = resp.outcome.as_ref().err().cloned();
+        let bytes = Message::Response(resp).to_vec();
+        self.ev.bytes_out = Some(bytes.len() as u64);
+        self.finish(status, outcome, error.as_ref());
+        single_bytes(bytes, acc, status)
     }
 
     /// Refuses the request: audit + HTTP status + JSON-RPC error.
@@ -1285,7 +1290,11 @@ fn check_modern(
 /// A response as a single JSON body, or a one-event SSE stream when the client
 /// accepts only SSE.
 fn single(resp: Response, acc: Accept, status: StatusCode) -> HttpResponse {
-    let bytes = Message::Response(resp).to_vec();
+    single_bytes(Message::Response(resp).to_vec(), acc, status)
+}
+
+/// [`single`] for a response already serialized.
+fn single_bytes(bytes: Vec<u8>, acc: Accept, status: StatusCode) -> HttpResponse {
     if acc.json {
         (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
     } else {
@@ -1395,8 +1404,7 @@ async fn legacy_request(
                         single(Response::error(Some(client_id), e), acc, StatusCode::OK)
                     };
                 };
-                rec.finish_with(StatusCode::OK, &resp);
-                return single(resp, acc, StatusCode::OK);
+                return rec.answer(resp, acc, StatusCode::OK);
             }
             _ = tokio::time::sleep(deadline) => {
                 task.abort();
@@ -1770,8 +1778,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
             res = &mut f.task => {
                 let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
                 let status = final_status(Lane::Modern, &resp);
-                rec.finish_with(status, &resp);
-                return single(resp, acc, status);
+                return rec.answer(resp, acc, status);
             }
             _ = tokio::time::sleep(deadline) => {
                 f.task.abort();

@@ -21,6 +21,10 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bastion");
 
+#[path = "common/redis_server.rs"]
+mod redis_server;
+use redis_server::free_port;
+
 fn config(dir: &Path, port: u16) -> std::path::PathBuf {
     let cfg = dir.join("bastion.toml");
     std::fs::write(
@@ -48,22 +52,31 @@ args = ["demo-upstream"]
     cfg
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// `bastion serve --config cfg` with extra environment and its stdout.
+fn spawn(cfg: &Path, env: &[(&str, &str)], stdout: Stdio) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("BASTION_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+}
+
+/// Whether the gateway at `url` answers a call within 5 s.
+async fn answering(c: &reqwest::Client, url: &str) -> bool {
+    for _ in 0..100 {
+        if call(c, url, 1).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 async fn serve(cfg: &Path, port: u16) -> Child {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env("BASTION_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(cfg, &[], Stdio::null());
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -403,25 +416,14 @@ async fn metrics_are_valid_prometheus_text_behind_the_admin_token() {
         &format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\nmetrics_token = \"env:BASTION_TEST_METRICS_TOKEN\"\n[auth]"),
     );
     std::fs::write(&cfg, text).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env("BASTION_LOG", "warn")
-        .env("BASTION_TEST_METRICS_TOKEN", "scrape-secret")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn(
+        &cfg,
+        &[("BASTION_TEST_METRICS_TOKEN", "scrape-secret")],
+        Stdio::null(),
+    );
     let url = format!("http://127.0.0.1:{port}/mcp");
     let c = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if call(&c, &url, 1).await {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "bastion did not start");
+    assert!(answering(&c, &url).await, "bastion did not start");
     assert!(call(&c, &url, 2).await);
     let murl = format!("http://127.0.0.1:{admin}/metrics");
     let denied = c.get(&murl).send().await.unwrap().status();
@@ -760,23 +762,9 @@ async fn stdout_export_copies_the_trail_as_json_lines() {
         "checkpoint_every = 50\nstdout = true\n",
     );
     std::fs::write(&cfg, text).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env("BASTION_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn(&cfg, &[], Stdio::piped());
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let c = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if call(&c, &url, 1).await {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let up = answering(&reqwest::Client::new(), &url).await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

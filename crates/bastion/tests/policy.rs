@@ -468,5 +468,11 @@ when { principal.groups.contains("analysts") };"#,
     assert_eq!(tools(&gw, &analyst).await, ["demo__echo"]);
     let (_, no) = call(&gw, &analyst, "demo__add", json!({"a": 1, "b": 2})).await;
     assert_eq!(no["error"]["code"], -32602, "{no}");
+    // Every file gone (the glob matches nothing): refused, the set in force stays.
+    let n = gw.events().len();
+    std::fs::remove_file(dir.path().join("main.cedar")).unwrap();
+    std::fs::remove_file(dir.path().join("extra.cedar")).unwrap();
+    policy_event(&gw, n, Outcome::Error).await;
+    assert_eq!(tools(&gw, &analyst).await, ["demo__echo"]);
     gw.stop().await;
 }

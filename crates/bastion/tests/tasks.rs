@@ -72,9 +72,15 @@ async fn a_task_is_served_only_to_the_principal_that_created_it() {
     let addr = listener.local_addr().unwrap();
     let dev = bastion_auth::DevIssuer::load_or_create(&format!("http://{addr}/dev-issuer"), &key)
         .unwrap();
+    std::fs::write(
+        dir.path().join("allow.cedar"),
+        r#"permit (principal, action, resource in Bastion::Upstream::"fixture");"#,
+    )
+    .unwrap();
     let cfg = format!(
         r#"[policy]
-dangerous_allow_all = true
+files = ["{}/*.cedar"]
+reload_interval_secs = 1
 [server]
 listen = "{addr}"
 [auth]
@@ -87,6 +93,7 @@ url = "http://127.0.0.1:{port}/mcp"
 prefix = ""
 protocol = "2026-07-28"
 "#,
+        dir.path().display(),
         key.display()
     );
     let gw = start_on(listener, &cfg).await;
@@ -115,6 +122,23 @@ protocol = "2026-07-28"
             .iter()
             .any(|e| e.reason.as_deref() == Some("task id presented by another principal"))
     );
+
+    // A task's results are served only while its creator may still use the
+    // tool that created it: forbid the tool, and the task is unknown.
+    std::fs::write(
+        dir.path().join("forbid.cedar"),
+        r#"forbid (principal, action == Bastion::Action::"tools/call", resource == Bastion::Tool::"fixture/slow_compute");"#,
+    )
+    .unwrap();
+    let mut revoked = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        revoked = modern_as(&gw.url, &alice, "tasks/get", &task, json!({"taskId": task})).await;
+        if revoked.get("error").is_some() {
+            break;
+        }
+    }
+    assert_eq!(revoked["error"]["message"], "Unknown task", "{revoked}");
     gw.stop().await;
     let _ = fixture.kill();
     let _ = fixture.wait();
