@@ -139,6 +139,12 @@ impl Signer {
         format!("ed25519:{}", self.public)
     }
 
+    /// A detached signature (base64) over `msg` exactly as given; used for
+    /// signed tool manifests, which other Ed25519 tools can also sign.
+    pub fn sign_detached(&self, msg: &[u8]) -> String {
+        B64.encode(self.pair.sign(msg).as_ref())
+    }
+
     /// The canonical line of a checkpoint at `seq` after the line hashed `prev`.
     pub fn checkpoint_line(
         &self,
@@ -163,6 +169,16 @@ pub fn parse_public(s: &str) -> Result<Vec<u8>, KeyError> {
         return Err(KeyError::Public);
     }
     Ok(bytes)
+}
+
+/// Whether `sig` (base64) is `public`'s Ed25519 signature of `msg`.
+pub fn verify_detached(public: &[u8], msg: &[u8], sig: &str) -> bool {
+    let Ok(sig) = B64.decode(sig.trim()) else {
+        return false;
+    };
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, public)
+        .verify(msg, &sig)
+        .is_ok()
 }
 
 /// Where verification found the first problem.

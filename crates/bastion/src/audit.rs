@@ -41,6 +41,9 @@ pub enum EventKind {
     Authz,
     /// The policy set was loaded, replaced, or a new one refused.
     Policy,
+    /// A tool, prompt, template or instructions definition was pinned,
+    /// changed, quarantined, approved, rejected or rolled back.
+    Integrity,
 }
 
 /// How it ended.
@@ -152,6 +155,10 @@ pub struct AuditEvent {
     /// Bytes of the answer (single JSON answers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_out: Option<u64>,
+    /// An integrity event: what changed (kind, name, versions, hashes,
+    /// structured diff, risk, findings, who decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<serde_json::Value>,
 }
 
 impl AuditEvent {
@@ -193,6 +200,7 @@ impl AuditEvent {
             arguments: None,
             bytes_in: None,
             bytes_out: None,
+            change: None,
         }
     }
 }
@@ -346,6 +354,19 @@ pub fn ocsf(ev: &AuditEvent) -> serde_json::Map<String, serde_json::Value> {
             )
         }
         EventKind::Policy => (6002, 6, 8, "policy update".into()),
+        // Detection Finding (Findings category): a definition changed or was
+        // decided on.
+        EventKind::Integrity => (
+            2004,
+            2,
+            1,
+            ev.change
+                .as_ref()
+                .and_then(|c| c.get("change"))
+                .and_then(serde_json::Value::as_str)
+                .map(|c| format!("tool integrity {c}"))
+                .unwrap_or_else(|| "tool integrity".into()),
+        ),
     };
     let (status, severity) = match ev.outcome {
         Outcome::Ok => (1, 1),

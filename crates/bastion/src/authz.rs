@@ -417,6 +417,31 @@ impl Gateway {
         ev
     }
 
+    /// May `caller` perform the admin action `action` (`admin/read`,
+    /// `admin/approve`) on the gateway? Decided and recorded like any other.
+    pub fn authorize_admin(&self, caller: &Caller, action: &str) -> bool {
+        let engine = self.policies.engine();
+        let t0 = Instant::now();
+        let access = Access {
+            who: caller.who(),
+            action,
+            target: Target::Gateway,
+            context: Circumstances {
+                time: now(),
+                client_ip: &caller.client_ip,
+                session_risk: 0,
+                arguments: None,
+            },
+        };
+        let d = engine.decide(&access, ());
+        self.metrics
+            .decision(action, if d.is_allow() { "allow" } else { "deny" });
+        let mut ev = self.authz_event(caller, action, "Bastion::Gateway::\"gateway\"".into(), &d);
+        ev.duration_us = Some(t0.elapsed().as_micros() as u64);
+        self.audit.emit(ev);
+        d.is_allow()
+    }
+
     /// May `caller` send `action` (a list method, a server-initiated request,
     /// or a method the gateway passes through) to upstream `idx`?
     pub fn authorize_upstream(
@@ -657,8 +682,17 @@ impl Gateway {
         ctx: &Context,
         up: crate::upstream::Upcall,
     ) -> Option<crate::upstream::Upcall> {
-        let bastion_proto::Message::Request(r) = &up.msg else {
-            return Some(up);
+        let r = match &up.msg {
+            bastion_proto::Message::Request(r) => r,
+            bastion_proto::Message::Notification(n) => {
+                // Tool integrity: a changed list is re-listed and judged
+                // before the client hears of it.
+                if n.method.ends_with("/list_changed") {
+                    self.on_list_changed(ctx, up.upstream, &n.method).await;
+                }
+                return Some(up);
+            }
+            bastion_proto::Message::Response(_) => return Some(up),
         };
         let action = match r.method.as_str() {
             "sampling/createMessage" => "sampling/createMessage",

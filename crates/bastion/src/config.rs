@@ -69,6 +69,8 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    integrity: RawIntegrity,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
 }
@@ -172,6 +174,7 @@ struct RawState {
 struct RawAdmin {
     listen: Option<String>,
     metrics_token: Option<String>,
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -263,6 +266,17 @@ struct RawUpstream {
     prompts: BTreeMap<String, RawItem>,
     #[serde(default)]
     resources: BTreeMap<String, RawItem>,
+    pin: Option<String>,
+    manifest: Option<PathBuf>,
+    manifest_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIntegrity {
+    relist_interval_secs: Option<u64>,
+    max_argument_bytes: Option<usize>,
+    max_argument_depth: Option<usize>,
 }
 
 // ---------------------------------------------------------------- runtime shapes
@@ -282,8 +296,55 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The admin listener (metrics).
     pub admin: AdminConfig,
+    /// Tool integrity (`[integrity]`).
+    pub integrity: IntegrityConfig,
     /// Upstream MCP servers, in configuration order.
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Tool-integrity settings (`[integrity]`).
+#[derive(Debug, Clone)]
+pub struct IntegrityConfig {
+    /// How often every upstream is listed again to catch silent changes
+    /// (and how old a session's view of an upstream's tools may get before a
+    /// call re-lists them first).
+    pub relist_interval: Duration,
+    /// Largest `tools/call` arguments object, as compact JSON.
+    pub max_argument_bytes: usize,
+    /// Deepest nesting of `tools/call` arguments.
+    pub max_argument_depth: usize,
+}
+
+impl Default for IntegrityConfig {
+    fn default() -> Self {
+        IntegrityConfig {
+            relist_interval: Duration::from_secs(300),
+            max_argument_bytes: 256 << 10,
+            max_argument_depth: 32,
+        }
+    }
+}
+
+/// How an upstream's definitions are pinned (`pin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinMode {
+    /// Only approved definitions are exposed.
+    Strict,
+    /// The first inventory is approved; every later change waits for approval.
+    Tofu,
+    /// Changes are recorded and reported, never withheld.
+    DangerousMonitor,
+}
+
+impl PinMode {
+    /// Its configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinMode::Strict => "strict",
+            PinMode::Tofu => "tofu",
+            PinMode::DangerousMonitor => "dangerous_monitor",
+        }
+    }
 }
 
 /// The admin listener (`[admin]`): `/metrics` for Prometheus.
@@ -293,6 +354,9 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// Bearer token `/metrics` requires (mandatory off loopback).
     pub metrics_token: Option<Secret>,
+    /// The operator token of the admin API (`/admin/*`); without it the admin
+    /// API accepts only OAuth access tokens that policy allows `admin/*`.
+    pub token: Option<Secret>,
 }
 
 /// Authorization settings (`[policy]`).
@@ -580,6 +644,19 @@ pub struct UpstreamConfig {
     /// Per resource URI prefix (the longest matching prefix applies; resource
     /// templates match on their template text).
     pub resources: BTreeMap<String, ItemPolicy>,
+    /// How its definitions are pinned.
+    pub pin: PinMode,
+    /// A signed manifest its definitions must match.
+    pub manifest: Option<ManifestSource>,
+}
+
+/// A signed manifest (`manifest`, `manifest_key`).
+#[derive(Debug, Clone)]
+pub struct ManifestSource {
+    /// The manifest file; its detached signature is `<path>.sig`.
+    pub path: PathBuf,
+    /// `ed25519:<base64>` public key.
+    pub key: String,
 }
 
 impl UpstreamConfig {
@@ -689,6 +766,14 @@ impl Config {
                     .to_owned(),
             );
         }
+        for u in &self.upstreams {
+            if u.pin == PinMode::DangerousMonitor {
+                out.push(format!(
+                    "upstream {:?} pin = \"dangerous_monitor\" (changed tool definitions are reported, not withheld)",
+                    u.name
+                ));
+            }
+        }
         if self.policy.dangerous_allow_all {
             out.push(
                 "policy.dangerous_allow_all = true (with no policy files, every request is allowed)"
@@ -767,6 +852,7 @@ impl Validator<'_> {
         let audit = self.audit(raw.audit)?;
         let policy = self.policy(raw.policy)?;
         let admin = self.admin(raw.admin)?;
+        let integrity = self.integrity(raw.integrity)?;
         if raw.upstreams.is_empty() {
             return Err(self.err("upstream", "at least one [[upstream]] table"));
         }
@@ -801,6 +887,7 @@ impl Validator<'_> {
             state,
             policy,
             admin,
+            integrity,
             upstreams,
         })
     }
@@ -858,9 +945,46 @@ impl Validator<'_> {
                 "a secret reference: the admin listener is off loopback, so scrapes must present a bearer token",
             ));
         }
+        let token = raw
+            .token
+            .map(|t| self.secret("admin.token", &t))
+            .transpose()?;
+        if token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().len() < 16)
+        {
+            return Err(self.err("admin.token", "a secret of at least 16 characters"));
+        }
         Ok(AdminConfig {
             listen,
             metrics_token,
+            token,
+        })
+    }
+
+    fn integrity(&self, raw: RawIntegrity) -> Result<IntegrityConfig, ConfigError> {
+        let d = IntegrityConfig::default();
+        let relist = raw
+            .relist_interval_secs
+            .unwrap_or(d.relist_interval.as_secs());
+        if !(1..=86_400).contains(&relist) {
+            return Err(self.err("integrity.relist_interval_secs", "1 to 86400 seconds"));
+        }
+        let bytes = raw.max_argument_bytes.unwrap_or(d.max_argument_bytes);
+        if !(64..=DEFAULT_MAX_BODY).contains(&bytes) {
+            return Err(self.err(
+                "integrity.max_argument_bytes",
+                format!("64 to {DEFAULT_MAX_BODY} bytes"),
+            ));
+        }
+        let depth = raw.max_argument_depth.unwrap_or(d.max_argument_depth);
+        if !(1..=100).contains(&depth) {
+            return Err(self.err("integrity.max_argument_depth", "1 to 100"));
+        }
+        Ok(IntegrityConfig {
+            relist_interval: Duration::from_secs(relist),
+            max_argument_bytes: bytes,
+            max_argument_depth: depth,
         })
     }
 
@@ -1669,6 +1793,36 @@ impl Validator<'_> {
         let tools = items("tools", raw.tools)?;
         let prompts = items("prompts", raw.prompts)?;
         let resources = items("resources", raw.resources)?;
+        let pin = match raw.pin.as_deref() {
+            None | Some("tofu") => PinMode::Tofu,
+            Some("strict") => PinMode::Strict,
+            Some("dangerous_monitor") => PinMode::DangerousMonitor,
+            Some(_) => {
+                return Err(self.err(key("pin"), "\"strict\", \"tofu\" or \"dangerous_monitor\""));
+            }
+        };
+        let manifest = match (raw.manifest, raw.manifest_key) {
+            (None, None) => None,
+            (Some(p), Some(k)) => {
+                if bastion_audit::chain::parse_public(&k).is_err() {
+                    return Err(self.err(key("manifest_key"), "ed25519:<base64 of 32 bytes>"));
+                }
+                let path = match self.base {
+                    Some(b) if p.is_relative() => b.join(p),
+                    _ => p,
+                };
+                Some(ManifestSource { path, key: k })
+            }
+            (Some(_), None) => {
+                return Err(self.err(
+                    key("manifest_key"),
+                    "the manifest's public key (ed25519:<base64>) next to manifest",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(self.err(key("manifest"), "the manifest path next to manifest_key"));
+            }
+        };
         Ok(UpstreamConfig {
             name: raw.name,
             prefix,
@@ -1681,6 +1835,8 @@ impl Validator<'_> {
             tools,
             prompts,
             resources,
+            pin,
+            manifest,
         })
     }
 }

@@ -66,6 +66,8 @@ pub struct ToolRoute {
     pub params: Vec<bastion_proto::headers::ParamHeader>,
     /// The annotation hints the upstream set to true (untrusted; for policies).
     pub annotations: Vec<String>,
+    /// Hash of the definition this context last listed (empty: not listed).
+    pub hash: String,
 }
 
 /// Where exposed names route.
@@ -73,14 +75,17 @@ pub struct ToolRoute {
 pub struct Routes {
     /// Exposed tool name → route.
     pub tools: HashMap<String, ToolRoute>,
-    /// Exposed prompt name → (upstream, upstream's name).
-    pub prompts: HashMap<String, (usize, String)>,
+    /// Exposed prompt name → (upstream, upstream's name, definition hash).
+    pub prompts: HashMap<String, (usize, String, String)>,
     /// Resource URI → upstream.
     pub resources: HashMap<String, usize>,
     /// URI-template literal prefix → upstream.
     pub templates: BTreeMap<String, usize>,
     /// Task id (2026-07-28 tasks extension) → upstream that created it.
     pub tasks: HashMap<String, usize>,
+    /// When each upstream's tools were last listed in this context, and the
+    /// upstream's list-change count then.
+    pub tools_listed: HashMap<usize, (std::time::Instant, u64)>,
 }
 
 /// One client's view of the upstreams.

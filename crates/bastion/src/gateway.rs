@@ -27,6 +27,7 @@ use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
 use crate::authz::{Caller, Grant, Item};
 use crate::config::Config;
 use crate::context::{Context, Session, ToolRoute};
+use crate::integrity::DefKind;
 use crate::upstream::{Conn, Upcall, UpcallTx, Upstream, UpstreamError};
 use bastion_policy::ItemKind;
 
@@ -80,6 +81,8 @@ pub struct Gateway {
     pub policies: crate::authz::Policies,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Tool integrity: pins, quarantine, approvals.
+    pub pins: crate::pins::Pins,
     /// Whether any upstream or item requires scopes (decided once from the
     /// configuration, so requests skip the step-up check when none does).
     scoped: bool,
@@ -149,6 +152,9 @@ pub enum StartError {
     /// The policies could not be loaded.
     #[error("policy: {0}")]
     Policy(#[from] crate::authz::LoadError),
+    /// A signed manifest could not be verified.
+    #[error("upstream {0:?}: {1}")]
+    Manifest(String, crate::integrity::ManifestError),
 }
 
 /// The HTTP client for the identity provider (discovery, JWKS, introspection,
@@ -181,6 +187,7 @@ type NewRoute = (
     String,
     Vec<bastion_proto::headers::ParamHeader>,
     Vec<String>,
+    String,
 );
 
 /// Which object key and capability a list method uses.
@@ -322,7 +329,18 @@ impl Gateway {
             };
             upstreams.push(Arc::new(Upstream::new(i, u, creds)?));
         }
+        let mut manifests = HashMap::new();
+        for u in &cfg.upstreams {
+            if let Some(m) = &u.manifest {
+                let loaded = crate::integrity::load_manifest(&m.path, &m.key)
+                    .map_err(|e| StartError::Manifest(u.name.clone(), e))?;
+                tracing::info!(upstream = %u.name, digest = %loaded.digest, "signed tool manifest verified");
+                manifests.insert(u.name.clone(), loaded);
+            }
+        }
+        let pins = crate::pins::Pins::new(&cfg.upstreams, manifests);
         Ok(Arc::new(Gateway {
+            pins,
             cfg: Arc::new(cfg),
             upstreams,
             sessions: RwLock::new(HashMap::new()),
@@ -385,7 +403,13 @@ impl Gateway {
             if let Some(uc) = init.get("capabilities").and_then(Value::as_object) {
                 merge_capabilities(&mut caps, uc);
             }
-            if let Some(i) = init.get("instructions").and_then(Value::as_str)
+            let text = init.get("instructions").and_then(Value::as_str);
+            // Instructions are pinned like tools: changed ones are withheld
+            // until approved.
+            if !self.judge_instructions(c.upstream.index, text).await {
+                continue;
+            }
+            if let Some(i) = text
                 && !i.trim().is_empty()
             {
                 instructions.push(format!("[{}] {}", c.upstream.name(), i.trim()));
@@ -511,6 +535,7 @@ impl Gateway {
                                     name: original,
                                     params: Vec::new(),
                                     annotations: Vec::new(),
+                                    hash: String::new(),
                                 }
                             }
                         }
@@ -531,12 +556,37 @@ impl Gateway {
                 let grant = self.permit(caller, ctx, "tools/call", item, Some(args), || {
                     unknown_name(NameSpace::Tools, &name)
                 })?;
+                // Tool integrity: a view older than the re-list interval is
+                // refreshed, then only the approved definition is called, with
+                // arguments its pinned schema allows.
+                self.ensure_fresh(ctx, route.upstream).await?;
+                let route = self
+                    .tool_route(ctx, &name)
+                    .filter(|r| r.upstream == route.upstream && r.name == route.name)
+                    .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?;
+                let output = self.check_call(&route, &name, args)?;
                 let headers = param_headers_for(&route, &req, lane, &client_params)?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(route.name.clone()));
-                let resp = self
+                let mut resp = self
                     .forward_to(ctx, grant, req, Some(events), &headers)
                     .await?;
+                if let Ok(r) = &resp.outcome
+                    && let Err(e) = self.check_result(&name, output.as_ref(), r)
+                {
+                    let mut ev = AuditEvent::new(EventKind::Integrity, Outcome::Refused);
+                    ev.upstream = self
+                        .upstreams
+                        .get(route.upstream)
+                        .map(|u| u.name().to_owned());
+                    ev.target = Some(route.name.clone());
+                    ev.reason = Some(e.message.clone());
+                    ev.change = Some(
+                        json!({"change": "result_refused", "kind": "tool", "name": route.name, "hash": route.hash}),
+                    );
+                    self.audit.emit(ev);
+                    resp.outcome = Err(e);
+                }
                 if let Ok(r) = &resp.outcome
                     && (r.get("resultType").and_then(Value::as_str) == Some("task")
                         || r.get("task").is_some())
@@ -578,6 +628,7 @@ impl Gateway {
                     Some(args),
                     || unknown_name(NameSpace::Prompts, &name),
                 )?;
+                self.check_prompt(ctx, idx, &name, &original).await?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(original));
                 self.forward_to(ctx, grant, req, Some(events), &[]).await
@@ -871,7 +922,7 @@ impl Gateway {
         self.forward(ctx, &conn, req, events, headers).await
     }
 
-    async fn forward(
+    pub(crate) async fn forward(
         &self,
         ctx: &Context,
         conn: &Arc<Conn>,
@@ -1016,7 +1067,7 @@ impl Gateway {
         let routes = ctx.routes.read();
         let hit = match ns {
             NameSpace::Tools => routes.tools.get(name).map(|r| (r.upstream, r.name.clone())),
-            NameSpace::Prompts => routes.prompts.get(name).cloned(),
+            NameSpace::Prompts => routes.prompts.get(name).map(|(i, n, _)| (*i, n.clone())),
         };
         if hit.is_some() {
             return hit;
@@ -1151,6 +1202,13 @@ impl Gateway {
             Some(m) => m.iter().map(|(i, c)| (*i, Some(c.clone()))).collect(),
             None => self.upstreams.iter().map(|u| (u.index, None)).collect(),
         };
+        // List-change counts before asking, so a change announced meanwhile
+        // makes the next call re-list.
+        let epochs: Vec<u64> = self
+            .upstreams
+            .iter()
+            .map(|u| u.list_changes.load(std::sync::atomic::Ordering::SeqCst))
+            .collect();
         if let Some(c) = caller {
             let action = crate::authz::list_action(&req.method);
             targets.retain(|(i, _)| self.authorize_upstream(c, ctx, action, *i).is_allow());
@@ -1187,6 +1245,7 @@ impl Gateway {
         let mut new_routes: Vec<NewRoute> = Vec::new();
         let mut new_uris: Vec<(String, usize, bool)> = Vec::new();
         let mut answered = Vec::new();
+        let mut listed_fully = Vec::new();
         for (idx, res) in results.into_iter().flatten() {
             let Some(up) = self.upstreams.get(idx) else {
                 continue;
@@ -1230,7 +1289,28 @@ impl Gateway {
                     self.visible_items(c, ctx, &req.method, idx, item_kind, names)
                 }
             };
+            let def_kind = match (kind.named, kind.key) {
+                (Some(NameSpace::Tools), _) => Some(DefKind::Tool),
+                (Some(NameSpace::Prompts), _) => Some(DefKind::Prompt),
+                (None, "resourceTemplates") => Some(DefKind::Template),
+                (None, _) => None,
+            };
+            if def_kind == Some(DefKind::Tool) {
+                self.pins.note_tools(
+                    up.name(),
+                    &up.cfg.prefix,
+                    list.iter()
+                        .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_owned)),
+                );
+            }
             for (item, keep) in list.iter().zip(keep) {
+                // Tool integrity: only an approved definition is shown; an
+                // unapproved tool or prompt is still routed (with its hash)
+                // so a call to it is refused with a clear error.
+                let (hash, approved) = match def_kind {
+                    Some(k) => self.judge(idx, k, item).await,
+                    None => (String::new(), true),
+                };
                 let mut item = item.clone();
                 match kind.named {
                     Some(ns) => {
@@ -1274,13 +1354,13 @@ impl Gateway {
                         // Withheld items are routed too (never shown): a call to one
                         // is then decided, refused and recorded like any other,
                         // and answered like an unknown name.
-                        new_routes.push((exposed, idx, orig, params, annotations));
-                        if !keep {
+                        new_routes.push((exposed, idx, orig, params, annotations, hash));
+                        if !keep || !approved {
                             continue;
                         }
                     }
                     None => {
-                        if !keep {
+                        if !keep || !approved {
                             continue;
                         }
                         let (field, is_template) = if kind.key == "resources" {
@@ -1294,6 +1374,9 @@ impl Gateway {
                     }
                 }
                 items.push(item);
+            }
+            if def_kind == Some(DefKind::Tool) && cursor.is_none() && !next.contains_key(&idx) {
+                listed_fully.push(idx);
             }
         }
         if !any_ok && !failures.is_empty() {
@@ -1319,7 +1402,13 @@ impl Gateway {
         }
         {
             let mut routes = ctx.routes.write();
-            for (exposed, idx, orig, params, annotations) in new_routes {
+            for idx in listed_fully {
+                let epoch = epochs.get(idx).copied().unwrap_or(u64::MAX);
+                routes
+                    .tools_listed
+                    .insert(idx, (std::time::Instant::now(), epoch));
+            }
+            for (exposed, idx, orig, params, annotations, hash) in new_routes {
                 if collisions.contains(&exposed) {
                     continue;
                 }
@@ -1332,11 +1421,12 @@ impl Gateway {
                                 name: orig,
                                 params,
                                 annotations,
+                                hash,
                             },
                         );
                     }
                     Some(NameSpace::Prompts) => {
-                        routes.prompts.insert(exposed, (idx, orig));
+                        routes.prompts.insert(exposed, (idx, orig, hash));
                     }
                     None => {}
                 }

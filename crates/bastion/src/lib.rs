@@ -11,6 +11,7 @@
 //! - [`demo`]: the built-in demo upstream; [`import`]: `mcpServers` JSON import.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -22,14 +23,18 @@ pub mod export;
 pub mod forensics;
 pub mod gateway;
 pub mod import;
+pub mod integrity;
+pub mod inventory;
 pub mod keyring;
 pub mod listener;
 pub mod metrics;
 pub mod otlp;
+pub mod pins;
 pub mod policy_tools;
 pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod store;
 pub mod streams;
+pub mod tools_cli;
 pub mod upstream;

@@ -23,6 +23,9 @@ pub enum ListenError {
     /// Certificate or key unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The tool-integrity state could not be loaded.
+    #[error("tool integrity: {0}")]
+    Integrity(String),
 }
 
 /// Builds a rustls server config that accepts TLS 1.3 only.
@@ -57,6 +60,20 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ListenError> {
+    // Tool integrity: pins loaded and every upstream inventoried before the
+    // first request is served (the `tofu` baseline is taken here).
+    gw.start_integrity().await.map_err(ListenError::Integrity)?;
+    let monitor = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(gw.cfg.integrity.relist_interval);
+            t.tick().await;
+            loop {
+                t.tick().await;
+                gw.inventory_all().await;
+            }
+        })
+    };
     let reaper = {
         let gw = gw.clone();
         tokio::spawn(async move {
@@ -83,6 +100,10 @@ pub async fn serve(
                 t.tick().await;
                 if let Err(e) = gw.sync_revocations().await {
                     tracing::warn!(error = %e, "revocation sync failed; keeping the last list");
+                }
+                // Approvals and quarantines made on another instance.
+                if let Err(e) = gw.pins.refresh(&gw.store).await {
+                    tracing::warn!(error = %e, "tool pin sync failed; keeping the last pins");
                 }
             }
         })
@@ -125,6 +146,7 @@ pub async fn serve(
         }
     };
     reaper.abort();
+    monitor.abort();
     syncer.abort();
     watcher.abort();
     gw.shutdown().await;

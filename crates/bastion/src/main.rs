@@ -97,8 +97,123 @@ enum Cmd {
         cmd: AuditCmd,
     },
     /// The built-in demo MCP server on stdio (what `demo` runs as its upstream).
+    /// Tool integrity: review, approve, reject and roll back definitions on
+    /// the running gateway (through its admin API).
+    Tools {
+        /// The gateway's configuration (its [admin] listen and token).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: ToolsCmd,
+    },
+    /// Signed tool manifests.
+    Manifest {
+        #[command(subcommand)]
+        cmd: ManifestCmd,
+    },
     #[command(hide = true)]
     DemoUpstream,
+}
+
+/// Names one pinned item.
+#[derive(Debug, clap::Args)]
+struct ItemArgs {
+    /// The upstream's name.
+    upstream: String,
+    /// The item's own name on that upstream (omit for --kind instructions).
+    name: Option<String>,
+    /// tool, prompt, template or instructions.
+    #[arg(long, default_value = "tool")]
+    kind: String,
+}
+
+impl ItemArgs {
+    fn into_item(self) -> anyhow::Result<bastion::tools_cli::ItemArg> {
+        if self.kind != "instructions" && self.name.is_none() {
+            anyhow::bail!("name the {} (or use --kind instructions)", self.kind);
+        }
+        Ok(bastion::tools_cli::ItemArg {
+            upstream: self.upstream,
+            kind: self.kind,
+            name: self.name.unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolsCmd {
+    /// Every pinned definition and its accepted version.
+    List {
+        /// Only this upstream.
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Definitions waiting for review, riskiest first.
+    Pending,
+    /// A unified diff of the canonical JSON (default: accepted vs newest pending).
+    Diff {
+        #[command(flatten)]
+        item: ItemArgs,
+        /// From this version.
+        #[arg(long)]
+        from: Option<u32>,
+        /// To this version.
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Approve a version (default: the newest pending one); it is exposed at once.
+    Approve {
+        #[command(flatten)]
+        item: ItemArgs,
+        /// The version to approve.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Reject a version (default: the newest pending one).
+    Reject {
+        #[command(flatten)]
+        item: ItemArgs,
+        /// The version to reject.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Every version, who decided it and when.
+    History {
+        #[command(flatten)]
+        item: ItemArgs,
+    },
+    /// Make an earlier approved version the only accepted one again.
+    Rollback {
+        #[command(flatten)]
+        item: ItemArgs,
+        /// The version to return to.
+        #[arg(long)]
+        to: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ManifestCmd {
+    /// Sign a manifest: writes MANIFEST.sig and prints the manifest_key line.
+    Sign {
+        /// The Ed25519 private key file (created with mode 0600 when missing).
+        #[arg(long)]
+        key: PathBuf,
+        /// The manifest (JSON with "tools", optionally "prompts",
+        /// "resourceTemplates", "instructions").
+        manifest: PathBuf,
+    },
+    /// Verify a manifest's signature and list what it pins (exit 3 if invalid).
+    Verify {
+        /// The public key, ed25519:<base64>.
+        #[arg(long)]
+        key: String,
+        /// The manifest.
+        manifest: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -546,6 +661,51 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", bastion::policy_tools::review_table(&r));
             }
         }
+        Cmd::Tools { config, json, cmd } => {
+            use bastion::tools_cli::ToolsAction;
+            let cfg = Config::load(&config)?;
+            let action = match cmd {
+                ToolsCmd::List { upstream } => ToolsAction::List { upstream },
+                ToolsCmd::Pending => ToolsAction::Pending,
+                ToolsCmd::Diff { item, from, to } => ToolsAction::Diff {
+                    item: item.into_item()?,
+                    from,
+                    to,
+                },
+                ToolsCmd::Approve { item, version } => {
+                    ToolsAction::Approve(item.into_item()?, version)
+                }
+                ToolsCmd::Reject { item, version } => {
+                    ToolsAction::Reject(item.into_item()?, version)
+                }
+                ToolsCmd::History { item } => ToolsAction::History(item.into_item()?),
+                ToolsCmd::Rollback { item, to } => ToolsAction::Rollback(item.into_item()?, to),
+            };
+            match rt.block_on(bastion::tools_cli::run(&cfg, action, json)) {
+                Ok(out) => print!("{out}"),
+                Err(e) => {
+                    eprintln!("bastion tools: {}", e.0);
+                    std::process::exit(e.1);
+                }
+            }
+        }
+        Cmd::Manifest { cmd } => {
+            let r = match cmd {
+                ManifestCmd::Sign { key, manifest } => {
+                    bastion::tools_cli::manifest_sign(&manifest, &key)
+                }
+                ManifestCmd::Verify { key, manifest } => {
+                    bastion::tools_cli::manifest_verify(&manifest, &key)
+                }
+            };
+            match r {
+                Ok(out) => print!("{out}"),
+                Err(e) => {
+                    eprintln!("bastion manifest: {}", e.0);
+                    std::process::exit(e.1);
+                }
+            }
+        }
         Cmd::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
             println!(
@@ -699,7 +859,11 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         tracing::info!(%admin, "admin listener (metrics)");
         let r = bastion::server::admin_router(gw.clone());
         tokio::spawn(async move {
-            let _ = axum::serve(l, r).await;
+            let _ = axum::serve(
+                l,
+                r.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
     }
     // SIGINT or SIGTERM: stop accepting, then end every session so upstream

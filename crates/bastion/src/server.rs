@@ -92,6 +92,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 pub fn admin_router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics))
+        .merge(crate::admin::routes())
         .with_state(gw)
 }
 

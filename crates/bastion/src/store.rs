@@ -15,6 +15,7 @@
 //! - any store failure is an error the caller turns into 503 (fail closed); the
 //!   connection manager reconnects by itself when Redis returns.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -124,7 +125,9 @@ impl Sqlite {
                  PRAGMA synchronous = FULL;
                  CREATE TABLE IF NOT EXISTS revocations (
                      kind TEXT NOT NULL, value TEXT NOT NULL, until INTEGER NOT NULL,
-                     PRIMARY KEY (kind, value));",
+                     PRIMARY KEY (kind, value));
+                 CREATE TABLE IF NOT EXISTS pins (
+                     key TEXT PRIMARY KEY, rev INTEGER NOT NULL, body TEXT NOT NULL);",
             )
             .map_err(fail)?;
             *guard = Some(c);
@@ -208,6 +211,78 @@ impl Store {
                 Ok(out)
             }
             Store::Redis(r) => r.revocations().await,
+        }
+    }
+}
+
+/// One stored tool-integrity record: its key, revision and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinRow {
+    /// Record key.
+    pub key: String,
+    /// Revision (bumped by every write; compare-and-set guards it).
+    pub rev: u64,
+    /// The record (JSON).
+    pub body: String,
+}
+
+impl Store {
+    /// Every tool-integrity record (a Redis entry that fails its integrity
+    /// check is left out and logged: the item then counts as never seen, so
+    /// it is quarantined rather than trusted).
+    pub async fn pins_load(&self) -> Result<Vec<PinRow>, StoreError> {
+        match self {
+            Store::Embedded(db) => Ok(db
+                .with(|c| {
+                    let mut st = c.prepare("SELECT key, rev, body FROM pins")?;
+                    let rows = st
+                        .query_map([], |r| {
+                            Ok(PinRow {
+                                key: r.get(0)?,
+                                rev: r.get::<_, i64>(1)?.max(0) as u64,
+                                body: r.get(2)?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(rows)
+                })?
+                .unwrap_or_default()),
+            Store::Redis(r) => r.pins_load().await,
+        }
+    }
+
+    /// Writes `body` as revision `expected + 1` of `key` if the stored
+    /// revision is still `expected` (0: absent). `false`: someone else wrote
+    /// first; reload and retry. Without a database file the write is
+    /// accepted (the caller's memory is the only copy).
+    pub async fn pin_cas(&self, key: &str, expected: u64, body: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(db) => {
+                let n = db.with(|c| {
+                    if expected == 0 {
+                        c.execute(
+                            "INSERT OR IGNORE INTO pins (key, rev, body) VALUES (?1, 1, ?2)",
+                            rusqlite::params![key, body],
+                        )
+                    } else {
+                        c.execute(
+                            "UPDATE pins SET rev = ?3, body = ?2 WHERE key = ?1 AND rev = ?4",
+                            rusqlite::params![key, body, (expected + 1) as i64, expected as i64],
+                        )
+                    }
+                })?;
+                Ok(n.is_none_or(|n| n == 1))
+            }
+            Store::Redis(r) => r.pin_cas(key, expected, body).await,
+        }
+    }
+
+    /// A number that changes whenever another instance writes a record
+    /// (Redis); the embedded store has one writer, so it is constant.
+    pub async fn pins_generation(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Embedded(_) => Ok(0),
+            Store::Redis(r) => r.pins_generation().await,
         }
     }
 }
@@ -417,6 +492,84 @@ impl RedisStore {
         format!("{}revocations", self.prefix)
     }
 
+    fn pins_key(&self) -> String {
+        format!("{}pins", self.prefix)
+    }
+
+    fn pins_gen_key(&self) -> String {
+        format!("{}pins:gen", self.prefix)
+    }
+
+    async fn pins_load(&self) -> Result<Vec<PinRow>, StoreError> {
+        let mut c = self.conn().await?;
+        let key = self.pins_key();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let revs: HashMap<&str, u64> = all
+            .iter()
+            .filter_map(|(f, v)| Some((f.strip_suffix("#rev")?, v.parse().ok()?)))
+            .collect();
+        let mut out = Vec::new();
+        for (field, v) in &all {
+            if field.ends_with("#rev") {
+                continue;
+            }
+            let rev = revs.get(field.as_str()).copied().unwrap_or(0);
+            // The revision is bound into the MAC, so an old body replayed
+            // under a newer revision is refused too.
+            let bound = format!("{key}\u{0}{field}\u{0}{rev}");
+            match self.open(&bound, v) {
+                Ok(body) => out.push(PinRow {
+                    key: field.clone(),
+                    rev,
+                    body: body.to_owned(),
+                }),
+                Err(_) => tracing::warn!(
+                    "ignoring a tool-integrity record that fails its integrity check"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pin_cas(&self, field: &str, expected: u64, body: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let key = self.pins_key();
+        let rev = expected + 1;
+        let bound = format!("{key}\u{0}{field}\u{0}{rev}");
+        let script = redis::Script::new(
+            r"local cur = redis.call('HGET', KEYS[1], ARGV[1] .. '#rev') or '0'
+              if cur ~= ARGV[2] then return 0 end
+              redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], ARGV[1] .. '#rev', ARGV[4])
+              redis.call('INCR', KEYS[2])
+              return 1",
+        );
+        let n: i64 = script
+            .key(&key)
+            .key(self.pins_gen_key())
+            .arg(field)
+            .arg(expected.to_string())
+            .arg(self.seal(&bound, body))
+            .arg(rev.to_string())
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn pins_generation(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn().await?;
+        let g: Option<u64> = redis::cmd("GET")
+            .arg(self.pins_gen_key())
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(g.unwrap_or(0))
+    }
+
     async fn add_revocation(
         &self,
         kind: RevocationKind,
@@ -520,6 +673,28 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn embedded_pins_compare_and_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = Store::Embedded(Sqlite::new(Some(path.clone())));
+        assert!(s.pin_cas("k", 0, "one").await.unwrap());
+        // A second creation and a stale revision both lose.
+        assert!(!s.pin_cas("k", 0, "other").await.unwrap());
+        assert!(s.pin_cas("k", 1, "two").await.unwrap());
+        assert!(!s.pin_cas("k", 1, "stale").await.unwrap());
+        let again = Store::Embedded(Sqlite::new(Some(path)));
+        let rows = again.pins_load().await.unwrap();
+        assert_eq!(
+            rows,
+            vec![PinRow {
+                key: "k".into(),
+                rev: 2,
+                body: "two".into()
+            }]
+        );
+    }
 
     #[tokio::test]
     async fn embedded_revocations_survive_a_reopen() {

@@ -40,6 +40,7 @@ pub fn client() -> Result<reqwest::Client, UpstreamError> {
 /// State shared by a session's calls, its GET listener and its reply path.
 pub struct HttpShared {
     upstream: usize,
+    list_changes: Arc<std::sync::atomic::AtomicU64>,
     client: reqwest::Client,
     url: url::Url,
     headers: Vec<(http::HeaderName, Secret)>,
@@ -145,6 +146,10 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one connection's full description"
+    )]
     pub(super) fn new(
         upstream: usize,
         client: reqwest::Client,
@@ -153,10 +158,12 @@ impl HttpConn {
         creds: super::Creds,
         principal: Option<String>,
         unsolicited: UpcallTx,
+        list_changes: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         HttpConn {
             shared: Arc::new(HttpShared {
                 upstream,
+                list_changes,
                 client,
                 url,
                 headers,
@@ -261,6 +268,7 @@ impl HttpConn {
                             );
                         }
                         Ok(msg) => {
+                            super::note_list_change(&self.shared.list_changes, &msg);
                             let _ = sink
                                 .send(Upcall {
                                     upstream: self.shared.upstream,
@@ -357,6 +365,7 @@ impl HttpConn {
                             if matches!(msg, Message::Response(_)) {
                                 continue;
                             }
+                            super::note_list_change(&shared.list_changes, &msg);
                             let _ = sink
                                 .send(Upcall {
                                     upstream: shared.upstream,

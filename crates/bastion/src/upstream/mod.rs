@@ -284,6 +284,18 @@ pub struct Upstream {
     shared: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Conn>>>,
     /// The gateway's own credential for it.
     creds: Creds,
+    /// Bumped whenever any connection to it announces a changed list, so
+    /// every context re-lists before its next call (tool integrity).
+    pub list_changes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts a `notifications/*/list_changed` toward `changes`.
+pub(crate) fn note_list_change(changes: &std::sync::atomic::AtomicU64, msg: &Message) {
+    if let Message::Notification(n) = msg
+        && n.method.ends_with("/list_changed")
+    {
+        changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Upstream {
@@ -318,6 +330,7 @@ impl Upstream {
             detecting: tokio::sync::Mutex::new(()),
             shared: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             creds,
+            list_changes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
@@ -388,11 +401,15 @@ impl Upstream {
                     self.creds.clone(),
                     principal.map(str::to_owned),
                     unsolicited,
+                    self.list_changes.clone(),
                 ))
             }
-            UpstreamTransport::Stdio { .. } => {
-                Transport::Stdio(stdio::StdioConn::spawn(self.index, &self.cfg, unsolicited)?)
-            }
+            UpstreamTransport::Stdio { .. } => Transport::Stdio(stdio::StdioConn::spawn(
+                self.index,
+                &self.cfg,
+                unsolicited,
+                self.list_changes.clone(),
+            )?),
         })
     }
 

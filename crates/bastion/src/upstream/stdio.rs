@@ -58,6 +58,7 @@ struct Shared {
     alive: AtomicBool,
     unsolicited: UpcallTx,
     writer: mpsc::Sender<Bytes>,
+    list_changes: Arc<AtomicU64>,
 }
 
 /// One child process and its MCP connection.
@@ -72,6 +73,7 @@ impl StdioConn {
         upstream: usize,
         cfg: &UpstreamConfig,
         unsolicited: UpcallTx,
+        list_changes: Arc<AtomicU64>,
     ) -> Result<Self, UpstreamError> {
         let UpstreamTransport::Stdio {
             command,
@@ -111,6 +113,7 @@ impl StdioConn {
             alive: AtomicBool::new(true),
             unsolicited,
             writer: wtx,
+            list_changes,
         });
         // Writer: one task owns stdin so frames are never interleaved.
         let ws = shared.clone();
@@ -293,6 +296,7 @@ impl Shared {
     /// a notification that does not fit is dropped.
     async fn upcall(&self, sink: Option<UpcallTx>, msg: Message) {
         use tokio::sync::mpsc::error::TrySendError;
+        super::note_list_change(&self.list_changes, &msg);
         let sink = sink.unwrap_or_else(|| self.unsolicited.clone());
         let up = Upcall {
             upstream: self.upstream,

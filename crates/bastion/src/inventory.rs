@@ -1,0 +1,481 @@
+//! Tool integrity in the request path: every listed definition is judged
+//! against the pins before it is shown or routed, a call is forwarded only
+//! when the definition its context last listed is the approved one (after
+//! re-listing a view older than the re-list interval), its arguments are
+//! validated against that pinned schema, a structured result against the
+//! pinned output schema; upstream `list_changed` notifications re-list at
+//! once; an inventory of every upstream runs at start-up (the `tofu`
+//! baseline) and every `relist_interval_secs`.
+//!
+//! Invariants: nothing unapproved is forwarded (unless the upstream is
+//! `dangerous_monitor`); a definition that cannot be judged (store down,
+//! schema invalid) is treated as unapproved; nothing here waits on a client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bastion_proto::{Era, ErrorObject, Id, ProtocolVersion, Request, codes};
+use serde_json::{Value, json};
+
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::context::{Context, ToolRoute};
+use crate::gateway::Gateway;
+use crate::integrity::{self, DefKind, Schema};
+use crate::pins::Standing;
+
+/// Most pages one inventory reads from one upstream list.
+const MAX_PAGES: usize = 100;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
+    ErrorObject::new(code, msg)
+}
+
+/// A tool's route from its definition; `None` when its `x-mcp-header`
+/// annotations are invalid (2026-07-28: such a tool is excluded).
+pub fn route_for(idx: usize, def: &Value, hash: String) -> Option<ToolRoute> {
+    let name = def.get("name").and_then(Value::as_str)?.to_owned();
+    let schema = def.get("inputSchema").unwrap_or(&Value::Null);
+    let params = bastion_proto::headers::param_headers(schema)?;
+    Some(ToolRoute {
+        upstream: idx,
+        name,
+        params,
+        annotations: crate::authz::annotations_of(def),
+        hash,
+    })
+}
+
+impl Gateway {
+    /// Judges one listed definition: its hash, and whether it may be shown
+    /// and used. Records what it has not seen before.
+    pub async fn judge(&self, idx: usize, kind: DefKind, def: &Value) -> (String, bool) {
+        let Some(up) = self.upstreams.get(idx) else {
+            return (String::new(), false);
+        };
+        let hash = integrity::hash(def);
+        let Some(name) = integrity::key_of(kind, def) else {
+            return (hash, false);
+        };
+        let mut standing = self.pins.standing(up.name(), kind, name, &hash);
+        if matches!(standing, Standing::Unseen | Standing::ManifestMismatch) {
+            standing = self
+                .pins
+                .observe(
+                    &self.store,
+                    self.audit.as_ref(),
+                    up.name(),
+                    kind,
+                    name,
+                    def,
+                    &hash,
+                )
+                .await;
+        }
+        let exposed = self.pins.exposed(up.name(), standing);
+        (hash, exposed)
+    }
+
+    /// Reads every page of one list from an upstream in `ctx`.
+    async fn list_all(
+        &self,
+        ctx: &Context,
+        idx: usize,
+        kind: DefKind,
+    ) -> Result<Option<Vec<Value>>, ErrorObject> {
+        let (Some(up), Some(method)) = (self.upstreams.get(idx), kind.list_method()) else {
+            return Ok(None);
+        };
+        let conn = ctx
+            .conn(up)
+            .await
+            .map_err(|e| e.to_error_object(up.name()))?;
+        let cap = if kind == DefKind::Template {
+            "resources"
+        } else {
+            kind.list_key()
+        };
+        if !conn.has_capability(cap) {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut params = serde_json::Map::new();
+            if let Some(c) = &cursor {
+                params.insert("cursor".into(), Value::from(c.clone()));
+            }
+            let req = Request {
+                id: Id::Str(format!(
+                    "bastion-inventory-{}",
+                    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+                )),
+                method: method.to_owned(),
+                params: Some(Value::Object(params)),
+            };
+            let r = self.forward(ctx, &conn, req, None, &[]).await?;
+            let v = r.outcome?;
+            if let Some(a) = v.get(kind.list_key()).and_then(Value::as_array) {
+                out.extend(a.iter().cloned());
+            }
+            match v.get("nextCursor").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+                _ => return Ok(Some(out)),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Re-lists one upstream's tools in `ctx` and brings the context's routes
+    /// in line: changed hashes replace old ones, vanished tools lose their
+    /// route, new ones gain one.
+    pub async fn relist_tools(&self, ctx: &Context, idx: usize) -> Result<(), ErrorObject> {
+        let Some(up) = self.upstreams.get(idx) else {
+            return Ok(());
+        };
+        let epoch = up.list_changes.load(Ordering::SeqCst);
+        let Some(list) = self.list_all(ctx, idx, DefKind::Tool).await? else {
+            return Ok(());
+        };
+        self.pins.note_tools(
+            up.name(),
+            &up.cfg.prefix,
+            list.iter()
+                .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_owned)),
+        );
+        let mut fresh = Vec::new();
+        for def in &list {
+            let (hash, _) = self.judge(idx, DefKind::Tool, def).await;
+            if let Some(r) = route_for(idx, def, hash) {
+                fresh.push(r);
+            }
+        }
+        let mut routes = ctx.routes.write();
+        routes.tools.retain(|_, r| r.upstream != idx);
+        for r in fresh {
+            let exposed = format!("{}{}", up.cfg.prefix, r.name);
+            routes.tools.insert(exposed, r);
+        }
+        routes.tools_listed.insert(idx, (Instant::now(), epoch));
+        Ok(())
+    }
+
+    /// Re-lists one upstream's prompts in `ctx` (their hashes).
+    pub(crate) async fn relist_prompts(
+        &self,
+        ctx: &Context,
+        idx: usize,
+    ) -> Result<(), ErrorObject> {
+        let Some(up) = self.upstreams.get(idx) else {
+            return Ok(());
+        };
+        let Some(list) = self.list_all(ctx, idx, DefKind::Prompt).await? else {
+            return Ok(());
+        };
+        let mut fresh = Vec::new();
+        for def in &list {
+            let (hash, _) = self.judge(idx, DefKind::Prompt, def).await;
+            if let Some(n) = def.get("name").and_then(Value::as_str) {
+                fresh.push((n.to_owned(), hash));
+            }
+        }
+        let mut routes = ctx.routes.write();
+        routes.prompts.retain(|_, (i, _, _)| *i != idx);
+        for (n, h) in fresh {
+            routes
+                .prompts
+                .insert(format!("{}{n}", up.cfg.prefix), (idx, n, h));
+        }
+        Ok(())
+    }
+
+    /// An upstream said its list changed: re-list now, so the change is
+    /// judged (and recorded) before the client hears of it.
+    pub async fn on_list_changed(&self, ctx: &Context, idx: usize, method: &str) {
+        let r = match method {
+            "notifications/tools/list_changed" => self.relist_tools(ctx, idx).await,
+            "notifications/prompts/list_changed" => self.relist_prompts(ctx, idx).await,
+            "notifications/resources/list_changed" => {
+                self.list_all(ctx, idx, DefKind::Template).await.map(|_| ())
+            }
+            _ => return,
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e.message, "re-list after list_changed failed");
+        }
+    }
+
+    /// Before a call: a view of the upstream's tools older than the re-list
+    /// interval (or never taken) is refreshed first, so a silent change is
+    /// caught in the request path.
+    pub async fn ensure_fresh(&self, ctx: &Context, idx: usize) -> Result<(), ErrorObject> {
+        let Some(up) = self.upstreams.get(idx) else {
+            return Ok(());
+        };
+        let epoch = up.list_changes.load(Ordering::SeqCst);
+        let stale = ctx
+            .routes
+            .read()
+            .tools_listed
+            .get(&idx)
+            .is_none_or(|(t, e)| *e != epoch || t.elapsed() >= self.cfg.integrity.relist_interval);
+        if stale {
+            self.relist_tools(ctx, idx).await?;
+        }
+        Ok(())
+    }
+
+    /// The integrity checks of one `tools/call`: the definition is the
+    /// approved one, the arguments are within bounds and valid against its
+    /// pinned input schema. Returns its pinned output schema.
+    pub fn check_call(
+        &self,
+        route: &ToolRoute,
+        exposed: &str,
+        args: &Value,
+    ) -> Result<Option<Arc<Schema>>, ErrorObject> {
+        let Some(up) = self.upstreams.get(route.upstream) else {
+            return Err(err(codes::INTERNAL_ERROR, "no such upstream"));
+        };
+        let standing = self
+            .pins
+            .standing(up.name(), DefKind::Tool, &route.name, &route.hash);
+        if route.hash.is_empty() || !self.pins.exposed(up.name(), standing) {
+            let mut ev = AuditEvent::new(EventKind::Integrity, Outcome::Refused);
+            ev.upstream = Some(up.name().to_owned());
+            ev.target = Some(route.name.clone());
+            ev.reason = Some(format!("call refused: {}", standing.reason()));
+            ev.change = Some(
+                json!({"change": "call_refused", "kind": "tool", "name": route.name,
+                "hash": route.hash, "standing": standing.as_str()}),
+            );
+            self.audit.emit(ev);
+            return Err(ErrorObject::with_data(
+                codes::GATEWAY_REFUSED,
+                format!("tool {exposed:?} is quarantined: {}", standing.reason()),
+                json!({"tool": exposed, "standing": standing.as_str()}),
+            ));
+        }
+        let limits = &self.cfg.integrity;
+        if integrity::size_exceeds(args, limits.max_argument_bytes) {
+            return Err(ErrorObject::with_data(
+                codes::INVALID_PARAMS,
+                format!(
+                    "invalid arguments for tool {exposed:?}: larger than {} bytes",
+                    limits.max_argument_bytes
+                ),
+                json!({"tool": exposed, "path": "/"}),
+            ));
+        }
+        if let Some(path) = integrity::depth_exceeds(args, limits.max_argument_depth) {
+            return Err(ErrorObject::with_data(
+                codes::INVALID_PARAMS,
+                format!(
+                    "invalid arguments for tool {exposed:?}: nested deeper than {} levels at {path}",
+                    limits.max_argument_depth
+                ),
+                json!({"tool": exposed, "path": path}),
+            ));
+        }
+        match self.pins.schemas(up.name(), &route.name, &route.hash) {
+            Ok((input, output)) => {
+                if let Some(s) = input {
+                    s.check(args).map_err(|m| {
+                        ErrorObject::with_data(
+                            codes::INVALID_PARAMS,
+                            format!("invalid arguments for tool {exposed:?}: {m}"),
+                            json!({"tool": exposed}),
+                        )
+                    })?;
+                }
+                Ok(output)
+            }
+            Err(e) => Err(ErrorObject::with_data(
+                codes::GATEWAY_REFUSED,
+                format!("tool {exposed:?} cannot be called: {e}"),
+                json!({"tool": exposed}),
+            )),
+        }
+    }
+
+    /// The integrity check of `prompts/get`: the prompt's definition as this
+    /// context listed it (listed now if it was not) is the approved one.
+    pub async fn check_prompt(
+        &self,
+        ctx: &Context,
+        idx: usize,
+        exposed: &str,
+        original: &str,
+    ) -> Result<(), ErrorObject> {
+        let Some(up) = self.upstreams.get(idx) else {
+            return Err(err(codes::INTERNAL_ERROR, "no such upstream"));
+        };
+        let known = |ctx: &Context| {
+            ctx.routes
+                .read()
+                .prompts
+                .get(exposed)
+                .filter(|(i, n, _)| *i == idx && n == original)
+                .map(|(_, _, h)| h.clone())
+        };
+        let hash = match known(ctx) {
+            Some(h) => h,
+            None => {
+                self.relist_prompts(ctx, idx).await?;
+                known(ctx).unwrap_or_default()
+            }
+        };
+        let standing = self
+            .pins
+            .standing(up.name(), DefKind::Prompt, original, &hash);
+        if hash.is_empty() || !self.pins.exposed(up.name(), standing) {
+            let mut ev = AuditEvent::new(EventKind::Integrity, Outcome::Refused);
+            ev.upstream = Some(up.name().to_owned());
+            ev.target = Some(original.to_owned());
+            ev.reason = Some(format!("prompt refused: {}", standing.reason()));
+            ev.change = Some(
+                json!({"change": "call_refused", "kind": "prompt", "name": original,
+                "hash": hash, "standing": standing.as_str()}),
+            );
+            self.audit.emit(ev);
+            return Err(ErrorObject::with_data(
+                codes::GATEWAY_REFUSED,
+                format!("prompt {exposed:?} is quarantined: {}", standing.reason()),
+                json!({"prompt": exposed, "standing": standing.as_str()}),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a tool's structured result against its pinned output schema.
+    pub fn check_result(
+        &self,
+        exposed: &str,
+        output: Option<&Arc<Schema>>,
+        result: &Value,
+    ) -> Result<(), ErrorObject> {
+        let Some(schema) = output else {
+            return Ok(());
+        };
+        if result.get("isError").and_then(Value::as_bool) == Some(true) {
+            return Ok(());
+        }
+        let Some(sc) = result.get("structuredContent") else {
+            return Ok(());
+        };
+        schema.check(sc).map_err(|m| {
+            ErrorObject::with_data(
+                codes::GATEWAY_REFUSED,
+                format!("tool {exposed:?} returned a structured result its output schema does not allow: {m}"),
+                json!({"tool": exposed}),
+            )
+        })
+    }
+
+    /// Judges an upstream's instructions; `None` when they must be withheld.
+    pub async fn judge_instructions(&self, idx: usize, text: Option<&str>) -> bool {
+        let def = integrity::instructions_def(text);
+        self.judge(idx, DefKind::Instructions, &def).await.1
+    }
+
+    /// Lists every kind of definition of every upstream once in a context
+    /// of its own, judges each, and records the inventory (the first one is
+    /// the `tofu` baseline). An upstream that cannot be reached is skipped.
+    pub async fn inventory_all(&self) {
+        let hello = crate::upstream::ClientHello {
+            version: ProtocolVersion::LATEST_LEGACY,
+            capabilities: json!({}),
+            client_info: crate::gateway::server_info(),
+        };
+        let ctx = Context::new(
+            hello,
+            self.upstreams.len(),
+            Era::Legacy,
+            "bastion-integrity-monitor",
+        );
+        for (idx, up) in self.upstreams.iter().enumerate() {
+            // An upstream reached with each user's exchanged token cannot be
+            // reached on no one's behalf (and a failed try would back it off
+            // for the users): its inventory happens in their sessions.
+            if matches!(&up.cfg.auth, crate::config::UpstreamAuth::OAuth(o)
+                if o.grant == bastion_auth::GrantKind::TokenExchange)
+            {
+                continue;
+            }
+            if let Err(e) = self.inventory(&ctx, idx).await {
+                tracing::warn!(upstream = %up.name(), error = %e.message, "integrity inventory incomplete");
+            }
+        }
+        ctx.close().await;
+    }
+
+    async fn inventory(&self, ctx: &Context, idx: usize) -> Result<(), ErrorObject> {
+        let Some(up) = self.upstreams.get(idx) else {
+            return Ok(());
+        };
+        let mut items: BTreeMap<DefKind, BTreeMap<String, String>> = BTreeMap::new();
+        // Tools first: their names feed the shadowing check of the others.
+        let mut lists = Vec::new();
+        for kind in [DefKind::Tool, DefKind::Prompt, DefKind::Template] {
+            if let Some(list) = self.list_all(ctx, idx, kind).await? {
+                if kind == DefKind::Tool {
+                    self.pins.note_tools(
+                        up.name(),
+                        &up.cfg.prefix,
+                        list.iter().filter_map(|d| {
+                            d.get("name").and_then(Value::as_str).map(str::to_owned)
+                        }),
+                    );
+                }
+                lists.push((kind, list));
+            }
+        }
+        for (kind, list) in lists {
+            let mut m = BTreeMap::new();
+            for def in &list {
+                let (hash, _) = self.judge(idx, kind, def).await;
+                if let Some(n) = integrity::key_of(kind, def) {
+                    m.insert(n.to_owned(), hash);
+                }
+            }
+            items.insert(kind, m);
+        }
+        let conn = ctx
+            .conn(up)
+            .await
+            .map_err(|e| e.to_error_object(up.name()))?;
+        let init = conn.init_result();
+        let text = init.get("instructions").and_then(Value::as_str);
+        let def = integrity::instructions_def(text);
+        let (hash, _) = self.judge(idx, DefKind::Instructions, &def).await;
+        items.insert(DefKind::Instructions, [(String::new(), hash)].into());
+        self.pins
+            .record_inventory(&self.store, self.audit.as_ref(), up.name(), items)
+            .await
+            .map_err(|e| err(codes::INTERNAL_ERROR, e.to_string()))
+    }
+
+    /// Start-up: the pins are loaded and every upstream inventoried before
+    /// the first client is served.
+    pub async fn start_integrity(&self) -> Result<(), String> {
+        if matches!(&self.store, crate::store::Store::Embedded(_))
+            && matches!(
+                &self.cfg.state.backend,
+                crate::config::StateBackend::Embedded { path: None }
+            )
+        {
+            tracing::warn!(
+                "tool pins are kept in memory only: set [state] path so approvals survive a restart"
+            );
+        }
+        self.pins
+            .load(&self.store)
+            .await
+            .map_err(|e| format!("tool pins could not be loaded: {e}"))?;
+        self.inventory_all().await;
+        Ok(())
+    }
+}
