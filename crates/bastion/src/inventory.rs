@@ -61,7 +61,14 @@ impl Gateway {
             return (hash, false);
         };
         let mut standing = self.pins.standing(up.name(), kind, name, &hash);
-        if matches!(standing, Standing::Unseen | Standing::ManifestMismatch) {
+        // A manifest-approved version is recorded once too, so its schemas
+        // and history are there.
+        let unrecorded_manifest_match = standing == Standing::Approved
+            && self.pins.has_manifest(up.name())
+            && !self.pins.is_recorded(up.name(), kind, name, &hash);
+        if unrecorded_manifest_match
+            || matches!(standing, Standing::Unseen | Standing::ManifestMismatch)
+        {
             standing = self
                 .pins
                 .observe(

@@ -104,7 +104,7 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
         /// Machine-readable output.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         cmd: ToolsCmd,

@@ -328,6 +328,14 @@ impl Pins {
         }
     }
 
+    /// Whether this exact version is recorded (its definition kept).
+    pub fn is_recorded(&self, upstream: &str, kind: DefKind, name: &str, hash: &str) -> bool {
+        self.records
+            .read()
+            .get(&(upstream.to_owned(), kind, name.to_owned()))
+            .is_some_and(|r| r.by_hash(hash).is_some())
+    }
+
     /// Whether an item in this standing is shown and callable.
     pub fn exposed(&self, upstream: &str, standing: Standing) -> bool {
         match standing {
@@ -386,7 +394,6 @@ impl Pins {
             Standing::Pending | Standing::Rejected | Standing::Superseded => return standing,
             _ => {}
         }
-        let assessment = integrity::assess(kind, def, upstream, &self.foreign_tools(upstream));
         if let Some(m) = self.manifests.get(upstream)
             && m.items.contains_key(&kind)
         {
@@ -398,6 +405,8 @@ impl Pins {
                 hash.to_owned(),
             ));
             if first {
+                let assessment =
+                    integrity::assess(kind, def, upstream, &self.foreign_tools(upstream));
                 let approved = standing == Standing::Approved;
                 let by = format!("signed manifest {}", m.digest.get(..16).unwrap_or(""));
                 let r = self
@@ -423,6 +432,7 @@ impl Pins {
             }
             return standing;
         }
+        let assessment = integrity::assess(kind, def, upstream, &self.foreign_tools(upstream));
         let mode = self.mode(upstream);
         let first_inventory = !self.baselines.read().contains_key(upstream);
         let auto = mode == PinMode::Tofu
