@@ -58,13 +58,23 @@ fn bench(c: &mut Criterion) {
     let pins = Pins::new(&cfg.upstreams, Default::default());
     let store = Store::Embedded(Sqlite::new(None));
     let audit = MemorySink::default();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let tools: Vec<Value> = (0..200).map(tool).collect();
     rt.block_on(async {
         for t in &tools {
             let name = t["name"].as_str().unwrap();
-            pins.observe(&store, &audit, "docs", DefKind::Tool, name, t, &integrity::hash(t))
-                .await;
+            pins.observe(
+                &store,
+                &audit,
+                "docs",
+                DefKind::Tool,
+                name,
+                t,
+                &integrity::hash(t),
+            )
+            .await;
         }
     });
 
@@ -73,7 +83,8 @@ fn bench(c: &mut Criterion) {
         "name": "docs__search_0",
         "arguments": {"query": "quarterly revenue", "limit": 10, "filters": {"author": "kim", "after": "2026-01-01", "tags": ["finance", "q3"]}}}}))
     .unwrap();
-    let args: Value = serde_json::from_slice::<Value>(&body).unwrap()["params"]["arguments"].clone();
+    let args: Value =
+        serde_json::from_slice::<Value>(&body).unwrap()["params"]["arguments"].clone();
     let mut g = c.benchmark_group("call");
     g.bench_function("parse_request", |b| {
         b.iter(|| black_box(bastion_proto::Message::parse(black_box(&body), 4 << 20).unwrap()))

@@ -415,3 +415,133 @@ async fn two_bastion_processes_share_sessions_through_redis() {
     );
     drop(procs);
 }
+
+#[tokio::test]
+async fn a_tool_decision_on_one_instance_holds_on_the_other_within_a_second() {
+    use bastion::integrity::{self, DefKind};
+    use bastion::pins::OperatorAction;
+    let redis = Redis::start(free_port());
+    let p = Pair::start(redis.port).await;
+    let alice = p.token("alice");
+    let r = init(&p.b.url, &alice).await;
+    let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let ok = |msgs: &[serde_json::Value]| msgs.last().unwrap()["result"]["content"].is_array();
+    assert!(ok(&call(&p.b.url, &sid, &alice, 2, "demo__echo").await.1));
+    // Both instances pinned the same v1 through the shared store. On A, a
+    // changed definition is seen and an operator accepts it, which
+    // supersedes the v1 the demo upstream still serves ...
+    let history = p.a.gw.pins.history("demo", DefKind::Tool, "echo").unwrap();
+    let mut def = history["versions"][0]["definition"].clone();
+    def["description"] = json!("Echoes, differently.");
+    let hash = integrity::hash(&def);
+    p.a.gw
+        .pins
+        .observe(
+            &p.a.gw.store,
+            p.a.gw.audit.as_ref(),
+            "demo",
+            DefKind::Tool,
+            "echo",
+            &def,
+            &hash,
+        )
+        .await;
+    p.a.gw
+        .pins
+        .decide(
+            &p.a.gw.store,
+            p.a.gw.audit.as_ref(),
+            OperatorAction::Approve,
+            "demo",
+            DefKind::Tool,
+            "echo",
+            None,
+            "ops",
+        )
+        .await
+        .unwrap();
+    // ... so B refuses it within a second.
+    let t0 = std::time::Instant::now();
+    let mut id = 10;
+    loop {
+        id += 1;
+        let (_, msgs) = call(&p.b.url, &sid, &alice, id, "demo__echo").await;
+        if msgs.last().unwrap()["error"]["data"]["standing"] == "superseded" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "not seen on B in time: {msgs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A rollback on B brings v1 back on A too.
+    p.b.gw
+        .pins
+        .decide(
+            &p.b.gw.store,
+            p.b.gw.audit.as_ref(),
+            OperatorAction::Rollback,
+            "demo",
+            DefKind::Tool,
+            "echo",
+            Some(1),
+            "ops",
+        )
+        .await
+        .unwrap();
+    let r = init(&p.a.url, &alice).await;
+    let sid_a = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let t0 = std::time::Instant::now();
+    loop {
+        id += 1;
+        let (_, msgs) = call(&p.a.url, &sid_a, &alice, id, "demo__echo").await;
+        if ok(&msgs) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "rollback not seen on A in time: {msgs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The records in Redis are sealed: an edited one is not trusted.
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg("bastion:pins")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let field = fields
+        .iter()
+        .find(|f| f.contains("echo") && !f.ends_with("#rev"))
+        .unwrap();
+    let v: String = redis::cmd("HGET")
+        .arg("bastion:pins")
+        .arg(field)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let forged = v.replace("Echoes, differently.", "Echoes, forged!");
+    let _: () = redis::cmd("HSET")
+        .arg("bastion:pins")
+        .arg(field)
+        .arg(forged)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("INCR")
+        .arg("bastion:pins:gen")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        p.a.gw.pins.history("demo", DefKind::Tool, "echo").is_err(),
+        "a forged record must not be loaded"
+    );
+}
