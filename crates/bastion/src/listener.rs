@@ -60,6 +60,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ListenError> {
+    // SIGHUP is taken over first: its default action ends the process, and
+    // an operator may send it while the start-up inventory runs.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // Tool integrity: pins loaded and every upstream inventoried before the
     // first request is served (the `tofu` baseline is taken here).
     gw.start_integrity().await.map_err(ListenError::Integrity)?;
@@ -114,8 +117,7 @@ pub async fn serve(
     let watcher = {
         let gw = gw.clone();
         tokio::spawn(async move {
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut hup = hup;
             let mut t = tokio::time::interval(gw.policies.interval());
             t.tick().await;
             loop {
