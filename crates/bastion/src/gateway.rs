@@ -715,7 +715,6 @@ impl Gateway {
                             None,
                             || unknown_name(NameSpace::Prompts, name),
                         )?;
-                        self.check_prompt(ctx, idx, name, &original).await?;
                         if let Some(obj) = req
                             .params
                             .as_mut()

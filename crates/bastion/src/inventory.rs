@@ -392,17 +392,23 @@ impl Gateway {
     /// of its own, judges each, and records the inventory (the first one is
     /// the `tofu` baseline). An upstream that cannot be reached is skipped.
     pub async fn inventory_all(&self) {
-        let hello = crate::upstream::ClientHello {
-            version: ProtocolVersion::LATEST_LEGACY,
-            capabilities: json!({}),
-            client_info: crate::gateway::server_info(),
+        let ctx_for = |era: Era| {
+            Context::new(
+                crate::upstream::ClientHello {
+                    version: match era {
+                        Era::Legacy => ProtocolVersion::LATEST_LEGACY,
+                        Era::Modern => ProtocolVersion::V2026_07_28,
+                    },
+                    capabilities: json!({}),
+                    client_info: crate::gateway::server_info(),
+                },
+                self.upstreams.len(),
+                era,
+                "bastion-integrity-monitor",
+            )
         };
-        let ctx = Context::new(
-            hello,
-            self.upstreams.len(),
-            Era::Legacy,
-            "bastion-integrity-monitor",
-        );
+        let legacy = ctx_for(Era::Legacy);
+        let modern = ctx_for(Era::Modern);
         for (idx, up) in self.upstreams.iter().enumerate() {
             // An upstream reached with each user's exchanged token cannot be
             // reached on no one's behalf (and a failed try would back it off
@@ -412,16 +418,56 @@ impl Gateway {
             {
                 continue;
             }
-            if let Err(e) = self.inventory(&ctx, idx).await {
-                tracing::warn!(upstream = %up.name(), error = %e.message, "integrity inventory incomplete");
+            // An upstream may show each revision's clients different tools:
+            // the inventory covers every revision it speaks.
+            let both = up.eras(None).await.is_ok_and(|e| e.legacy && e.modern);
+            let mut ctxs = vec![&legacy];
+            if both {
+                ctxs.push(&modern);
+            }
+            let mut items: BTreeMap<DefKind, BTreeMap<String, String>> = BTreeMap::new();
+            let mut complete = true;
+            for (n, ctx) in ctxs.into_iter().enumerate() {
+                // One upstream has one instructions text (from the first
+                // revision; sessions of the other judge theirs as they open).
+                match self.inventory(ctx, idx, n == 0).await {
+                    Ok(found) => {
+                        for (kind, m) in found {
+                            let into = items.entry(kind).or_default();
+                            for (name, hash) in m {
+                                into.entry(name).or_insert(hash);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        complete = false;
+                        tracing::warn!(upstream = %up.name(), error = %e.message, "integrity inventory incomplete");
+                    }
+                }
+            }
+            // A partial inventory would read as removals: only complete ones count.
+            if complete
+                && let Err(e) = self
+                    .pins
+                    .record_inventory(&self.store, self.audit.as_ref(), up.name(), items)
+                    .await
+            {
+                tracing::warn!(upstream = %up.name(), error = %e, "integrity inventory not recorded");
             }
         }
-        ctx.close().await;
+        legacy.close().await;
+        modern.close().await;
     }
 
-    async fn inventory(&self, ctx: &Context, idx: usize) -> Result<(), ErrorObject> {
+    /// Lists and judges every definition of one upstream in `ctx`.
+    async fn inventory(
+        &self,
+        ctx: &Context,
+        idx: usize,
+        instructions: bool,
+    ) -> Result<BTreeMap<DefKind, BTreeMap<String, String>>, ErrorObject> {
         let Some(up) = self.upstreams.get(idx) else {
-            return Ok(());
+            return Ok(BTreeMap::new());
         };
         let mut items: BTreeMap<DefKind, BTreeMap<String, String>> = BTreeMap::new();
         // Tools first: their names feed the shadowing check of the others.
@@ -450,6 +496,9 @@ impl Gateway {
             }
             items.insert(kind, m);
         }
+        if !instructions {
+            return Ok(items);
+        }
         let conn = ctx
             .conn(up)
             .await
@@ -459,10 +508,7 @@ impl Gateway {
         let def = integrity::instructions_def(text);
         let (hash, _) = self.judge(idx, DefKind::Instructions, &def).await;
         items.insert(DefKind::Instructions, [(String::new(), hash)].into());
-        self.pins
-            .record_inventory(&self.store, self.audit.as_ref(), up.name(), items)
-            .await
-            .map_err(|e| err(codes::INTERNAL_ERROR, e.to_string()))
+        Ok(items)
     }
 
     /// Start-up: the pins are loaded and every upstream inventoried before
