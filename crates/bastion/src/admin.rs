@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse as _, Response as HttpResponse};
 use http::{HeaderMap, Method, StatusCode, header};
 use serde::Deserialize;
@@ -33,16 +33,15 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/admin/tools/pending", axum::routing::get(pending))
         .route("/admin/tools/history", axum::routing::get(history))
         .route("/admin/tools/diff", axum::routing::get(diff))
-        .route("/admin/tools/approve", axum::routing::post(approve))
-        .route("/admin/tools/reject", axum::routing::post(reject))
-        .route("/admin/tools/rollback", axum::routing::post(rollback))
+        .route("/admin/tools/{action}", axum::routing::post(decision))
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> HttpResponse {
     (status, axum::Json(json!({"error": msg.into()}))).into_response()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -106,12 +105,20 @@ async fn authorize(
     ))
 }
 
-async fn fresh(gw: &Gateway) -> Result<(), HttpResponse> {
+/// Authorizes the request, then brings the pins up to date with the store
+/// (another instance may have decided meanwhile). Returns the actor.
+async fn admitted(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+    action: &str,
+) -> Result<String, HttpResponse> {
+    let actor = authorize(gw, headers, peer, action).await?;
     gw.pins
         .refresh(&gw.store)
         .await
-        .map(|_| ())
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(actor)
 }
 
 fn action_error(e: ActionError) -> HttpResponse {
@@ -175,10 +182,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Q,
 ) -> HttpResponse {
-    if let Err(r) = authorize(&gw, &headers, peer, "admin/read").await {
-        return r;
-    }
-    if let Err(r) = fresh(&gw).await {
+    if let Err(r) = admitted(&gw, &headers, peer, "admin/read").await {
         return r;
     }
     axum::Json(Value::from(
@@ -192,10 +196,7 @@ async fn pending(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
 ) -> HttpResponse {
-    if let Err(r) = authorize(&gw, &headers, peer, "admin/read").await {
-        return r;
-    }
-    if let Err(r) = fresh(&gw).await {
+    if let Err(r) = admitted(&gw, &headers, peer, "admin/read").await {
         return r;
     }
     axum::Json(Value::from(gw.pins.pending())).into_response()
@@ -207,10 +208,7 @@ async fn history(
     headers: HeaderMap,
     Query(q): Q,
 ) -> HttpResponse {
-    if let Err(r) = authorize(&gw, &headers, peer, "admin/read").await {
-        return r;
-    }
-    if let Err(r) = fresh(&gw).await {
+    if let Err(r) = admitted(&gw, &headers, peer, "admin/read").await {
         return r;
     }
     let (u, k, n) = match item(&q) {
@@ -229,10 +227,7 @@ async fn diff(
     headers: HeaderMap,
     Query(q): Q,
 ) -> HttpResponse {
-    if let Err(r) = authorize(&gw, &headers, peer, "admin/read").await {
-        return r;
-    }
-    if let Err(r) = fresh(&gw).await {
+    if let Err(r) = admitted(&gw, &headers, peer, "admin/read").await {
         return r;
     }
     let (u, k, n) = match item(&q) {
@@ -267,14 +262,21 @@ struct DecisionBody {
     version: Option<u32>,
 }
 
-async fn decide(
-    gw: Arc<Gateway>,
-    peer: std::net::SocketAddr,
+/// `POST /admin/tools/{approve|reject|rollback}`.
+async fn decision(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Path(action): Path<String>,
     headers: HeaderMap,
     body: Result<axum::Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
-    action: OperatorAction,
 ) -> HttpResponse {
-    let actor = match authorize(&gw, &headers, peer, "admin/approve").await {
+    let action = match action.as_str() {
+        "approve" => OperatorAction::Approve,
+        "reject" => OperatorAction::Reject,
+        "rollback" => OperatorAction::Rollback,
+        _ => return error(StatusCode::NOT_FOUND, "no such admin action"),
+    };
+    let actor = match admitted(&gw, &headers, peer, "admin/approve").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -282,9 +284,6 @@ async fn decide(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    if let Err(r) = fresh(&gw).await {
-        return r;
-    }
     let mut q = HashMap::new();
     q.insert("upstream".to_owned(), b.upstream);
     if let Some(k) = b.kind {
@@ -314,31 +313,4 @@ async fn decide(
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => action_error(e),
     }
-}
-
-async fn approve(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Result<axum::Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
-) -> HttpResponse {
-    decide(gw, peer, headers, body, OperatorAction::Approve).await
-}
-
-async fn reject(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Result<axum::Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
-) -> HttpResponse {
-    decide(gw, peer, headers, body, OperatorAction::Reject).await
-}
-
-async fn rollback(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    body: Result<axum::Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
-) -> HttpResponse {
-    decide(gw, peer, headers, body, OperatorAction::Rollback).await
 }

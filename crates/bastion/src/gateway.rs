@@ -559,11 +559,13 @@ impl Gateway {
                 // Tool integrity: a view older than the re-list interval is
                 // refreshed, then only the approved definition is called, with
                 // arguments its pinned schema allows.
-                self.ensure_fresh(ctx, route.upstream).await?;
-                let route = self
-                    .tool_route(ctx, &name)
-                    .filter(|r| r.upstream == route.upstream && r.name == route.name)
-                    .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?;
+                let route = if self.ensure_fresh(ctx, route.upstream).await? {
+                    self.tool_route(ctx, &name)
+                        .filter(|r| r.upstream == route.upstream && r.name == route.name)
+                        .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?
+                } else {
+                    route
+                };
                 let output = self.check_call(&route, &name, args)?;
                 let headers = param_headers_for(&route, &req, lane, &client_params)?;
                 let mut req = req;
@@ -1295,14 +1297,6 @@ impl Gateway {
                 (None, "resourceTemplates") => Some(DefKind::Template),
                 (None, _) => None,
             };
-            if def_kind == Some(DefKind::Tool) {
-                self.pins.note_tools(
-                    up.name(),
-                    &up.cfg.prefix,
-                    list.iter()
-                        .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_owned)),
-                );
-            }
             for (item, keep) in list.iter().zip(keep) {
                 // Tool integrity: only an approved definition is shown; an
                 // unapproved tool or prompt is still routed (with its hash)

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 /// What kind of definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,11 +86,6 @@ impl DefKind {
     }
 }
 
-/// Hex of a digest.
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The canonical bytes of a definition.
 pub fn canonical(def: &Value) -> Vec<u8> {
     bastion_audit::canonical::to_vec_any(def)
@@ -99,7 +93,7 @@ pub fn canonical(def: &Value) -> Vec<u8> {
 
 /// `sha256:<hex>` of a definition's canonical form.
 pub fn hash(def: &Value) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(canonical(def))))
+    format!("sha256:{}", bastion_audit::chain::hash(&canonical(def)))
 }
 
 /// The definition that stands for an upstream's instructions (absent ones
@@ -599,7 +593,7 @@ pub fn parse_manifest(bytes: &[u8], label: &str) -> Result<Manifest, ManifestErr
     }
     Ok(Manifest {
         items,
-        digest: hex(&Sha256::digest(bytes)),
+        digest: bastion_audit::chain::hash(bytes),
     })
 }
 

@@ -147,12 +147,6 @@ impl Gateway {
         let Some(list) = self.list_all(ctx, idx, DefKind::Tool).await? else {
             return Ok(());
         };
-        self.pins.note_tools(
-            up.name(),
-            &up.cfg.prefix,
-            list.iter()
-                .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_owned)),
-        );
         let mut fresh = Vec::new();
         for def in &list {
             let (hash, _) = self.judge(idx, DefKind::Tool, def).await;
@@ -218,9 +212,10 @@ impl Gateway {
     /// Before a call: a view of the upstream's tools older than the re-list
     /// interval (or never taken) is refreshed first, so a silent change is
     /// caught in the request path.
-    pub async fn ensure_fresh(&self, ctx: &Context, idx: usize) -> Result<(), ErrorObject> {
+    /// Returns whether it re-listed.
+    pub async fn ensure_fresh(&self, ctx: &Context, idx: usize) -> Result<bool, ErrorObject> {
         let Some(up) = self.upstreams.get(idx) else {
-            return Ok(());
+            return Ok(false);
         };
         let epoch = up.list_changes.load(Ordering::SeqCst);
         let stale = ctx
@@ -232,7 +227,7 @@ impl Gateway {
         if stale {
             self.relist_tools(ctx, idx).await?;
         }
-        Ok(())
+        Ok(stale)
     }
 
     /// The integrity checks of one `tools/call`: the definition is the
@@ -470,23 +465,10 @@ impl Gateway {
             return Ok(BTreeMap::new());
         };
         let mut items: BTreeMap<DefKind, BTreeMap<String, String>> = BTreeMap::new();
-        // Tools first: their names feed the shadowing check of the others.
-        let mut lists = Vec::new();
         for kind in [DefKind::Tool, DefKind::Prompt, DefKind::Template] {
-            if let Some(list) = self.list_all(ctx, idx, kind).await? {
-                if kind == DefKind::Tool {
-                    self.pins.note_tools(
-                        up.name(),
-                        &up.cfg.prefix,
-                        list.iter().filter_map(|d| {
-                            d.get("name").and_then(Value::as_str).map(str::to_owned)
-                        }),
-                    );
-                }
-                lists.push((kind, list));
-            }
-        }
-        for (kind, list) in lists {
+            let Some(list) = self.list_all(ctx, idx, kind).await? else {
+                continue;
+            };
             let mut m = BTreeMap::new();
             for def in &list {
                 let (hash, _) = self.judge(idx, kind, def).await;

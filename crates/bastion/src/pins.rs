@@ -210,6 +210,9 @@ fn baseline_key(upstream: &str) -> String {
 /// Compiled schemas of one version: input, output.
 type Compiled = Result<(Option<Arc<Schema>>, Option<Arc<Schema>>), String>;
 
+/// Most manifest sightings remembered as already recorded.
+const MAX_REPORTED: usize = 4096;
+
 /// Most compiled schema pairs cached.
 const MAX_SCHEMAS: usize = 4096;
 
@@ -221,8 +224,8 @@ pub struct Pins {
     modes: HashMap<String, PinMode>,
     manifests: HashMap<String, Manifest>,
     schemas: Mutex<HashMap<String, Compiled>>,
-    /// Tool names per upstream as last listed (for shadowing checks).
-    known_tools: RwLock<BTreeMap<String, (String, BTreeSet<String>)>>,
+    /// Upstream name → the prefix its names are exposed under.
+    prefixes: HashMap<String, String>,
     /// Manifest mismatches already reported (one event per definition).
     reported: Mutex<HashSet<(String, DefKind, String, String)>>,
     generation: AtomicU64,
@@ -230,8 +233,6 @@ pub struct Pins {
     /// against other processes).
     write: tokio::sync::Mutex<()>,
 }
-
-use std::collections::BTreeSet;
 
 fn now() -> u64 {
     bastion_auth::now_secs()
@@ -246,7 +247,10 @@ impl Pins {
             modes: upstreams.iter().map(|u| (u.name.clone(), u.pin)).collect(),
             manifests,
             schemas: Mutex::new(HashMap::new()),
-            known_tools: RwLock::new(BTreeMap::new()),
+            prefixes: upstreams
+                .iter()
+                .map(|u| (u.name.clone(), u.prefix.clone()))
+                .collect(),
             reported: Mutex::new(HashSet::new()),
             generation: AtomicU64::new(u64::MAX),
             write: tokio::sync::Mutex::new(()),
@@ -347,26 +351,21 @@ impl Pins {
         }
     }
 
-    /// Remembers an upstream's tool names (for shadowing checks).
-    pub fn note_tools(&self, upstream: &str, prefix: &str, names: impl Iterator<Item = String>) {
-        let mut k = self.known_tools.write();
-        let e = k
-            .entry(upstream.to_owned())
-            .or_insert_with(|| (prefix.to_owned(), BTreeSet::new()));
-        e.1.extend(names);
-    }
-
+    /// Every tool of the other upstreams the pins know (for shadowing
+    /// checks; a tool once seen counts even if it was since removed).
     fn foreign_tools(&self, upstream: &str) -> Vec<ForeignTool> {
-        self.known_tools
+        self.records
             .read()
-            .iter()
-            .filter(|(u, _)| u.as_str() != upstream)
-            .flat_map(|(u, (prefix, names))| {
-                names.iter().map(move |n| ForeignTool {
-                    upstream: u.clone(),
-                    exposed: format!("{prefix}{n}"),
-                    name: n.clone(),
-                })
+            .values()
+            .filter(|r| r.upstream != upstream && r.kind == DefKind::Tool.as_str())
+            .map(|r| ForeignTool {
+                upstream: r.upstream.clone(),
+                exposed: format!(
+                    "{}{}",
+                    self.prefixes.get(&r.upstream).map_or("", String::as_str),
+                    r.name
+                ),
+                name: r.name.clone(),
             })
             .collect()
     }
@@ -394,68 +393,48 @@ impl Pins {
             Standing::Pending | Standing::Rejected | Standing::Superseded => return standing,
             _ => {}
         }
-        if let Some(m) = self.manifests.get(upstream)
-            && m.items.contains_key(&kind)
-        {
-            // The manifest decides; record what was seen for history, once.
-            let first = self.reported.lock().insert((
-                upstream.to_owned(),
-                kind,
-                name.to_owned(),
-                hash.to_owned(),
-            ));
-            if first {
-                let assessment =
-                    integrity::assess(kind, def, upstream, &self.foreign_tools(upstream));
-                let approved = standing == Standing::Approved;
-                let by = format!("signed manifest {}", m.digest.get(..16).unwrap_or(""));
-                let r = self
-                    .record_version(store, upstream, kind, name, def, hash, &assessment, |_| {
-                        if approved {
-                            (VersionState::Approved, Some(by.clone()), true)
-                        } else {
-                            (VersionState::Pending, None, false)
-                        }
-                    })
-                    .await;
-                self.emit_seen(
-                    audit,
-                    upstream,
-                    kind,
-                    name,
-                    hash,
-                    def,
-                    &assessment,
-                    r.as_ref().ok(),
-                    standing,
-                );
+        let manifest = self
+            .manifests
+            .get(upstream)
+            .filter(|m| m.items.contains_key(&kind));
+        if manifest.is_some() {
+            // The manifest decides; what was seen is recorded for history
+            // once (the set is bounded: an upstream changing on every
+            // listing cannot grow it without limit).
+            let mut reported = self.reported.lock();
+            if reported.len() >= MAX_REPORTED {
+                reported.clear();
             }
-            return standing;
+            let key = (upstream.to_owned(), kind, name.to_owned(), hash.to_owned());
+            if !reported.insert(key) {
+                return standing;
+            }
         }
         let assessment = integrity::assess(kind, def, upstream, &self.foreign_tools(upstream));
-        let mode = self.mode(upstream);
-        let first_inventory = !self.baselines.read().contains_key(upstream);
-        let auto = mode == PinMode::Tofu
-            && first_inventory
-            && assessment.risk < integrity::HIGH_RISK
-            && !self
-                .records
-                .read()
-                .contains_key(&(upstream.to_owned(), kind, name.to_owned()));
+        let approve = match manifest {
+            Some(m) => (standing == Standing::Approved)
+                .then(|| format!("signed manifest {}", m.digest.get(..16).unwrap_or(""))),
+            // Trust on first use: only the upstream's first inventory, only
+            // items never seen, never a high-risk one.
+            None => (self.mode(upstream) == PinMode::Tofu
+                && !self.baselines.read().contains_key(upstream)
+                && assessment.risk < integrity::HIGH_RISK
+                && !self.records.read().contains_key(&(
+                    upstream.to_owned(),
+                    kind,
+                    name.to_owned(),
+                )))
+            .then(|| "tofu".to_owned()),
+        };
         let r = self
-            .record_version(store, upstream, kind, name, def, hash, &assessment, |_| {
-                if auto {
-                    (VersionState::Approved, Some("tofu".to_owned()), true)
-                } else {
-                    (VersionState::Pending, None, false)
-                }
-            })
+            .record_version(store, upstream, kind, name, def, hash, &assessment, approve)
             .await;
-        let after = match &r {
-            Ok(_) => self.standing(upstream, kind, name, hash),
+        let after = match (&r, manifest) {
+            (_, Some(_)) => standing,
+            (Ok(_), None) => self.standing(upstream, kind, name, hash),
             // Nothing could be recorded: treat as unreviewed (fail closed
             // unless monitoring).
-            Err(_) => Standing::Unseen,
+            (Err(_), None) => Standing::Unseen,
         };
         self.emit_seen(
             audit,
@@ -471,8 +450,8 @@ impl Pins {
         after
     }
 
-    /// Adds `hash` as a new version (if it is not one yet); `decide` says its
-    /// state, decider and whether it becomes the accepted one.
+    /// Adds `hash` as a new version (if it is not one yet): approved by
+    /// `approved_by` and made the accepted one, or else pending.
     #[allow(clippy::too_many_arguments, reason = "one record's full description")]
     async fn record_version(
         &self,
@@ -483,13 +462,16 @@ impl Pins {
         def: &Value,
         hash: &str,
         a: &Assessment,
-        decide: impl Fn(&Record) -> (VersionState, Option<String>, bool),
+        approved_by: Option<String>,
     ) -> Result<Arc<Record>, StoreError> {
         self.mutate(store, upstream, kind, name, |r| {
             if r.by_hash(hash).is_some() {
                 return Ok(());
             }
-            let (state, by, accept) = decide(r);
+            let (state, by, accept) = match &approved_by {
+                Some(b) => (VersionState::Approved, Some(b.clone()), true),
+                None => (VersionState::Pending, None, false),
+            };
             let version = r.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
             let t = now();
             r.versions.push(Version {

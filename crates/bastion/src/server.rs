@@ -104,12 +104,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> HttpResp
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         // Constant-time comparison: the token is a secret.
-        let same = got.len() == want.len()
-            && got
-                .iter()
-                .zip(want.as_bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+        let same = crate::admin::constant_time_eq(got, want.as_bytes());
         if !same {
             return (
                 StatusCode::UNAUTHORIZED,

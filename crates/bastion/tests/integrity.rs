@@ -20,29 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Legacy, messages};
+use common::redis_server::free_port;
+use common::{BIN, Legacy, messages, python};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bastion");
 const EVIL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/evil_server.py");
 const ENV_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/env_server.py");
 const TOKEN: &str = "operator-token-for-tests-0123456789";
-
-fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `bastion serve` and its files.
 struct Served {

@@ -18,16 +18,6 @@ use serde_json::{Value, json};
 
 const ENV_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/env_server.py");
 
-/// The system interpreter itself: a version-manager shim (a shell script) would
-/// add variables of its own and blur what the gateway passed.
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
 /// A fake Streamable HTTP upstream that records every request's headers.
 async fn recording_upstream() -> (String, Arc<Mutex<Vec<http::HeaderMap>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -14,6 +14,16 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bastion");
 
+/// The system interpreter itself: a version-manager shim (a shell script) would
+/// add variables of its own and blur what the gateway passed.
+pub fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
 pub struct Gw {
     pub url: String,
     pub addr: std::net::SocketAddr,
