@@ -19,6 +19,7 @@ pub mod bridge;
 pub mod config;
 pub mod context;
 pub mod demo;
+pub mod detect_cli;
 pub mod export;
 pub mod forensics;
 pub mod gateway;

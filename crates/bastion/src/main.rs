@@ -96,7 +96,6 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
-    /// The built-in demo MCP server on stdio (what `demo` runs as its upstream).
     /// Tool integrity: review, approve, reject and roll back definitions on
     /// the running gateway (through its admin API).
     Tools {
@@ -114,6 +113,22 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ManifestCmd,
     },
+    /// Run the detection engine over a JSONL file (one `{"id", "tool" | "text", "label"?}`
+    /// per line): one verdict per line, then precision/recall when labelled.
+    Detect {
+        /// What the rows hold.
+        #[arg(long, value_enum)]
+        kind: bastion::detect_cli::DetectKind,
+        /// Score at or above which a row is an attack.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// Rules only, without the learned model.
+        #[arg(long)]
+        rules_only: bool,
+        /// The JSONL file ("-" for standard input).
+        file: PathBuf,
+    },
+    /// The built-in demo MCP server on stdio (what `demo` runs as its upstream).
     #[command(hide = true)]
     DemoUpstream,
 }
@@ -410,6 +425,39 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::DemoUpstream => rt.block_on(bastion::demo::run_upstream())?,
+        Cmd::Detect {
+            kind,
+            threshold,
+            rules_only,
+            file,
+        } => {
+            if !(0.0..=1.0).contains(&threshold) {
+                anyhow::bail!("--threshold must be within 0..=1");
+            }
+            let engine = if rules_only {
+                bastion_detect::Engine::rules_only()?
+            } else {
+                bastion_detect::Engine::new()?
+            };
+            let stdout = std::io::stdout().lock();
+            let out = std::io::BufWriter::new(stdout);
+            let clean = if file.as_os_str() == "-" {
+                bastion::detect_cli::run(&engine, kind, threshold, std::io::stdin().lock(), out)?
+            } else {
+                let input = std::fs::File::open(&file)
+                    .with_context(|| format!("open {}", file.display()))?;
+                bastion::detect_cli::run(
+                    &engine,
+                    kind,
+                    threshold,
+                    std::io::BufReader::new(input),
+                    out,
+                )?
+            };
+            if !clean {
+                std::process::exit(1);
+            }
+        }
         Cmd::Audit {
             cmd:
                 AuditCmd::Verify {

@@ -1,0 +1,559 @@
+//! Personal-data scanner: e-mail addresses, phone numbers, payment cards (Luhn), IBANs
+//! (ISO 13616 mod-97) and national identity numbers with a checksum or a strict format
+//! (US SSN, UK NINO, Spanish DNI/NIE, Taiwan ID, PRC resident ID, Korean RRN).
+//!
+//! Owns validation, not guessing: every number type is accepted only when its checksum or its
+//! official structure holds, so dates, amounts and order numbers are not reported.
+//!
+//! Invariants: one linear pass per type over the bytes; spans are byte ranges on character
+//! boundaries (all matched bytes are ASCII); matches never overlap.
+
+/// One detected item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PiiMatch {
+    /// Rule ID (`pii.<type>`).
+    pub rule: &'static str,
+    /// Typed placeholder name used when redacting.
+    pub kind: &'static str,
+    /// Byte span.
+    pub start: usize,
+    /// End of the span.
+    pub end: usize,
+}
+
+/// Every personal-data item in `text`, in order, non-overlapping.
+#[must_use]
+pub fn scan(text: &str) -> Vec<PiiMatch> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    emails(bytes, &mut found);
+    numbers(bytes, &mut found);
+    ibans(bytes, &mut found);
+    letter_ids(bytes, &mut found);
+    found.sort_by_key(|m| m.start);
+    let mut out: Vec<PiiMatch> = Vec::with_capacity(found.len());
+    for m in found {
+        if out.last().is_none_or(|last| m.start >= last.end) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+fn at(bytes: &[u8], i: usize) -> u8 {
+    bytes.get(i).copied().unwrap_or(0)
+}
+
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn emails(bytes: &[u8], found: &mut Vec<PiiMatch>) {
+    let local = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-');
+    let domain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-');
+    for at_sign in memchr::memchr_iter(b'@', bytes).take(4096) {
+        let mut start = at_sign;
+        while start > 0 && at_sign - start < 64 && local(at(bytes, start - 1)) {
+            start -= 1;
+        }
+        while start < at_sign && !at(bytes, start).is_ascii_alphanumeric() {
+            start += 1;
+        }
+        let mut end = at_sign + 1;
+        while end < bytes.len() && end - at_sign < 253 && domain(at(bytes, end)) {
+            end += 1;
+        }
+        while end > at_sign + 1 && !at(bytes, end - 1).is_ascii_alphanumeric() {
+            end -= 1;
+        }
+        if start == at_sign || end <= at_sign + 1 {
+            continue;
+        }
+        let dom = bytes.get(at_sign + 1..end).unwrap_or_default();
+        let Some(dot) = dom.iter().rposition(|&b| b == b'.') else {
+            continue;
+        };
+        let tld = dom.get(dot + 1..).unwrap_or_default();
+        if tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) && dot > 0 {
+            found.push(PiiMatch {
+                rule: "pii.email",
+                kind: "email",
+                start,
+                end,
+            });
+        }
+    }
+}
+
+/// Luhn checksum over ASCII digits.
+#[must_use]
+pub fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d.wrapping_sub(b'0'));
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    !digits.is_empty() && sum.is_multiple_of(10)
+}
+
+fn card_prefix(d: &[u8]) -> bool {
+    let n = |k: usize| -> u32 {
+        d.get(..k)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let len = d.len();
+    match at(d, 0) {
+        b'4' => matches!(len, 13 | 16 | 19),
+        b'5' => (51..=55).contains(&n(2)) && len == 16,
+        b'2' => (2221..=2720).contains(&n(4)) && len == 16,
+        b'3' => {
+            (matches!(n(2), 34 | 37) && len == 15)
+                || ((3528..=3589).contains(&n(4)) && (16..=19).contains(&len))
+                || (matches!(n(2), 36 | 38 | 39 | 30) && (14..=19).contains(&len))
+        }
+        b'6' => {
+            (n(4) == 6011 || n(2) == 65 || (644..=649).contains(&n(3)) || n(2) == 62)
+                && (16..=19).contains(&len)
+        }
+        _ => false,
+    }
+}
+
+/// Digit clusters: runs of digits joined by single separators.
+fn numbers(bytes: &[u8], found: &mut Vec<PiiMatch>) {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = at(bytes, i);
+        let plus = b == b'+' && at(bytes, i + 1).is_ascii_digit();
+        let paren = b == b'(' && at(bytes, i + 1).is_ascii_digit();
+        if !(b.is_ascii_digit() || plus || paren)
+            || (i > 0 && (word_byte(at(bytes, i - 1)) || at(bytes, i - 1) == b'.'))
+        {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits: Vec<u8> = Vec::with_capacity(24);
+        let mut groups: Vec<usize> = Vec::with_capacity(8);
+        let mut seps: Vec<u8> = Vec::with_capacity(8);
+        let mut j = i + usize::from(plus || paren);
+        let mut group = 0;
+        loop {
+            let c = at(bytes, j);
+            if c.is_ascii_digit() {
+                digits.push(c);
+                group += 1;
+                j += 1;
+            } else if matches!(c, b' ' | b'-' | b'.' | b')')
+                && group > 0
+                && at(bytes, j + 1).is_ascii_digit()
+                && digits.len() < 24
+            {
+                groups.push(group);
+                seps.push(c);
+                group = 0;
+                j += 1;
+            } else if c == b')' && at(bytes, j + 1) == b' ' && at(bytes, j + 2).is_ascii_digit() {
+                groups.push(group);
+                seps.push(c);
+                group = 0;
+                j += 2;
+            } else {
+                break;
+            }
+            if digits.len() > 24 {
+                break;
+            }
+        }
+        groups.push(group);
+        let end = j;
+        i = end.max(i + 1);
+        if word_byte(at(bytes, end)) && !at(bytes, end).is_ascii_uppercase() {
+            continue;
+        }
+        let d = digits.len();
+        let uniform_sep = seps.windows(2).all(|w| w.first() == w.get(1));
+        // PRC resident ID: 17 digits + check character.
+        if d == 17
+            && matches!(at(bytes, end), b'X' | b'x')
+            && prc_id(&digits, b'X')
+            && !word_byte(at(bytes, end + 1))
+        {
+            found.push(PiiMatch {
+                rule: "pii.national_id.cn",
+                kind: "national_id",
+                start,
+                end: end + 1,
+            });
+            continue;
+        }
+        if word_byte(at(bytes, end)) {
+            // A digit run glued to letters: Spanish DNI (8 digits + letter).
+            if d == 8
+                && groups.len() == 1
+                && dni(&digits, at(bytes, end))
+                && !word_byte(at(bytes, end + 1))
+            {
+                found.push(PiiMatch {
+                    rule: "pii.national_id.es",
+                    kind: "national_id",
+                    start,
+                    end: end + 1,
+                });
+            }
+            continue;
+        }
+        if d == 18
+            && groups.len() == 1
+            && prc_id(digits.get(..17).unwrap_or_default(), at(&digits, 17))
+        {
+            found.push(PiiMatch {
+                rule: "pii.national_id.cn",
+                kind: "national_id",
+                start,
+                end,
+            });
+        } else if (13..=19).contains(&d)
+            && !plus
+            && uniform_sep
+            && luhn(&digits)
+            && card_prefix(&digits)
+            && groups.iter().all(|&g| g >= 4 || groups.len() == 1)
+        {
+            found.push(PiiMatch {
+                rule: "pii.payment_card",
+                kind: "payment_card",
+                start,
+                end,
+            });
+        } else if d == 9
+            && groups == [3, 2, 4]
+            && seps.iter().all(|&s| s == b'-' || s == b' ')
+            && ssn(&digits)
+        {
+            found.push(PiiMatch {
+                rule: "pii.national_id.us_ssn",
+                kind: "national_id",
+                start,
+                end,
+            });
+        } else if d == 13 && groups == [6, 7] && seps == [b'-'] && rrn(&digits) {
+            found.push(PiiMatch {
+                rule: "pii.national_id.kr_rrn",
+                kind: "national_id",
+                start,
+                end,
+            });
+        } else if (plus
+            && (8..=15).contains(&d)
+            && (groups.len() >= 2 || d >= 10)
+            && at(&digits, 0) != b'0')
+            || (d == 10 && !plus && nanp(&groups, &seps, paren))
+        {
+            found.push(PiiMatch {
+                rule: "pii.phone",
+                kind: "phone",
+                start,
+                end,
+            });
+        }
+    }
+}
+
+fn nanp(groups: &[usize], seps: &[u8], paren: bool) -> bool {
+    groups == [3, 3, 4]
+        && (paren && seps.first() == Some(&b')')
+            || (!paren
+                && seps.iter().all(|&s| s == b'-' || s == b'.' || s == b' ')
+                && seps.first() == seps.get(1)))
+}
+
+fn ssn(d: &[u8]) -> bool {
+    let area = d.get(..3).unwrap_or_default();
+    let group = d.get(3..5).unwrap_or_default();
+    let serial = d.get(5..9).unwrap_or_default();
+    area != b"000" && area != b"666" && at(area, 0) != b'9' && group != b"00" && serial != b"0000"
+}
+
+fn dni(d: &[u8], letter: u8) -> bool {
+    const LETTERS: &[u8] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+    let n: u64 = d
+        .iter()
+        .fold(0, |acc, &c| acc * 10 + u64::from(c.wrapping_sub(b'0')));
+    usize::try_from(n % 23)
+        .ok()
+        .and_then(|i| LETTERS.get(i))
+        .is_some_and(|&l| l == letter.to_ascii_uppercase())
+}
+
+fn prc_id(d17: &[u8], check: u8) -> bool {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const C: &[u8] = b"10X98765432";
+    if d17.len() != 17 {
+        return false;
+    }
+    let sum: u32 = d17
+        .iter()
+        .zip(W)
+        .map(|(&c, w)| u32::from(c.wrapping_sub(b'0')) * w)
+        .sum();
+    // Birth date plausibility (YYYYMMDD at 6..14).
+    let year = d17
+        .get(6..10)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(0);
+    let month = d17
+        .get(10..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(0);
+    (1900..=2100).contains(&year)
+        && (1..=12).contains(&month)
+        && usize::try_from(sum % 11)
+            .ok()
+            .and_then(|i| C.get(i))
+            .is_some_and(|&c| c == check.to_ascii_uppercase())
+}
+
+fn rrn(d: &[u8]) -> bool {
+    const W: [u32; 12] = [2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5];
+    let sum: u32 = d
+        .iter()
+        .zip(W)
+        .map(|(&c, w)| u32::from(c.wrapping_sub(b'0')) * w)
+        .sum();
+    let check = (11 - sum % 11) % 10;
+    let month =
+        u32::from(at(d, 2).wrapping_sub(b'0')) * 10 + u32::from(at(d, 3).wrapping_sub(b'0'));
+    (1..=12).contains(&month) && u32::from(at(d, 12).wrapping_sub(b'0')) == check
+}
+
+/// IBAN: country code, two check digits, 11-30 alphanumerics (optionally in groups of four).
+fn ibans(bytes: &[u8], found: &mut Vec<PiiMatch>) {
+    let mut i = 0;
+    while i + 4 <= bytes.len() {
+        let lead = at(bytes, i).is_ascii_uppercase()
+            && at(bytes, i + 1).is_ascii_uppercase()
+            && at(bytes, i + 2).is_ascii_digit()
+            && at(bytes, i + 3).is_ascii_digit();
+        if !lead || (i > 0 && word_byte(at(bytes, i - 1))) {
+            i += 1;
+            continue;
+        }
+        let mut chars: Vec<u8> = bytes.get(i..i + 4).unwrap_or_default().to_vec();
+        let mut j = i + 4;
+        while chars.len() < 34 {
+            let c = at(bytes, j);
+            if c.is_ascii_digit() || c.is_ascii_uppercase() {
+                chars.push(c);
+                j += 1;
+            } else if c == b' '
+                && (at(bytes, j + 1).is_ascii_digit() || at(bytes, j + 1).is_ascii_uppercase())
+                && chars.len().is_multiple_of(4)
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if (15..=34).contains(&chars.len()) && !word_byte(at(bytes, j)) && iban_valid(&chars) {
+            found.push(PiiMatch {
+                rule: "pii.iban",
+                kind: "iban",
+                start: i,
+                end: j,
+            });
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// ISO 13616 mod-97 check.
+#[must_use]
+pub fn iban_valid(chars: &[u8]) -> bool {
+    if chars.len() < 15 {
+        return false;
+    }
+    let rotated = chars.iter().skip(4).chain(chars.iter().take(4));
+    let mut rem: u32 = 0;
+    for &c in rotated {
+        let v = if c.is_ascii_digit() {
+            u32::from(c - b'0')
+        } else if c.is_ascii_uppercase() {
+            u32::from(c - b'A') + 10
+        } else {
+            return false;
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+/// IDs that start with letters: UK NINO, Taiwan ID, Spanish NIE.
+fn letter_ids(bytes: &[u8], found: &mut Vec<PiiMatch>) {
+    let mut i = 0;
+    while i + 9 <= bytes.len() {
+        if !at(bytes, i).is_ascii_uppercase() || (i > 0 && word_byte(at(bytes, i - 1))) {
+            i += 1;
+            continue;
+        }
+        // Taiwan: letter, 1 or 2, eight digits.
+        let tw = bytes.get(i..i + 10).filter(|s| {
+            s.len() == 10
+                && matches!(at(s, 1), b'1' | b'2')
+                && s.iter().skip(1).all(u8::is_ascii_digit)
+        });
+        if let Some(id) = tw
+            && !word_byte(at(bytes, i + 10))
+            && taiwan(id)
+        {
+            found.push(PiiMatch {
+                rule: "pii.national_id.tw",
+                kind: "national_id",
+                start: i,
+                end: i + 10,
+            });
+            i += 10;
+            continue;
+        }
+        // UK NINO: two letters, six digits (optionally paired), suffix A-D.
+        let compact: Vec<(u8, usize)> = bytes
+            .iter()
+            .enumerate()
+            .skip(i)
+            .take(13)
+            .filter(|(_, b)| **b != b' ')
+            .map(|(k, &b)| (b, k))
+            .take(9)
+            .collect();
+        if compact.len() == 9 {
+            let c = |k: usize| compact.get(k).map_or(0, |p| p.0);
+            let prefix_ok =
+                b"ABCEGHJKLMNOPRSTWXYZ".contains(&c(0)) && b"ABCEGHJKLMNPRSTWXYZ".contains(&c(1));
+            let end = compact.get(8).map_or(i, |p| p.1 + 1);
+            if prefix_ok
+                && (2..8).all(|k| c(k).is_ascii_digit())
+                && matches!(c(8), b'A'..=b'D')
+                && !word_byte(at(bytes, end))
+                && !matches!(
+                    &[c(0), c(1)],
+                    b"BG" | b"GB" | b"NK" | b"KN" | b"TN" | b"NT" | b"ZZ"
+                )
+            {
+                found.push(PiiMatch {
+                    rule: "pii.national_id.uk_nino",
+                    kind: "national_id",
+                    start: i,
+                    end,
+                });
+                i = end;
+                continue;
+            }
+        }
+        // Spanish NIE: X/Y/Z, seven digits, letter.
+        if matches!(at(bytes, i), b'X' | b'Y' | b'Z')
+            && bytes
+                .get(i + 1..i + 8)
+                .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+            && at(bytes, i + 8).is_ascii_uppercase()
+            && !word_byte(at(bytes, i + 9))
+        {
+            let lead = match at(bytes, i) {
+                b'X' => b'0',
+                b'Y' => b'1',
+                _ => b'2',
+            };
+            let mut digits = vec![lead];
+            digits.extend_from_slice(bytes.get(i + 1..i + 8).unwrap_or_default());
+            if dni(&digits, at(bytes, i + 8)) {
+                found.push(PiiMatch {
+                    rule: "pii.national_id.es",
+                    kind: "national_id",
+                    start: i,
+                    end: i + 9,
+                });
+                i += 9;
+                continue;
+            }
+        }
+        i += 1;
+    }
+}
+
+fn taiwan(id: &[u8]) -> bool {
+    const CODES: &[u8] = b"ABCDEFGHJKLMNPQRSTUVXYWZIO";
+    let Some(pos) = CODES.iter().position(|&c| c == at(id, 0)) else {
+        return false;
+    };
+    let n = u32::try_from(pos).unwrap_or(0) + 10;
+    let mut sum = n / 10 + (n % 10) * 9;
+    for (k, &c) in id.iter().skip(1).take(8).enumerate() {
+        sum += u32::from(c.wrapping_sub(b'0')) * (8 - u32::try_from(k).unwrap_or(0));
+    }
+    sum += u32::from(at(id, 9).wrapping_sub(b'0'));
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<&'static str> {
+        scan(text).iter().map(|m| m.rule).collect()
+    }
+
+    #[test]
+    fn valid_items_are_found() {
+        let cases = [
+            ("mail alice.smith+x@example.co.uk now", "pii.email"),
+            ("card 4111 1111 1111 1111 exp", "pii.payment_card"),
+            ("card 5500-0000-0000-0004.", "pii.payment_card"),
+            ("amex 378282246310005", "pii.payment_card"),
+            ("IBAN DE89 3704 0044 0532 0130 00 thanks", "pii.iban"),
+            ("GB82WEST12345698765432", "pii.iban"),
+            ("SSN 123-45-6789", "pii.national_id.us_ssn"),
+            ("call +1 415 555 2671 today", "pii.phone"),
+            ("call (415) 555-2671", "pii.phone"),
+            ("NINO AB 12 34 56 C", "pii.national_id.uk_nino"),
+            ("DNI 12345678Z", "pii.national_id.es"),
+            ("ID A123456789", "pii.national_id.tw"),
+            ("身份证 11010519491231002X", "pii.national_id.cn"),
+        ];
+        for (text, rule) in cases {
+            assert!(kinds(text).contains(&rule), "{text:?}: {:?}", kinds(text));
+        }
+    }
+
+    #[test]
+    fn numbers_that_fail_checks_are_not_found() {
+        for text in [
+            "card 4111 1111 1111 1112",
+            "IBAN DE89 3704 0044 0532 0130 01",
+            "order 1234567890123",
+            "2024-05-19 23:50:00",
+            "version 1.2.3.4",
+            "SSN 000-12-3456",
+            "US133000000121212121212",
+            "DNI 12345678A",
+            "x@y",
+            "price 1,234,567.89",
+        ] {
+            assert!(kinds(text).is_empty(), "{text:?}: {:?}", kinds(text));
+        }
+    }
+}
