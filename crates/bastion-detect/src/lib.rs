@@ -7,7 +7,6 @@
 //! - the [`normalize`] step (what a model reads but a human does not see),
 //! - the injection/poisoning [`rules`] (multilingual, anchored, position-aware),
 //! - the [`secrets`] and [`pii`] scanners (for redaction; they do not make text an attack),
-//! - the [`model`] (a linear model over hashed word n-grams, weights checked by SHA-256),
 //!
 //! and offers [`redact`](Engine::redact) and [`spotlight`] for the gateway's actions.
 //!
@@ -15,7 +14,6 @@
 //! matched text (so a secret cannot leak through a finding); the score is in [0, 1] and only
 //! attack categories contribute to it.
 
-pub mod model;
 pub mod normalize;
 pub mod pii;
 pub mod rules;
@@ -52,15 +50,6 @@ pub enum Place {
     Key,
 }
 
-/// Which model head scores a text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Tool, prompt and template definitions and server instructions.
-    Definition,
-    /// Anything an upstream returns or a server asks for.
-    Output,
-}
-
 /// One finding. It names what matched and where, never the matched text itself.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finding {
@@ -83,10 +72,6 @@ pub struct Finding {
 pub struct Report {
     /// Attack score in [0, 1].
     pub score: f32,
-    /// The rule-based part of the score.
-    pub rule_score: f32,
-    /// The model's probability (0 when the model is off).
-    pub model_score: f32,
     /// All findings, strongest first.
     pub findings: Vec<Finding>,
 }
@@ -120,15 +105,11 @@ pub struct RedactKinds {
     pub personal_data: bool,
 }
 
-/// How much the model contributes to the score (the rest is the rules').
-pub const MODEL_WEIGHT: f32 = 0.9;
-
 /// The engine. Build once, share (`Sync`), scan from any thread.
 #[derive(Debug)]
 pub struct Engine {
     rules: rules::Compiled,
     secrets: secrets::Scanner,
-    model: Option<model::Model>,
     limits: Limits,
 }
 
@@ -305,7 +286,6 @@ fn suspicious_key(key: &str) -> bool {
 struct Collector<'a> {
     engine: &'a Engine,
     findings: Vec<Finding>,
-    model_text: String,
 }
 
 impl Collector<'_> {
@@ -330,7 +310,16 @@ impl Collector<'_> {
 
     /// Scan one string at `path` sitting at `place`.
     fn text(&mut self, text: &str, place: Place, path: &str) {
-        if text.is_empty() {
+        // Identifiers (keys, names, enum tokens like "text") cannot carry a sentence; only
+        // their characters matter, and plain ASCII identifiers have none to hide.
+        if text.is_empty()
+            || (text.len() <= 64
+                && text.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':')
+                })
+                && !text.contains("ai_")
+                && !text.contains("_ai"))
+        {
             return;
         }
         let engine = self.engine;
@@ -363,16 +352,16 @@ impl Collector<'_> {
         for layer in &normalized.layers {
             hits.clear();
             engine.rules.scan(&layer.text, &mut hits);
-            if self.model_text.len() < 64 * 1024 {
-                self.model_text.push_str(&layer.text);
-                self.model_text.push('\n');
-            }
             let mut hidden_hit = false;
             for hit in &hits {
                 let Some(rule) = rules::RULES.get(usize::from(hit.rule)) else {
                     continue;
                 };
                 let mut w = (rule.weight * place_factor(place, rule.category)).min(0.97);
+                if hit.statement {
+                    // "the malware sends files to its server" describes; it does not command.
+                    w *= 0.5;
+                }
                 if hit.quoted {
                     // Quoted as an example in a discussion: still recorded, weighed less.
                     w *= 0.4;
@@ -398,6 +387,25 @@ impl Collector<'_> {
                     path,
                     layer.kind.name(),
                     [0, layer.text.len()],
+                );
+            }
+        }
+        if matches!(place, Place::Description | Place::ParamDescription) {
+            // A definition that sells itself is steering the model's choice of tool.
+            let claims = engine.rules.hype(text);
+            if claims >= 2 {
+                let w = match claims {
+                    2 => 0.3,
+                    3 => 0.55,
+                    _ => 0.7,
+                };
+                self.finding(
+                    "inj.tool.promotion",
+                    Category::ToolCoercion,
+                    w,
+                    path,
+                    "input",
+                    [0, text.len()],
                 );
             }
         }
@@ -584,64 +592,43 @@ fn combine(findings: &[Finding]) -> f32 {
 }
 
 impl Engine {
-    /// Build the engine with the committed model.
+    /// Build the engine.
     ///
     /// # Errors
-    /// When the rule table does not compile or the model's checksum does not match (both
-    /// defects; callers fail closed).
+    /// When the rule or provider tables do not compile (a defect; callers fail closed).
     pub fn new() -> Result<Self, CompileError> {
         Ok(Self {
             rules: rules::Compiled::new()?,
             secrets: secrets::Scanner::new()?,
-            model: Some(model::Model::embedded()?),
             limits: Limits::default(),
         })
     }
 
-    /// Build the engine without the learned model (rules only).
-    ///
-    /// # Errors
-    /// When the rule table does not compile.
-    pub fn rules_only() -> Result<Self, CompileError> {
-        Ok(Self {
-            rules: rules::Compiled::new()?,
-            secrets: secrets::Scanner::new()?,
-            model: None,
-            limits: Limits::default(),
-        })
-    }
-
-    /// Replace the model (for training and evaluation).
-    #[must_use]
-    pub fn with_model(mut self, model: Option<model::Model>) -> Self {
-        self.model = model;
-        self
-    }
-
-    fn finish(&self, mut c: Collector<'_>, kind: Kind) -> Report {
-        let rule_score = combine(&c.findings);
-        let model_score = self
-            .model
-            .as_ref()
-            .map_or(0.0, |m| m.predict(kind, &c.model_text));
-        let score = 1.0 - (1.0 - rule_score) * (1.0 - MODEL_WEIGHT * model_score);
+    fn finish(&self, mut c: Collector<'_>) -> Report {
+        let score = combine(&c.findings).clamp(0.0, 1.0);
         c.findings.sort_by(|a, b| b.weight.total_cmp(&a.weight));
         Report {
-            score: score.clamp(0.0, 1.0),
-            rule_score,
-            model_score,
+            score,
             findings: c.findings,
         }
     }
 
     /// Scan a free text (a tool result, a resource, a prompt message, a sampling request).
     #[must_use]
-    pub fn scan_text(&self, text: &str, kind: Kind) -> Report {
-        let mut c = Collector {
+    pub fn scan_text(&self, text: &str) -> Report {
+        let c = self.collect_text(text);
+        self.finish(c)
+    }
+
+    fn collector(&self) -> Collector<'_> {
+        Collector {
             engine: self,
             findings: Vec::new(),
-            model_text: String::new(),
-        };
+        }
+    }
+
+    fn collect_text(&self, text: &str) -> Collector<'_> {
+        let mut c = self.collector();
         let trimmed = text.trim_start();
         if (trimmed.starts_with('{') || trimmed.starts_with('['))
             && let Ok(value) = serde_json::from_str::<Value>(text)
@@ -651,23 +638,19 @@ impl Engine {
         } else {
             c.text(text, Place::Text, "");
         }
-        self.finish(c, kind)
+        c
     }
 
     /// Scan a JSON value (a `CallToolResult`, arguments, a sampling or elicitation request):
     /// every string it holds, with keys checked too.
     #[must_use]
-    pub fn scan_value(&self, value: &Value, kind: Kind) -> Report {
-        let mut c = Collector {
-            engine: self,
-            findings: Vec::new(),
-            model_text: String::new(),
-        };
+    pub fn scan_value(&self, value: &Value) -> Report {
+        let mut c = self.collector();
         match value {
             Value::String(s) => self.scan_json_string(&mut c, s, ""),
             _ => c.values(value, Place::ResultField, "", 0),
         }
-        self.finish(c, kind)
+        self.finish(c)
     }
 
     /// A string inside a result may itself be JSON (a tool returning serialized data).
@@ -686,14 +669,15 @@ impl Engine {
     /// tools served by *other* upstreams (a description naming one is cross-tool shadowing).
     #[must_use]
     pub fn scan_definition(&self, def: &Value, others: &[&str]) -> Report {
-        let mut c = Collector {
-            engine: self,
-            findings: Vec::new(),
-            model_text: String::new(),
-        };
+        let c = self.collect_definition(def, others);
+        self.finish(c)
+    }
+
+    fn collect_definition(&self, def: &Value, others: &[&str]) -> Collector<'_> {
+        let mut c = self.collector();
         let Value::Object(map) = def else {
             c.values(def, Place::UnknownField, "", 0);
-            return self.finish(c, Kind::Definition);
+            return c;
         };
         for (key, value) in map {
             let here = format!("/{}", escape_pointer(key));
@@ -736,7 +720,14 @@ impl Engine {
                                 Value::Bool(_),
                             ) => {}
                             (k, v) => {
-                                if !known_key(k) {
+                                if !matches!(
+                                    k,
+                                    "title"
+                                        | "readOnlyHint"
+                                        | "destructiveHint"
+                                        | "idempotentHint"
+                                        | "openWorldHint"
+                                ) {
                                     c.finding(
                                         "placement.unknown_annotation",
                                         Category::Placement,
@@ -755,19 +746,15 @@ impl Engine {
                 (k, v) => c.unknown(k, v, &here, 1),
             }
         }
-        self.finish(c, Kind::Definition)
+        c
     }
 
     /// Scan a bare string sitting at `place` (e.g. server `instructions` as a description).
     #[must_use]
-    pub fn scan_string(&self, text: &str, place: Place, kind: Kind) -> Report {
-        let mut c = Collector {
-            engine: self,
-            findings: Vec::new(),
-            model_text: String::new(),
-        };
+    pub fn scan_string(&self, text: &str, place: Place) -> Report {
+        let mut c = self.collector();
         c.text(text, place, "");
-        self.finish(c, kind)
+        self.finish(c)
     }
 
     /// Secrets and personal data in `text`, as `(rule, kind, start, end)`.
@@ -905,7 +892,7 @@ mod tests {
     use serde_json::json;
 
     fn engine() -> Engine {
-        Engine::rules_only().unwrap()
+        Engine::new().unwrap()
     }
 
     #[test]
@@ -951,7 +938,7 @@ mod tests {
             .chars()
             .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
             .collect();
-        let r = e.scan_text(&format!("Weather is sunny.{tags}"), Kind::Output);
+        let r = e.scan_text(&format!("Weather is sunny.{tags}"));
         assert!(r.score > 0.9, "{r:?}");
         let f = r
             .findings
@@ -965,7 +952,7 @@ mod tests {
     fn findings_never_carry_the_secret_and_redaction_types_it() {
         let e = engine();
         let text = "config: aws key AKIAIOSFODNN7EXAMPLE, mail bob@example.com";
-        let r = e.scan_text(text, Kind::Output);
+        let r = e.scan_text(text);
         let json = serde_json::to_string(&r).unwrap();
         assert!(!json.contains("AKIAIOSFODNN7EXAMPLE") && !json.contains("bob@example.com"));
         assert!(r.has_sensitive());

@@ -244,7 +244,15 @@ fn reveal_into<'a>(
     } else {
         let revealed = reveal_chars(&input, index);
         out.marks.extend(revealed.marks);
-        let view = fold(&revealed.text, index, &mut out.marks);
+        // NFKC can expand a character up to 18-fold (U+FDFA): the view may grow by at most
+        // half of the input again at the top level, and not at all in decoded layers, whose
+        // size the decoding budget already accounts for.
+        let cap = if depth == 0 {
+            input.len() + input.len() / 2 + 64
+        } else {
+            input.len()
+        };
+        let view = fold(&revealed.text, index, &mut out.marks, cap);
         let hidden = [
             (LayerKind::UnicodeTags, revealed.tags),
             (LayerKind::VariationSelectors, revealed.selectors),
@@ -750,11 +758,20 @@ fn latin_lookalike(c: char) -> Option<char> {
 
 /// NFKC, lower case, and Latin folding of mixed-script words (and, in text that is mostly
 /// Latin, of words made only of look-alikes: "а" or "уоu" typed in Cyrillic).
-fn fold(text: &str, layer: usize, marks: &mut Vec<Observation>) -> String {
+fn fold(text: &str, layer: usize, marks: &mut Vec<Observation>, cap: usize) -> String {
     if text.is_ascii() {
         return text.to_owned();
     }
-    let nfkc: String = text.nfkc().flat_map(char::to_lowercase).collect();
+    let mut nfkc = String::with_capacity(text.len().min(cap));
+    for c in text.nfkc().flat_map(char::to_lowercase) {
+        if nfkc.len() + c.len_utf8() > cap {
+            // An expansion bomb: read the text lower-cased but not NFKC-normalized rather than
+            // cut it (a cut would hide whatever follows the bomb).
+            nfkc = text.to_lowercase();
+            break;
+        }
+        nfkc.push(c);
+    }
     let (latin_letters, other_letters) =
         nfkc.chars()
             .filter(|c| c.is_alphabetic())

@@ -432,15 +432,23 @@ fn letter_ids(bytes: &[u8], found: &mut Vec<PiiMatch>) {
             continue;
         }
         // UK NINO: two letters, six digits (optionally paired), suffix A-D.
-        let compact: Vec<(u8, usize)> = bytes
-            .iter()
-            .enumerate()
-            .skip(i)
-            .take(13)
-            .filter(|(_, b)| **b != b' ')
-            .map(|(k, &b)| (b, k))
-            .take(9)
-            .collect();
+        // (Checked only when a second capital and a digit follow: most capitals start words.)
+        let nino_shape = at(bytes, i + 1).is_ascii_uppercase()
+            && (at(bytes, i + 2).is_ascii_digit()
+                || (at(bytes, i + 2) == b' ' && at(bytes, i + 3).is_ascii_digit()));
+        let compact: Vec<(u8, usize)> = if !nino_shape {
+            Vec::new()
+        } else {
+            bytes
+                .iter()
+                .enumerate()
+                .skip(i)
+                .take(13)
+                .filter(|(_, b)| **b != b' ')
+                .map(|(k, &b)| (b, k))
+                .take(9)
+                .collect()
+        };
         if compact.len() == 9 {
             let c = |k: usize| compact.get(k).map_or(0, |p| p.0);
             let prefix_ok =

@@ -222,7 +222,7 @@ static PROVIDERS: &[Provider] = &[
         "secret.artifactory_token",
         "artifactory_token",
         &["AKC", "AP"],
-        r"(^|[\s=:\x22'])(AKC[a-zA-Z0-9]{10,}|AP[0-9ABCDEF][a-zA-Z0-9]{8,})\b",
+        r"\b(AKC[a-zA-Z0-9]{10,}|AP[0-9ABCDEF][a-zA-Z0-9]{8,})\b",
     ),
     p(
         "secret.cloudant",
@@ -230,6 +230,17 @@ static PROVIDERS: &[Provider] = &[
         &["cloudant"],
         r"(?i)https?://[\w-]+:([0-9a-f]{64}|[a-z]{24})@[\w-]+\.cloudant\.com",
     ),
+];
+
+/// Providers whose anchor sits inside the token (a URL's `://`, a suffix): matched in a window
+/// around the anchor. Every other provider's token starts at its anchor and is matched there,
+/// anchored, which costs only as much as the token is long.
+const WINDOWED: &[&str] = &[
+    "secret.basic_auth_url",
+    "secret.mailchimp",
+    "secret.slack_webhook",
+    "secret.telegram_token",
+    "secret.cloudant",
 ];
 
 /// Keywords that announce a secret value.
@@ -386,13 +397,36 @@ impl Scanner {
                 }
             }
         }
+        // Non-overlapping scan; an anchor stands for every anchor it contains ("sk-ant-" also
+        // triggers the "sk-" providers).
+        let anchor_provider: Vec<Vec<usize>> = anchors
+            .iter()
+            .map(|outer| {
+                let mut list: Vec<usize> = anchors
+                    .iter()
+                    .zip(&anchor_provider)
+                    .filter(|(inner, _)| outer.contains(*inner))
+                    .flat_map(|(_, l)| l.iter().copied())
+                    .collect();
+                list.sort_unstable();
+                list.dedup();
+                list
+            })
+            .collect();
         let anchors_ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
             .build(&anchors)
             .map_err(|e| err(&e))?;
         let patterns = PROVIDERS
             .iter()
-            .map(|p| Regex::new(p.pattern).map_err(|e| err(&e)))
+            .map(|p| {
+                if WINDOWED.contains(&p.rule) {
+                    Regex::new(p.pattern)
+                } else {
+                    Regex::new(&format!(r"\A(?:{})", p.pattern))
+                }
+                .map_err(|e| err(&e))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
@@ -414,7 +448,8 @@ impl Scanner {
     #[must_use]
     pub fn scan(&self, text: &str) -> Vec<SecretMatch> {
         let mut found: Vec<SecretMatch> = Vec::new();
-        for m in self.anchors.find_overlapping_iter(text).take(4096) {
+        let bytes = text.as_bytes();
+        for m in crate::rules::starts(&self.anchors, text) {
             let Some(providers) = self.anchor_provider.get(m.pattern().as_usize()) else {
                 continue;
             };
@@ -423,26 +458,37 @@ impl Scanner {
                 else {
                     continue;
                 };
-                let from = floor(text, m.start().saturating_sub(80));
-                let to = ceil(
-                    text,
-                    m.end().saturating_add(if provider.kind == "private_key" {
-                        9000
-                    } else {
-                        400
-                    }),
-                );
-                let Some(window) = text.get(from..to) else {
-                    continue;
+                let reach = if provider.kind == "private_key" {
+                    9000
+                } else {
+                    400
                 };
-                if let Some(hit) = re
-                    .find_iter(window)
-                    .find(|h| from + h.start() <= m.start() && from + h.end() >= m.end())
-                {
-                    let (mut start, end) = (from + hit.start(), from + hit.end());
+                let span = if WINDOWED.contains(&provider.rule) {
+                    let from = floor(text, m.start().saturating_sub(80));
+                    let to = ceil(text, m.end().saturating_add(reach));
+                    text.get(from..to).and_then(|window| {
+                        re.find_iter(window)
+                            .map(|h| (from + h.start(), from + h.end()))
+                            .find(|&(s, e)| s <= m.start() && e >= m.end())
+                    })
+                } else {
+                    // The token starts at the anchor, which must start a word.
+                    if m.start() > 0
+                        && bytes
+                            .get(m.start() - 1)
+                            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    {
+                        continue;
+                    }
+                    let to = ceil(text, m.start().saturating_add(reach));
+                    text.get(m.start()..to)
+                        .and_then(|tail| re.find(tail))
+                        .map(|h| (m.start() + h.start(), m.start() + h.end()))
+                };
+                if let Some((mut start, end)) = span {
                     // Patterns that assert what precedes a token include it in the match.
                     while start < end
-                        && text.as_bytes().get(start).is_some_and(|b| {
+                        && bytes.get(start).is_some_and(|b| {
                             matches!(b, b' ' | b'\t' | b'\n' | b'=' | b':' | b'"' | b'\'')
                         })
                     {
@@ -460,7 +506,7 @@ impl Scanner {
                 }
             }
         }
-        for m in self.keywords.find_iter(text).take(1024) {
+        for m in self.keywords.find_iter(text) {
             let Some(rest) = text.get(m.end()..ceil(text, m.end().saturating_add(260))) else {
                 continue;
             };

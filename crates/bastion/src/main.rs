@@ -122,9 +122,6 @@ enum Cmd {
         /// Score at or above which a row is an attack.
         #[arg(long, default_value_t = 0.5)]
         threshold: f32,
-        /// Rules only, without the learned model.
-        #[arg(long)]
-        rules_only: bool,
         /// The JSONL file ("-" for standard input).
         file: PathBuf,
     },
@@ -428,17 +425,12 @@ fn main() -> anyhow::Result<()> {
         Cmd::Detect {
             kind,
             threshold,
-            rules_only,
             file,
         } => {
             if !(0.0..=1.0).contains(&threshold) {
                 anyhow::bail!("--threshold must be within 0..=1");
             }
-            let engine = if rules_only {
-                bastion_detect::Engine::rules_only()?
-            } else {
-                bastion_detect::Engine::new()?
-            };
+            let engine = bastion_detect::Engine::new()?;
             let stdout = std::io::stdout().lock();
             let out = std::io::BufWriter::new(stdout);
             let clean = if file.as_os_str() == "-" {
