@@ -330,15 +330,7 @@ impl Collector<'_> {
             if definition_like && obs.mark != Mark::EncodedText {
                 w = (w * 1.2).min(0.95);
             }
-            let layer = normalized
-                .layers
-                .get(obs.layer)
-                .map_or("text", |l| l.kind.name());
-            let layer = if obs.layer == 0 && normalize::is_plain(text) {
-                "input"
-            } else {
-                layer
-            };
+            let layer = normalized.layers.get(obs.layer).map_or("text", layer_name);
             self.finding(
                 mark_rule(obs.mark),
                 mark_category(obs.mark),
@@ -370,14 +362,14 @@ impl Collector<'_> {
                     w = hidden_boost(w);
                     hidden_hit = true;
                 }
-                let name = if layer.kind == LayerKind::Text
-                    && matches!(layer.text, std::borrow::Cow::Borrowed(_))
-                {
-                    "input"
-                } else {
-                    layer.kind.name()
-                };
-                self.finding(rule.id, rule.category, w, path, name, [hit.start, hit.end]);
+                self.finding(
+                    rule.id,
+                    rule.category,
+                    w,
+                    path,
+                    layer_name(layer),
+                    [hit.start, hit.end],
+                );
             }
             if hidden_hit {
                 self.finding(
@@ -562,6 +554,16 @@ impl Collector<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// A layer's name in findings: a text layer the normalizer left untouched (borrowed) is the
+/// scanned string itself, so its spans are `input` spans.
+fn layer_name(layer: &normalize::Layer<'_>) -> &'static str {
+    if layer.kind == LayerKind::Text && matches!(layer.text, std::borrow::Cow::Borrowed(_)) {
+        "input"
+    } else {
+        layer.kind.name()
     }
 }
 

@@ -878,10 +878,14 @@ fn html(
         };
         let rest = text.get(whole.end()..).unwrap_or("");
         let close = format!("</{}", tag.as_str().to_ascii_lowercase());
+        // The element's end is looked for within 4 KiB (lower-casing only that much, not the
+        // whole remaining text for each of up to 64 elements).
+        let limit = crate::rules::ceil_boundary(rest, 4096);
         let end = rest
-            .to_ascii_lowercase()
-            .find(&close)
-            .unwrap_or(rest.len().min(4096));
+            .get(..limit)
+            .map(str::to_ascii_lowercase)
+            .and_then(|r| r.find(&close))
+            .unwrap_or(limit);
         let body = rest.get(..end).unwrap_or("");
         if body.trim().is_empty() {
             continue;

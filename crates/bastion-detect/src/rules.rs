@@ -728,18 +728,21 @@ pub(crate) fn starts<'a>(
     })
 }
 
-fn floor_boundary(text: &str, mut at: usize) -> usize {
+/// The nearest character boundary at or before `at`.
+pub(crate) fn floor_boundary(text: &str, mut at: usize) -> usize {
     while at > 0 && !text.is_char_boundary(at) {
         at -= 1;
     }
     at
 }
 
-fn ceil_boundary(text: &str, mut at: usize) -> usize {
+/// The nearest character boundary at or after `at`, at most the end of `text`.
+pub(crate) fn ceil_boundary(text: &str, mut at: usize) -> usize {
+    at = at.min(text.len());
     while at < text.len() && !text.is_char_boundary(at) {
         at += 1;
     }
-    at.min(text.len())
+    at
 }
 
 /// Run `re` in the window around an anchor at `start..end` (for imperative rules, the match

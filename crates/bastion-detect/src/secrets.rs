@@ -464,8 +464,8 @@ impl Scanner {
                     400
                 };
                 let span = if WINDOWED.contains(&provider.rule) {
-                    let from = floor(text, m.start().saturating_sub(80));
-                    let to = ceil(text, m.end().saturating_add(reach));
+                    let from = crate::rules::floor_boundary(text, m.start().saturating_sub(80));
+                    let to = crate::rules::ceil_boundary(text, m.end().saturating_add(reach));
                     text.get(from..to).and_then(|window| {
                         re.find_iter(window)
                             .map(|h| (from + h.start(), from + h.end()))
@@ -480,7 +480,7 @@ impl Scanner {
                     {
                         continue;
                     }
-                    let to = ceil(text, m.start().saturating_add(reach));
+                    let to = crate::rules::ceil_boundary(text, m.start().saturating_add(reach));
                     text.get(m.start()..to)
                         .and_then(|tail| re.find(tail))
                         .map(|h| (m.start() + h.start(), m.start() + h.end()))
@@ -507,7 +507,9 @@ impl Scanner {
             }
         }
         for m in self.keywords.find_iter(text) {
-            let Some(rest) = text.get(m.end()..ceil(text, m.end().saturating_add(260))) else {
+            let Some(rest) =
+                text.get(m.end()..crate::rules::ceil_boundary(text, m.end().saturating_add(260)))
+            else {
                 continue;
             };
             let Some(caps) = self.keyword_value.captures(rest) else {
@@ -593,21 +595,6 @@ fn push(found: &mut Vec<SecretMatch>, m: SecretMatch) {
         return;
     }
     found.push(m);
-}
-
-fn floor(text: &str, mut at: usize) -> usize {
-    while at > 0 && !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
-}
-
-fn ceil(text: &str, mut at: usize) -> usize {
-    at = at.min(text.len());
-    while at < text.len() && !text.is_char_boundary(at) {
-        at += 1;
-    }
-    at
 }
 
 #[cfg(test)]
