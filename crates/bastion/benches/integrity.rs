@@ -55,7 +55,12 @@ fn bench(c: &mut Criterion) {
         "bench.toml",
     )
     .unwrap();
-    let pins = Pins::new(&cfg.upstreams, Default::default());
+    let pins = Pins::new(
+        &cfg.upstreams,
+        Default::default(),
+        std::sync::Arc::new(bastion_detect::Engine::new().unwrap()),
+        cfg.detection.tool_definitions,
+    );
     let store = Store::Embedded(Sqlite::new(None));
     let audit = MemorySink::default();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -44,6 +44,9 @@ pub enum EventKind {
     /// A tool, prompt, template or instructions definition was pinned,
     /// changed, quarantined, approved, rejected or rolled back.
     Integrity,
+    /// The detection engine acted on a message (flagged, redacted,
+    /// spotlighted or blocked it).
+    Detection,
 }
 
 /// How it ended.
@@ -159,6 +162,10 @@ pub struct AuditEvent {
     /// structured diff, risk, findings, who decided).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<serde_json::Value>,
+    /// A detection event: direction, action, score, rule IDs and where they
+    /// matched (JSON Pointers), never the matched text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detection: Option<serde_json::Value>,
 }
 
 impl AuditEvent {
@@ -201,6 +208,7 @@ impl AuditEvent {
             bytes_in: None,
             bytes_out: None,
             change: None,
+            detection: None,
         }
     }
 }
@@ -224,9 +232,10 @@ const SECRET_NAMES: &[&str] = &[
     "otp",
 ];
 
-/// Value prefixes of well-known credentials (until the detection engine
-/// does this properly): GitHub, OpenAI/Anthropic-style, Slack, AWS, Google,
-/// JWTs, PEM keys.
+/// Value prefixes of well-known credentials, redacted whole even when the
+/// detection engine's validators would not call the rest a key (a truncated
+/// or test token is still not for the trail): GitHub, OpenAI/Anthropic-style,
+/// Slack, AWS, Google, JWTs, PEM keys.
 const SECRET_PREFIXES: &[&str] = &[
     "ghp_",
     "gho_",
@@ -244,12 +253,27 @@ const SECRET_PREFIXES: &[&str] = &[
 ];
 
 /// A tool call's arguments as the trail keeps them: values under secret-like
-/// names and values that look like credentials become `"[REDACTED]"`; strings
-/// longer than 256 characters are cut (with their full length noted); depth
-/// and size are bounded (4 KiB; past it, `"[TRUNCATED]"`).
-pub fn redact_arguments(v: &serde_json::Value) -> serde_json::Value {
+/// names and values that start like credentials become `"[REDACTED]"`;
+/// secrets and personal data the detection engine finds anywhere in a string
+/// become typed placeholders (`[REDACTED:github_token]`, `[REDACTED:email]`);
+/// strings longer than 256 characters are cut (with their full length
+/// noted); depth and size are bounded (4 KiB; past it, `"[TRUNCATED]"`).
+pub fn redact_arguments(
+    engine: &bastion_detect::Engine,
+    v: &serde_json::Value,
+) -> serde_json::Value {
     use serde_json::Value;
-    fn walk(v: &Value, depth: usize, budget: &mut usize) -> Value {
+    let all = bastion_detect::RedactKinds {
+        secrets: true,
+        personal_data: true,
+    };
+    fn walk(
+        engine: &bastion_detect::Engine,
+        all: bastion_detect::RedactKinds,
+        v: &Value,
+        depth: usize,
+        budget: &mut usize,
+    ) -> Value {
         if *budget == 0 || depth > 6 {
             return Value::from("[TRUNCATED]");
         }
@@ -270,7 +294,7 @@ pub fn redact_arguments(v: &serde_json::Value) -> serde_json::Value {
                         if secret {
                             Value::from("[REDACTED]")
                         } else {
-                            walk(x, depth + 1, budget)
+                            walk(engine, all, x, depth + 1, budget)
                         },
                     );
                 }
@@ -279,7 +303,7 @@ pub fn redact_arguments(v: &serde_json::Value) -> serde_json::Value {
             Value::Array(a) => Value::Array(
                 a.iter()
                     .take(32)
-                    .map(|x| walk(x, depth + 1, budget))
+                    .map(|x| walk(engine, all, x, depth + 1, budget))
                     .collect(),
             ),
             Value::String(s) => {
@@ -289,6 +313,9 @@ pub fn redact_arguments(v: &serde_json::Value) -> serde_json::Value {
                 {
                     return Value::from("[REDACTED]");
                 }
+                // Redact before cutting, so a secret straddling the cut is found whole.
+                let redacted = engine.redact(s, all).map(|(clean, _)| clean);
+                let s = redacted.as_deref().unwrap_or(s);
                 let n = s.chars().count();
                 let kept: String = s.chars().take(256.min(*budget)).collect();
                 *budget = budget.saturating_sub(kept.len() + 2);
@@ -305,7 +332,7 @@ pub fn redact_arguments(v: &serde_json::Value) -> serde_json::Value {
         }
     }
     let mut budget = 4096;
-    walk(v, 0, &mut budget)
+    walk(engine, all, v, 0, &mut budget)
 }
 
 /// The event schema version every record's event carries (`schema`).
@@ -367,6 +394,23 @@ pub fn ocsf(ev: &AuditEvent) -> serde_json::Map<String, serde_json::Value> {
                 .map(|c| format!("tool integrity {c}"))
                 .unwrap_or_else(|| "tool integrity".into()),
         ),
+        // Detection Finding too: the activity names what was done, and where.
+        EventKind::Detection => {
+            let field = |k: &str| {
+                ev.detection
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            (
+                2004,
+                2,
+                1,
+                format!("detection {} {}", field("action"), field("direction")),
+            )
+        }
     };
     let (status, severity) = match ev.outcome {
         Outcome::Ok => (1, 1),
@@ -574,7 +618,8 @@ mod tests {
             "long": "x".repeat(1000),
             "list": (0..100).collect::<Vec<i32>>(),
         });
-        let r = redact_arguments(&v);
+        let engine = bastion_detect::Engine::new().unwrap();
+        let r = redact_arguments(&engine, &v);
         assert_eq!(r["path"], "/srv/reports/q3.csv");
         assert_eq!(r["api_key"], "[REDACTED]");
         assert_eq!(r["Authorization"], "[REDACTED]");
@@ -583,10 +628,19 @@ mod tests {
         assert_eq!(r["nested"]["n"], 3);
         assert!(r["long"].as_str().unwrap().ends_with("…[1000 chars]"));
         assert_eq!(r["list"].as_array().unwrap().len(), 32);
+        // Secrets and personal data anywhere in a string are typed by the engine.
+        let r = redact_arguments(
+            &engine,
+            &serde_json::json!({"msg": "push with ghp_0123456789abcdefghijABCDEFGHIJ012345 then mail ada@example.org"}),
+        );
+        assert_eq!(
+            r["msg"],
+            "push with [REDACTED:github_token] then mail [REDACTED:email]"
+        );
         let huge = serde_json::json!({"a": "y".repeat(250), "b": "y".repeat(250),
             "c": (0..50).map(|i| format!("{i}").repeat(100)).collect::<Vec<_>>()});
         assert!(
-            serde_json::to_string(&redact_arguments(&huge))
+            serde_json::to_string(&redact_arguments(&engine, &huge))
                 .unwrap()
                 .len()
                 < 6000

@@ -700,7 +700,33 @@ impl Gateway {
             _ => return Some(up),
         };
         match self.authorize_upstream(caller, ctx, action, up.upstream) {
-            Decision::Allow(_) => Some(up),
+            Decision::Allow(_) => {
+                // What the server asks the client's model or user is screened like
+                // any content reaching them (C4.1).
+                let mut up = up;
+                let upstream = up.upstream;
+                if let bastion_proto::Message::Request(r) = &mut up.msg
+                    && let Some(params) = r.params.as_mut()
+                    && let Err(e) = self.screen_inbound(
+                        ctx,
+                        crate::screen::Origin {
+                            direction: bastion_detect::verdict::Direction::ServerRequests,
+                            upstream,
+                            method: action,
+                            target: action,
+                        },
+                        params,
+                    )
+                {
+                    let id = r.id.clone();
+                    let _ = up
+                        .reply
+                        .send(bastion_proto::Response::error(Some(id), e))
+                        .await;
+                    return None;
+                }
+                Some(up)
+            }
             Decision::Deny(_) => {
                 let _ = up
                     .reply

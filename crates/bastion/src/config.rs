@@ -20,6 +20,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::secret::{Secret, SecretRef};
+use bastion_detect::spotlight::Mode as SpotlightMode;
+use bastion_detect::verdict::{
+    Direction, OnHazard, OnInjection, OnSensitive, Policy as DetectPolicy,
+};
 
 /// A configuration error: where and what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,8 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     integrity: RawIntegrity,
+    #[serde(default)]
+    detection: RawDetection,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
 }
@@ -279,6 +285,32 @@ struct RawIntegrity {
     max_argument_depth: Option<usize>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDetection {
+    threshold: Option<f32>,
+    spotlight: Option<SpotlightMode>,
+    tool_definitions: Option<RawDirection>,
+    tool_results: Option<RawDirection>,
+    resources: Option<RawDirection>,
+    prompts: Option<RawDirection>,
+    server_requests: Option<RawDirection>,
+    arguments: Option<RawDirection>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDirection {
+    threshold: Option<f32>,
+    injection: Option<OnInjection>,
+    secrets: Option<OnSensitive>,
+    personal_data: Option<OnSensitive>,
+    hazards: Option<OnHazard>,
+    spotlight: Option<SpotlightMode>,
+    spotlight_all: Option<bool>,
+    dangerous_exempt_tools: Option<Vec<String>>,
+}
+
 // ---------------------------------------------------------------- runtime shapes
 
 /// The validated configuration.
@@ -298,6 +330,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Tool integrity (`[integrity]`).
     pub integrity: IntegrityConfig,
+    /// The detection engine's actions per direction (`[detection]`).
+    pub detection: DetectionConfig,
     /// Upstream MCP servers, in configuration order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -321,6 +355,95 @@ impl Default for IntegrityConfig {
             relist_interval: Duration::from_secs(300),
             max_argument_bytes: 256 << 10,
             max_argument_depth: 32,
+        }
+    }
+}
+
+/// What the detection engine's verdicts do, per direction (`[detection]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionConfig {
+    /// Tool, prompt and template definitions and server instructions.
+    pub tool_definitions: DetectPolicy,
+    /// `tools/call` results.
+    pub tool_results: DetectPolicy,
+    /// `resources/read` contents.
+    pub resources: DetectPolicy,
+    /// `prompts/get` messages.
+    pub prompts: DetectPolicy,
+    /// Server-initiated sampling and elicitation requests.
+    pub server_requests: DetectPolicy,
+    /// Tool-call and prompt arguments.
+    pub arguments: DetectPolicy,
+    /// Exposed tool names whose arguments skip the hazard checks (a shell tool whose
+    /// commands legitimately pipe).
+    pub dangerous_exempt_tools: Vec<String>,
+}
+
+/// Default score at or above which a message counts as an injection (the operating point
+/// measured in docs/detection.md).
+pub const DEFAULT_DETECTION_THRESHOLD: f32 = 0.5;
+
+impl DetectionConfig {
+    /// The policy for `d`.
+    pub fn policy(&self, d: Direction) -> &DetectPolicy {
+        match d {
+            Direction::ToolDefinitions => &self.tool_definitions,
+            Direction::ToolResults => &self.tool_results,
+            Direction::Resources => &self.resources,
+            Direction::Prompts => &self.prompts,
+            Direction::ServerRequests => &self.server_requests,
+            Direction::Arguments => &self.arguments,
+        }
+    }
+
+    /// The defaults of direction `d`: injections in definitions are flagged (and keep trust
+    /// on first use from approving them), in results and resources spotlighted, in prompts
+    /// flagged (a prompt is meant to instruct), in server requests and arguments blocked or
+    /// flagged; secrets are redacted from what reaches the client and refuse a call that
+    /// would carry one upstream; personal data is flagged; hazardous arguments are blocked.
+    pub fn default_policy(d: Direction) -> DetectPolicy {
+        let base = DetectPolicy {
+            threshold: DEFAULT_DETECTION_THRESHOLD,
+            injection: OnInjection::Flag,
+            secrets: OnSensitive::Redact,
+            personal_data: OnSensitive::Flag,
+            hazards: OnHazard::Allow,
+            spotlight: SpotlightMode::Datamark,
+            spotlight_all: false,
+        };
+        match d {
+            Direction::ToolDefinitions => DetectPolicy {
+                secrets: OnSensitive::Flag,
+                ..base
+            },
+            Direction::ToolResults | Direction::Resources => DetectPolicy {
+                injection: OnInjection::Spotlight,
+                ..base
+            },
+            Direction::Prompts => base,
+            Direction::ServerRequests => DetectPolicy {
+                injection: OnInjection::Block,
+                ..base
+            },
+            Direction::Arguments => DetectPolicy {
+                secrets: OnSensitive::Block,
+                hazards: OnHazard::Block,
+                ..base
+            },
+        }
+    }
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            tool_definitions: Self::default_policy(Direction::ToolDefinitions),
+            tool_results: Self::default_policy(Direction::ToolResults),
+            resources: Self::default_policy(Direction::Resources),
+            prompts: Self::default_policy(Direction::Prompts),
+            server_requests: Self::default_policy(Direction::ServerRequests),
+            arguments: Self::default_policy(Direction::Arguments),
+            dangerous_exempt_tools: Vec::new(),
         }
     }
 }
@@ -774,6 +897,30 @@ impl Config {
                 ));
             }
         }
+        for d in Direction::ALL {
+            let p = self.detection.policy(d);
+            for (what, off) in [
+                ("injection", p.injection == OnInjection::Allow),
+                ("secrets", p.secrets == OnSensitive::Allow),
+                (
+                    "hazards",
+                    d == Direction::Arguments && p.hazards == OnHazard::Allow,
+                ),
+            ] {
+                if off {
+                    out.push(format!(
+                        "detection.{}.{what} = \"allow\" (not detected or recorded)",
+                        d.as_str()
+                    ));
+                }
+            }
+        }
+        if !self.detection.dangerous_exempt_tools.is_empty() {
+            out.push(format!(
+                "detection.arguments.dangerous_exempt_tools = {:?} (their arguments skip the hazard checks)",
+                self.detection.dangerous_exempt_tools
+            ));
+        }
         if self.policy.dangerous_allow_all {
             out.push(
                 "policy.dangerous_allow_all = true (with no policy files, every request is allowed)"
@@ -853,6 +1000,7 @@ impl Validator<'_> {
         let policy = self.policy(raw.policy)?;
         let admin = self.admin(raw.admin)?;
         let integrity = self.integrity(raw.integrity)?;
+        let detection = self.detection(raw.detection)?;
         if raw.upstreams.is_empty() {
             return Err(self.err("upstream", "at least one [[upstream]] table"));
         }
@@ -888,6 +1036,7 @@ impl Validator<'_> {
             policy,
             admin,
             integrity,
+            detection,
             upstreams,
         })
     }
@@ -986,6 +1135,107 @@ impl Validator<'_> {
             max_argument_bytes: bytes,
             max_argument_depth: depth,
         })
+    }
+
+    fn detection(&self, raw: RawDetection) -> Result<DetectionConfig, ConfigError> {
+        let threshold_ok = |t: f32| t > 0.0 && t <= 1.0;
+        let threshold = raw.threshold.unwrap_or(DEFAULT_DETECTION_THRESHOLD);
+        if !threshold_ok(threshold) {
+            return Err(self.err("detection.threshold", "a number above 0 and at most 1"));
+        }
+        let mut out = DetectionConfig::default();
+        let mut exempt = Vec::new();
+        for (d, raw_dir) in [
+            (Direction::ToolDefinitions, raw.tool_definitions),
+            (Direction::ToolResults, raw.tool_results),
+            (Direction::Resources, raw.resources),
+            (Direction::Prompts, raw.prompts),
+            (Direction::ServerRequests, raw.server_requests),
+            (Direction::Arguments, raw.arguments),
+        ] {
+            let key = |k: &str| format!("detection.{}.{k}", d.as_str());
+            let mut p = DetectionConfig::default_policy(d);
+            p.threshold = threshold;
+            if let Some(m) = raw.spotlight {
+                p.spotlight = m;
+            }
+            let r = raw_dir.unwrap_or_default();
+            if let Some(t) = r.threshold {
+                if !threshold_ok(t) {
+                    return Err(self.err(key("threshold"), "a number above 0 and at most 1"));
+                }
+                p.threshold = t;
+            }
+            // Each direction takes only the settings that mean something there, so a
+            // misplaced one is an error rather than silently ignored.
+            let definitions = d == Direction::ToolDefinitions;
+            let arguments = d == Direction::Arguments;
+            if let Some(i) = r.injection {
+                if i == OnInjection::Spotlight && (definitions || arguments) {
+                    return Err(self.err(
+                        key("injection"),
+                        "\"allow\", \"flag\" or \"block\" (only content reaching the model is spotlighted)",
+                    ));
+                }
+                p.injection = i;
+            }
+            for (name, given, slot) in [
+                ("secrets", r.secrets, &mut p.secrets),
+                ("personal_data", r.personal_data, &mut p.personal_data),
+            ] {
+                if let Some(v) = given {
+                    if definitions && matches!(v, OnSensitive::Redact | OnSensitive::Block) {
+                        return Err(self.err(
+                            key(name),
+                            "\"allow\" or \"flag\" (a definition is pinned as sent; an operator rejects it)",
+                        ));
+                    }
+                    *slot = v;
+                }
+            }
+            if let Some(h) = r.hazards {
+                if !arguments {
+                    return Err(self.err(key("hazards"), "only under [detection.arguments]"));
+                }
+                p.hazards = h;
+            }
+            if r.spotlight.is_some() || r.spotlight_all.is_some() {
+                if definitions || arguments {
+                    return Err(self.err(
+                        key("spotlight"),
+                        "only for content reaching the model (tool_results, resources, prompts, server_requests)",
+                    ));
+                }
+                if let Some(m) = r.spotlight {
+                    p.spotlight = m;
+                }
+                if let Some(a) = r.spotlight_all {
+                    p.spotlight_all = a;
+                }
+            }
+            if let Some(list) = r.dangerous_exempt_tools {
+                if !arguments {
+                    return Err(self.err(
+                        key("dangerous_exempt_tools"),
+                        "only under [detection.arguments]",
+                    ));
+                }
+                if list.iter().any(|t| t.trim().is_empty()) {
+                    return Err(self.err(key("dangerous_exempt_tools"), "tool names"));
+                }
+                exempt = list;
+            }
+            match d {
+                Direction::ToolDefinitions => out.tool_definitions = p,
+                Direction::ToolResults => out.tool_results = p,
+                Direction::Resources => out.resources = p,
+                Direction::Prompts => out.prompts = p,
+                Direction::ServerRequests => out.server_requests = p,
+                Direction::Arguments => out.arguments = p,
+            }
+        }
+        out.dangerous_exempt_tools = exempt;
+        Ok(out)
     }
 
     fn audit(&self, raw: RawAudit) -> Result<AuditConfig, ConfigError> {

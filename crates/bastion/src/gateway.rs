@@ -28,7 +28,9 @@ use crate::authz::{Caller, Grant, Item};
 use crate::config::Config;
 use crate::context::{Context, Session, ToolRoute};
 use crate::integrity::DefKind;
+use crate::screen::Origin;
 use crate::upstream::{Conn, Upcall, UpcallTx, Upstream, UpstreamError};
+use bastion_detect::verdict::Direction;
 use bastion_policy::ItemKind;
 
 /// Which lane a request is served on.
@@ -83,6 +85,8 @@ pub struct Gateway {
     pub metrics: crate::metrics::Metrics,
     /// Tool integrity: pins, quarantine, approvals.
     pub pins: crate::pins::Pins,
+    /// The detection engine (injection, secrets, personal data, argument hazards).
+    pub detect: Arc<bastion_detect::Engine>,
     /// Whether any upstream or item requires scopes (decided once from the
     /// configuration, so requests skip the step-up check when none does).
     scoped: bool,
@@ -155,6 +159,9 @@ pub enum StartError {
     /// A signed manifest could not be verified.
     #[error("upstream {0:?}: {1}")]
     Manifest(String, crate::integrity::ManifestError),
+    /// The detection engine could not be built (the gateway does not run without it).
+    #[error("detection engine: {0}")]
+    Detection(#[from] bastion_detect::CompileError),
 }
 
 /// The HTTP client for the identity provider (discovery, JWKS, introspection,
@@ -241,6 +248,10 @@ fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
 impl Gateway {
     /// Builds the gateway from a validated configuration.
     pub fn new(cfg: Config, audit: Arc<dyn AuditSink>) -> Result<Arc<Self>, StartError> {
+        // Fail closed: without its detectors the gateway does not start. Built
+        // first, as the slowest step, so the start-up events that follow come
+        // close together.
+        let detect = Arc::new(bastion_detect::Engine::new()?);
         let policies = crate::authz::Policies::load(&cfg.policy)?;
         let scoped = cfg
             .upstreams
@@ -338,9 +349,15 @@ impl Gateway {
                 manifests.insert(u.name.clone(), loaded);
             }
         }
-        let pins = crate::pins::Pins::new(&cfg.upstreams, manifests);
+        let pins = crate::pins::Pins::new(
+            &cfg.upstreams,
+            manifests,
+            detect.clone(),
+            cfg.detection.tool_definitions,
+        );
         Ok(Arc::new(Gateway {
             pins,
+            detect,
             cfg: Arc::new(cfg),
             upstreams,
             sessions: RwLock::new(HashMap::new()),
@@ -567,9 +584,20 @@ impl Gateway {
                     route
                 };
                 let output = self.check_call(&route, &name, args)?;
+                let origin = |direction| Origin {
+                    direction,
+                    upstream: route.upstream,
+                    method: "tools/call",
+                    target: &name,
+                };
+                let redacted =
+                    self.screen_arguments(ctx, origin(Direction::Arguments), &route.name, args)?;
                 let headers = param_headers_for(&route, &req, lane, &client_params)?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(route.name.clone()));
+                if let Some(a) = redacted {
+                    set_param(&mut req, "arguments", a);
+                }
                 let mut resp = self
                     .forward_to(ctx, grant, req, Some(events), &headers)
                     .await?;
@@ -589,6 +617,9 @@ impl Gateway {
                     self.audit.emit(ev);
                     resp.outcome = Err(e);
                 }
+                // The upstream's result was checked against its pinned schema as
+                // sent; now what reaches the model is screened.
+                self.screen_response(ctx, origin(Direction::ToolResults), &mut resp);
                 if let Ok(r) = &resp.outcome
                     && (r.get("resultType").and_then(Value::as_str) == Some("task")
                         || r.get("task").is_some())
@@ -631,9 +662,22 @@ impl Gateway {
                     || unknown_name(NameSpace::Prompts, &name),
                 )?;
                 self.check_prompt(ctx, idx, &name, &original).await?;
+                let origin = |direction| Origin {
+                    direction,
+                    upstream: idx,
+                    method: "prompts/get",
+                    target: &name,
+                };
+                let redacted =
+                    self.screen_arguments(ctx, origin(Direction::Arguments), &original, args)?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(original));
-                self.forward_to(ctx, grant, req, Some(events), &[]).await
+                if let Some(a) = redacted {
+                    set_param(&mut req, "arguments", a);
+                }
+                let mut resp = self.forward_to(ctx, grant, req, Some(events), &[]).await?;
+                self.screen_response(ctx, origin(Direction::Prompts), &mut resp);
+                Ok(resp)
             }
             "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result" => {
                 let task = param_str(&req, "taskId")?;
@@ -688,8 +732,29 @@ impl Gateway {
                     }
                     None => return Err(unknown()),
                 };
-                self.forward_to(ctx, grant, req, Some(events), &client_params)
-                    .await
+                let method = req.method.clone();
+                let upstream = *grant.get();
+                let mut resp = self
+                    .forward_to(ctx, grant, req, Some(events), &client_params)
+                    .await?;
+                // A task's result is its tool's result, and what `tasks/get`
+                // reports about it reaches the model too.
+                let tool = self
+                    .tasks
+                    .owner(&task)
+                    .map(|(_, _, t)| t)
+                    .unwrap_or_default();
+                self.screen_response(
+                    ctx,
+                    Origin {
+                        direction: Direction::ToolResults,
+                        upstream,
+                        method: &method,
+                        target: &tool,
+                    },
+                    &mut resp,
+                );
+                Ok(resp)
             }
             "completion/complete" => {
                 let r = req
@@ -791,7 +856,21 @@ impl Gateway {
                     None,
                     not_found,
                 )?;
-                self.forward_to(ctx, grant, req, Some(events), &[]).await
+                let method = req.method.clone();
+                let mut resp = self.forward_to(ctx, grant, req, Some(events), &[]).await?;
+                if method == "resources/read" {
+                    self.screen_response(
+                        ctx,
+                        Origin {
+                            direction: Direction::Resources,
+                            upstream: idx,
+                            method: &method,
+                            target: &uri,
+                        },
+                        &mut resp,
+                    );
+                }
+                Ok(resp)
             }
             "initialize" | "ping" | "logging/setLevel" | "server/discover" => Err(err(
                 codes::METHOD_NOT_FOUND,
@@ -1042,6 +1121,27 @@ impl Gateway {
             })
             .await
             .map_err(|e| e.to_error_object(upstream.name()))
+    }
+
+    /// Screens a successful response on its way to the client; a blocked one
+    /// becomes the gateway's refusal. A result that asks for client input
+    /// (2026-07-28 `input_required`) carries server requests, screened as
+    /// such.
+    fn screen_response(&self, ctx: &Context, origin: Origin<'_>, resp: &mut Response) {
+        let Ok(result) = resp.outcome.as_mut() else {
+            return;
+        };
+        let origin = if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+            Origin {
+                direction: Direction::ServerRequests,
+                ..origin
+            }
+        } else {
+            origin
+        };
+        if let Err(e) = self.screen_inbound(ctx, origin, result) {
+            resp.outcome = Err(e);
+        }
     }
 
     /// Rewrites an upcall for the client; `None` when it must not reach it.

@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod pins;
 pub mod policy_tools;
+pub mod screen;
 pub mod seal;
 pub mod secret;
 pub mod server;

@@ -149,6 +149,9 @@ pub enum Standing {
     Superseded,
     /// Not the definition the signed manifest declares.
     ManifestMismatch,
+    /// Scored as a likely injection while `[detection.tool_definitions] injection =
+    /// "block"`: withheld in every mode until an operator approves it.
+    Flagged,
     /// Not seen before (the caller records it).
     Unseen,
 }
@@ -166,6 +169,9 @@ impl Standing {
             Standing::ManifestMismatch => {
                 "its definition does not match the upstream's signed manifest"
             }
+            Standing::Flagged => {
+                "its definition was scored as a likely injection and awaits an operator's approval"
+            }
             Standing::Unseen => "its definition has not been reviewed",
         }
     }
@@ -178,6 +184,7 @@ impl Standing {
             Standing::Rejected => "rejected",
             Standing::Superseded => "superseded",
             Standing::ManifestMismatch => "manifest_mismatch",
+            Standing::Flagged => "flagged",
             Standing::Unseen => "unseen",
         }
     }
@@ -232,6 +239,10 @@ pub struct Pins {
     /// Serializes this process's writes (the store's compare-and-set guards
     /// against other processes).
     write: tokio::sync::Mutex<()>,
+    /// Scores new definitions.
+    engine: Arc<bastion_detect::Engine>,
+    /// `[detection.tool_definitions]`.
+    policy: bastion_detect::verdict::Policy,
 }
 
 fn now() -> u64 {
@@ -239,8 +250,14 @@ fn now() -> u64 {
 }
 
 impl Pins {
-    /// Pins for these upstreams, their manifests verified already.
-    pub fn new(upstreams: &[UpstreamConfig], manifests: HashMap<String, Manifest>) -> Pins {
+    /// Pins for these upstreams, their manifests verified already; new definitions are
+    /// scored by `engine` under `policy` (`[detection.tool_definitions]`).
+    pub fn new(
+        upstreams: &[UpstreamConfig],
+        manifests: HashMap<String, Manifest>,
+        engine: Arc<bastion_detect::Engine>,
+        policy: bastion_detect::verdict::Policy,
+    ) -> Pins {
         Pins {
             records: RwLock::new(HashMap::new()),
             baselines: RwLock::new(HashMap::new()),
@@ -254,6 +271,8 @@ impl Pins {
             reported: Mutex::new(HashSet::new()),
             generation: AtomicU64::new(u64::MAX),
             write: tokio::sync::Mutex::new(()),
+            engine,
+            policy,
         }
     }
 
@@ -324,6 +343,14 @@ impl Pins {
         if r.accepted_version().is_some_and(|v| v.hash == hash) {
             return Standing::Approved;
         }
+        // Only a version nobody decided on yet: an operator's approval or rejection stands.
+        if self.policy.injection == bastion_detect::verdict::OnInjection::Block
+            && r.by_hash(hash).is_some_and(|v| {
+                v.state == VersionState::Pending && v.risk >= integrity::high_risk(&self.policy)
+            })
+        {
+            return Standing::Flagged;
+        }
         match r.by_hash(hash).map(|v| v.state) {
             Some(VersionState::Pending) => Standing::Pending,
             Some(VersionState::Rejected) => Standing::Rejected,
@@ -344,7 +371,7 @@ impl Pins {
     pub fn exposed(&self, upstream: &str, standing: Standing) -> bool {
         match standing {
             Standing::Approved => true,
-            Standing::ManifestMismatch => false,
+            Standing::ManifestMismatch | Standing::Flagged => false,
             Standing::Pending | Standing::Rejected | Standing::Superseded | Standing::Unseen => {
                 self.mode(upstream) == PinMode::DangerousMonitor
             }
@@ -390,7 +417,9 @@ impl Pins {
         let standing = self.standing(upstream, kind, name, hash);
         match standing {
             Standing::Approved if !self.manifests.contains_key(upstream) => return standing,
-            Standing::Pending | Standing::Rejected | Standing::Superseded => return standing,
+            Standing::Pending | Standing::Rejected | Standing::Superseded | Standing::Flagged => {
+                return standing;
+            }
             _ => {}
         }
         let manifest = self
@@ -410,7 +439,14 @@ impl Pins {
                 return standing;
             }
         }
-        let assessment = integrity::assess(kind, def, upstream, &self.foreign_tools(upstream));
+        let assessment = integrity::assess(
+            &self.engine,
+            &self.policy,
+            kind,
+            def,
+            upstream,
+            &self.foreign_tools(upstream),
+        );
         let approve = match manifest {
             Some(m) => (standing == Standing::Approved)
                 .then(|| format!("signed manifest {}", m.digest.get(..16).unwrap_or(""))),
@@ -418,7 +454,7 @@ impl Pins {
             // items never seen, never a high-risk one.
             None => (self.mode(upstream) == PinMode::Tofu
                 && !self.baselines.read().contains_key(upstream)
-                && assessment.risk < integrity::HIGH_RISK
+                && assessment.risk < integrity::high_risk(&self.policy)
                 && !self.records.read().contains_key(&(
                     upstream.to_owned(),
                     kind,
@@ -710,7 +746,7 @@ impl Pins {
             (_, true) => ("changed", Outcome::Refused),
         };
         let monitor = self.mode(upstream) == PinMode::DangerousMonitor
-            && standing != Standing::ManifestMismatch;
+            && !matches!(standing, Standing::ManifestMismatch | Standing::Flagged);
         let outcome = if monitor { Outcome::Ok } else { outcome };
         let mut detail = json!({
             "change": change,

@@ -345,7 +345,7 @@ impl Rec {
             && matches!(method.as_str(), "tools/call" | "prompts/get")
             && let Some(a) = params.as_ref().and_then(|p| p.get("arguments"))
         {
-            self.ev.arguments = Some(crate::audit::redact_arguments(a));
+            self.ev.arguments = Some(crate::audit::redact_arguments(&self.gw.detect, a));
         }
         if let Message::Request(Request { params, .. })
         | Message::Notification(Notification { params, .. }) = m

