@@ -85,7 +85,6 @@ const COMMAND_WORDS: &[&str] = &[
     "cmdline",
     "commandline",
     "shell",
-    "script",
     "bash",
     "sh",
     "zsh",
@@ -94,10 +93,10 @@ const COMMAND_WORDS: &[&str] = &[
     "exec",
 ];
 
+// Not "execute": `execute_sql` and `execute_query` take SQL, not shell commands.
 const SHELL_TOOL_WORDS: &[&str] = &[
     "shell",
     "exec",
-    "execute",
     "terminal",
     "bash",
     "powershell",
@@ -181,7 +180,10 @@ fn tool_kind(tool: Option<&str>) -> ToolKind {
 pub fn scan(tool: Option<&str>, arguments: &Value) -> Vec<Hazard> {
     let kind = tool_kind(tool);
     let mut out = Vec::new();
-    let mut budget = 4096usize;
+    let mut budget = Budget {
+        strings: MAX_STRINGS,
+        exhausted: false,
+    };
     if let Value::Object(map) = arguments {
         for (k, v) in map {
             let path = format!("/{}", escape_pointer(k));
@@ -195,7 +197,24 @@ pub fn scan(tool: Option<&str>, arguments: &Value) -> Vec<Hazard> {
         };
         walk(arguments, sinks, "", 0, &mut budget, &mut out);
     }
+    if budget.exhausted {
+        // Arguments past the bound were not checked: say so, so the policy can refuse
+        // (filler strings in front of a command must not hide it).
+        push(&mut out, "hazard.unchecked", "");
+    }
     out
+}
+
+/// Most strings checked in one call's arguments.
+const MAX_STRINGS: usize = 4096;
+
+/// Deeper than any JSON the wire parser accepts (128).
+const MAX_DEPTH: usize = 160;
+
+/// What is left to check, and whether anything was left unchecked.
+struct Budget {
+    strings: usize,
+    exhausted: bool,
 }
 
 fn walk(
@@ -203,15 +222,16 @@ fn walk(
     sinks: Sinks,
     path: &str,
     depth: usize,
-    budget: &mut usize,
+    budget: &mut Budget,
     out: &mut Vec<Hazard>,
 ) {
-    if depth > 32 || *budget == 0 {
+    if depth > MAX_DEPTH || budget.strings == 0 {
+        budget.exhausted = true;
         return;
     }
     match v {
         Value::String(s) => {
-            *budget -= 1;
+            budget.strings -= 1;
             check(s, sinks, path, out);
         }
         Value::Array(items) => {
@@ -259,11 +279,23 @@ fn check(s: &str, sinks: Sinks, path: &str, out: &mut Vec<Hazard>) {
     if sinks.path {
         file_path(s, path, out);
     }
-    let url_like = s.contains("://") || s.trim_start().to_ascii_lowercase().starts_with("file:");
-    if url_like && (sinks.url || sinks.host) {
-        url_target(s.trim(), path, out);
-    } else if sinks.host && !url_like {
-        bare_host(s.trim(), path, out);
+    let t = s.trim();
+    if sinks.url {
+        // Every word with a scheme is a URL (`http:169.254.169.254/` parses too), and a
+        // value with none is read as the host a fetcher would assume.
+        url_target(t, path, out);
+        let has_scheme = t
+            .split_once(':')
+            .is_some_and(|(scheme, _)| is_scheme(scheme));
+        if !has_scheme && !t.is_empty() && !t.contains(char::is_whitespace) {
+            bare_host(t.trim_start_matches('/'), path, out);
+        }
+    } else if sinks.host {
+        if t.contains("://") {
+            url_target(t, path, out);
+        } else {
+            bare_host(t, path, out);
+        }
     }
 }
 
@@ -303,37 +335,41 @@ fn shell(s: &str, path: &str, out: &mut Vec<Hazard>) {
 // ---------------------------------------------------------------- paths
 
 /// Files whose reading leaks credentials or whose writing takes over a system.
-const SENSITIVE_PATHS: &[&str] = &[
+const SENSITIVE_ABSOLUTE: &[&str] = &[
     "/etc/passwd",
     "/etc/shadow",
     "/etc/sudoers",
     "/etc/ssh/",
     "/proc/self/",
     "/proc/1/",
-    "/root/",
     "/var/run/docker.sock",
     "/run/docker.sock",
-    "/.ssh/",
-    "~/.ssh",
+];
+
+/// Credential files, matched at the start of any path segment (`~/.ssh/id_rsa`,
+/// `home/u/.aws/credentials`, `.netrc`).
+const SENSITIVE_SEGMENTS: &[&str] = &[
+    ".ssh/",
     "id_rsa",
     "id_ed25519",
     "id_ecdsa",
-    "/.aws/",
-    "~/.aws",
-    "/.azure/",
-    "/.config/gcloud",
-    "/.kube/config",
-    "/.docker/config.json",
-    "/.git-credentials",
-    "/.netrc",
-    "/.npmrc",
-    "/.pypirc",
-    "/.bash_history",
-    "/.zsh_history",
-    "/.gnupg/",
+    "id_dsa",
+    ".aws/",
+    ".azure/",
+    ".config/gcloud",
+    ".kube/config",
+    ".docker/config.json",
+    ".git-credentials",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    ".bash_history",
+    ".zsh_history",
+    ".gnupg/",
     "claude_desktop_config.json",
-    "/.cursor/mcp.json",
-    "/mcp.json",
+    ".cursor/mcp.json",
+    "mcp.json",
 ];
 
 fn percent_decoded(s: &str) -> String {
@@ -365,7 +401,15 @@ fn file_path(s: &str, path: &str, out: &mut Vec<Hazard>) {
         .rsplit('/')
         .next()
         .is_some_and(|last| last == ".env" || last.starts_with(".env."));
-    if env_file || SENSITIVE_PATHS.iter().any(|x| lower.contains(x)) {
+    let at_segment = |x: &str| {
+        lower
+            .match_indices(x)
+            .any(|(i, _)| i == 0 || matches!(lower.as_bytes().get(i - 1), Some(b'/' | b'~')))
+    };
+    if env_file
+        || SENSITIVE_ABSOLUTE.iter().any(|x| lower.contains(x))
+        || SENSITIVE_SEGMENTS.iter().any(|x| at_segment(x))
+    {
         push(out, "hazard.path.sensitive", path);
     }
 }
@@ -385,11 +429,7 @@ fn url_target(s: &str, path: &str, out: &mut Vec<Hazard>) {
             continue;
         };
         let scheme = word.get(..colon).unwrap_or("").to_ascii_lowercase();
-        if scheme.is_empty()
-            || !scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'+')
-        {
+        if !is_scheme(&scheme) {
             continue;
         }
         if BAD_SCHEMES.contains(&scheme.as_str()) {
@@ -406,6 +446,15 @@ fn url_target(s: &str, path: &str, out: &mut Vec<Hazard>) {
             None => {}
         }
     }
+}
+
+fn is_scheme_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
+}
+
+/// Whether `s` is a URI scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+fn is_scheme(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) && s.bytes().all(is_scheme_byte)
 }
 
 fn bare_host(s: &str, path: &str, out: &mut Vec<Hazard>) {
@@ -431,6 +480,13 @@ fn bare_host(s: &str, path: &str, out: &mut Vec<Hazard>) {
 
 fn domain_target(d: &str, path: &str, out: &mut Vec<Hazard>) {
     let d = d.trim_end_matches('.').to_ascii_lowercase();
+    // A non-web scheme (`redis://2130706433`) leaves a numeric host unparsed: read it as
+    // the web parser would.
+    if let Ok(u) = url::Url::parse(&format!("http://{d}/"))
+        && let Some(url::Host::Ipv4(ip)) = u.host()
+    {
+        return ip_target(IpAddr::V4(ip), path, out);
+    }
     if d == "localhost" || d.ends_with(".localhost") {
         push(out, "hazard.ssrf.loopback", path);
     } else if matches!(
@@ -548,6 +604,15 @@ mod tests {
             rules(tool.clone(), json!({"args": ["x", "y && curl z"]})),
             ["hazard.shell.chain"]
         );
+        // SQL is not a shell command, and a script parameter is not a shell.
+        assert!(
+            rules(
+                json!({"name": "execute_sql"}),
+                json!({"query": "select 1; select a || b"})
+            )
+            .is_empty()
+        );
+        assert!(rules(json!({"name": "evaluate"}), json!({"script": "a && b"})).is_empty());
         // The same text in a note of a non-shell tool is not a shell argument.
         assert!(rules(json!({"name": "save_note"}), json!({"text": "a; b | c"})).is_empty());
         // A parameter named for commands is a command sink in any tool.
@@ -587,6 +652,19 @@ mod tests {
             rules(tool.clone(), json!({"file": "app/.env"})),
             ["hazard.path.sensitive"]
         );
+        for p in [
+            ".aws/credentials",
+            ".netrc",
+            "u/.kube/config",
+            "~/.ssh/id_ed25519",
+        ] {
+            assert_eq!(
+                rules(tool.clone(), json!({"path": p})),
+                ["hazard.path.sensitive"],
+                "{p}"
+            );
+        }
+        assert!(rules(tool.clone(), json!({"path": "/root/project/readme.md"})).is_empty());
         assert_eq!(
             rules(tool, json!({"path": "a.txt\u{0}.png"})),
             ["hazard.path.nul"]
@@ -653,6 +731,19 @@ mod tests {
             )
             .is_empty()
         );
+        // Spellings a lax parser accepts, scheme-less targets, other schemes' numeric hosts.
+        for url in [
+            "http:169.254.169.254/latest/meta-data/",
+            "169.254.169.254/latest/meta-data",
+            "//127.0.0.1/admin",
+            "redis://2130706433:6379",
+            "postgres://0x7f.1/db",
+        ] {
+            assert!(
+                !rules(json!({"name": "fetch"}), json!({"url": url})).is_empty(),
+                "{url}"
+            );
+        }
         assert_eq!(
             rules(
                 json!({"name": "http_get"}),
@@ -674,7 +765,19 @@ mod tests {
         }
         assert!(scan(None, &v).len() <= 1);
         let wide = Value::Array(vec![json!("http://127.0.0.1/"); 100_000]);
-        assert!(scan(None, &json!({"url": wide})).len() <= 4096);
+        let found = scan(Some("fetch"), &json!({"url": wide}));
+        assert!(found.len() <= 4097);
+        // Past the bound, what was not checked is said to be unchecked.
+        assert!(found.iter().any(|h| h.rule == "hazard.unchecked"));
+        let mut filler: serde_json::Map<String, Value> = (0..5000)
+            .map(|i| (format!("f{i:05}"), json!("x")))
+            .collect();
+        filler.insert("zz_command".into(), json!("ls; rm -rf /"));
+        let found = scan(Some("run_shell"), &Value::Object(filler));
+        assert!(
+            found.iter().any(|h| h.rule == "hazard.unchecked"),
+            "{found:?}"
+        );
         assert!(words("getHTTPUrlPath").contains(&"path".to_owned()));
     }
 }

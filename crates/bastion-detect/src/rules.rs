@@ -527,6 +527,8 @@ pub struct Compiled {
     /// For each anchor pattern, the rules it anchors.
     anchor_rules: Vec<Vec<u16>>,
     confirms: Vec<Option<Regex>>,
+    /// The longest anchor, in bytes.
+    max_anchor: usize,
 }
 
 /// A rule that fired in a text.
@@ -600,7 +602,9 @@ impl Compiled {
         let anchor_rules = closed;
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
+            // Standard semantics: one overlapping pass reports every anchor at every
+            // position (see `longest_per_start`).
+            .match_kind(MatchKind::Standard)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&anchors)
             .map_err(|e| CompileError(e.to_string()))?;
@@ -622,12 +626,14 @@ impl Compiled {
             .iter()
             .map(|a| a.chars().next().is_some_and(|c| c.is_ascii_alphabetic()))
             .collect();
+        let max_anchor = anchors.iter().map(|a| a.len()).max().unwrap_or(0);
         Ok(Self {
             hype,
             ac,
             word_anchor,
             anchor_rules,
             confirms,
+            max_anchor,
         })
     }
 
@@ -651,7 +657,7 @@ impl Compiled {
         // window pass per rule, and every region of the text is still examined.
         let mut covered = [0usize; MAX_RULES];
         let bytes = text.as_bytes();
-        for m in starts(&self.ac, text) {
+        for m in longest_per_start(&self.ac, text, self.max_anchor) {
             let pattern = m.pattern().as_usize();
             let Some(rules) = self.anchor_rules.get(pattern) else {
                 continue;
@@ -712,6 +718,54 @@ impl Compiled {
             }
         }
     }
+}
+
+/// Every anchor occurrence, one per start position (the longest there; the first pattern of
+/// equals), in start order, from one overlapping pass of a `MatchKind::Standard` automaton:
+/// the same matches as restarting a leftmost-longest search after each start, without the
+/// restarts. `max_len` is the longest anchor's length in bytes.
+///
+/// Matches arrive in end order, so one starting at `s` is final once a match ends past
+/// `s + max_len`; the buffer holds at most the matches of one `max_len` stretch.
+pub(crate) fn longest_per_start<'a>(
+    ac: &'a AhoCorasick,
+    text: &'a str,
+    max_len: usize,
+) -> impl Iterator<Item = aho_corasick::Match> + 'a {
+    let mut it = ac.find_overlapping_iter(text);
+    let mut pending: Vec<aho_corasick::Match> = Vec::new();
+    let mut horizon = 0usize;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        loop {
+            let first = pending.iter().map(aho_corasick::Match::start).min();
+            if let Some(start) = first
+                && (done || start.saturating_add(max_len) < horizon)
+            {
+                let mut best: Option<aho_corasick::Match> = None;
+                for m in pending.iter().filter(|m| m.start() == start) {
+                    let better = best.is_none_or(|b| {
+                        m.end() > b.end() || (m.end() == b.end() && m.pattern() < b.pattern())
+                    });
+                    if better {
+                        best = Some(*m);
+                    }
+                }
+                pending.retain(|m| m.start() != start);
+                return best;
+            }
+            if done {
+                return None;
+            }
+            match it.next() {
+                Some(m) => {
+                    horizon = m.end();
+                    pending.push(m);
+                }
+                None => done = true,
+            }
+        }
+    })
 }
 
 /// Every anchor occurrence, one per start position (leftmost-longest there): unlike a

@@ -592,11 +592,15 @@ impl Gateway {
                 };
                 let redacted =
                     self.screen_arguments(ctx, origin(Direction::Arguments), &route.name, args)?;
-                let headers = param_headers_for(&route, &req, lane, &client_params)?;
+                let mut headers = param_headers_for(&route, &req, lane, &client_params)?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(route.name.clone()));
                 if let Some(a) = redacted {
                     set_param(&mut req, "arguments", a);
+                    // The client's headers were checked against what it sent; the
+                    // upstream's mirror what is sent on, so a redacted value does
+                    // not travel in a header.
+                    headers = param_headers_for(&route, &req, Lane::Legacy, &client_params)?;
                 }
                 let mut resp = self
                     .forward_to(ctx, grant, req, Some(events), &headers)
@@ -1128,8 +1132,24 @@ impl Gateway {
     /// (2026-07-28 `input_required`) carries server requests, screened as
     /// such.
     fn screen_response(&self, ctx: &Context, origin: Origin<'_>, resp: &mut Response) {
-        let Ok(result) = resp.outcome.as_mut() else {
-            return;
+        let result = match resp.outcome.as_mut() {
+            Ok(r) => r,
+            Err(e) => {
+                // An upstream's error text reaches the client (and often the
+                // model) too. It cannot be marked, so an injection in it is
+                // refused whatever the policy's mark would be.
+                let mut v = json!({"message": e.message, "data": e.data});
+                match self.screen_inbound(ctx, origin, &mut v) {
+                    Ok(()) => {
+                        if let Some(m) = v.get("message").and_then(Value::as_str) {
+                            e.message = m.to_owned();
+                        }
+                        e.data = v.get("data").cloned().filter(|d| !d.is_null());
+                    }
+                    Err(refusal) => *e = refusal,
+                }
+                return;
+            }
         };
         let origin = if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
             Origin {

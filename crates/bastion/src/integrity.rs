@@ -318,10 +318,12 @@ pub fn assess(
             continue;
         }
         seen.push((f.rule, f.path.as_str()));
+        // Keys in a pointer are the upstream's words: only safe ones are shown.
+        let shown = bastion_detect::safe_pointer(&f.path);
         let mut line = format!(
             "{} at {}",
             f.rule,
-            if f.path.is_empty() { "/" } else { &f.path }
+            if shown.is_empty() { "/" } else { &shown }
         );
         if f.rule == "inj.tool.shadow.names_other_tool"
             && let Some(text) = def.pointer(&f.path).and_then(Value::as_str)

@@ -16,7 +16,9 @@
 //! - the decisions are the engine's ([`bastion_detect::verdict::decide`]);
 //!   this module only carries them out.
 
-use bastion_detect::verdict::{Action, Direction, Verdict, decide};
+use bastion_detect::verdict::{
+    Action, Direction, OnHazard, OnInjection, OnSensitive, Policy, Verdict, decide,
+};
 use bastion_detect::{Category, Report, spotlight};
 use bastion_proto::{ErrorObject, codes};
 use rand::RngCore as _;
@@ -40,8 +42,8 @@ pub struct Origin<'a> {
 }
 
 /// Weakest finding that, sitting where the gateway cannot mark it, turns a
-/// spotlight into a block.
-const UNMARKABLE_WEIGHT: f32 = 0.2;
+/// spotlight into a block (low: weak findings add up).
+const UNMARKABLE_WEIGHT: f32 = 0.1;
 
 /// Whether the string at `path` is a content block's text (what spotlighting
 /// transforms): `…/text`, outside `structuredContent` and `_meta`.
@@ -54,7 +56,8 @@ fn markable(path: &str) -> bool {
 
 /// Applies `f` to every markable text in `v` (the strings [`markable`] accepts).
 fn each_text(v: &mut Value, depth: usize, f: &mut dyn FnMut(&mut String)) {
-    if depth > 64 {
+    // Deeper than any JSON the wire parser accepts (128), so nothing is skipped.
+    if depth > 160 {
         return;
     }
     match v {
@@ -93,7 +96,7 @@ impl Gateway {
         let report = self.detect.scan_value(message);
         let policy = self.cfg.detection.policy(origin.direction);
         let mut verdict = decide(&report, policy);
-        if verdict.spotlight.is_some() && verdict.injection {
+        if verdict.injection && policy.injection == OnInjection::Spotlight {
             // Spotlighting marks content blocks' text only; an injection elsewhere
             // would reach the model unmarked.
             let unmarkable = report.findings.iter().any(|f| {
@@ -110,7 +113,7 @@ impl Gateway {
         }
         self.record(ctx, origin, &verdict, &report);
         if verdict.action == Action::Block {
-            return Err(self.refusal(origin, &verdict));
+            return Err(self.refusal(origin, policy, &verdict));
         }
         if verdict.redact.secrets || verdict.redact.personal_data {
             self.detect.redact_value(message, verdict.redact);
@@ -157,22 +160,23 @@ impl Gateway {
         // arguments fill a template.
         let tool = (origin.method == "tools/call" && !exempt).then_some(name);
         let report = self.detect.scan_arguments(tool, arguments);
-        let verdict = decide(&report, self.cfg.detection.policy(Direction::Arguments));
+        let policy = self.cfg.detection.policy(Direction::Arguments);
+        let verdict = decide(&report, policy);
         self.record(ctx, origin, &verdict, &report);
-        match verdict.action {
-            Action::Block => Err(self.refusal(origin, &verdict)),
-            Action::Redact => {
-                let mut redacted = arguments.clone();
-                self.detect.redact_value(&mut redacted, verdict.redact);
-                Ok(Some(redacted))
-            }
-            Action::Allow | Action::Flag | Action::Spotlight => Ok(None),
+        if verdict.action == Action::Block {
+            return Err(self.refusal(origin, policy, &verdict));
         }
+        if verdict.redact.secrets || verdict.redact.personal_data {
+            let mut redacted = arguments.clone();
+            self.detect.redact_value(&mut redacted, verdict.redact);
+            return Ok(Some(redacted));
+        }
+        Ok(None)
     }
 
     /// The client's (or upstream's) error for a blocked message: the
     /// direction and the rule IDs, nothing of the content.
-    fn refusal(&self, origin: Origin<'_>, verdict: &Verdict) -> ErrorObject {
+    fn refusal(&self, origin: Origin<'_>, policy: &Policy, verdict: &Verdict) -> ErrorObject {
         let what = match origin.direction {
             Direction::ToolResults => {
                 format!("the result of tool {:?} was withheld", origin.target)
@@ -183,12 +187,22 @@ impl Gateway {
             Direction::Arguments => format!("{} {:?} was refused", origin.method, origin.target),
             Direction::ToolDefinitions => format!("{:?} was withheld", origin.target),
         };
-        let why = if verdict.injection {
+        // The reason is what the policy blocks on (an injection found while
+        // secrets block is not why a call was refused).
+        let hazard = verdict.rules.iter().any(|r| r.starts_with("hazard."));
+        let why = if verdict.injection
+            && matches!(
+                policy.injection,
+                OnInjection::Block | OnInjection::Spotlight
+            ) {
             "it carries a likely prompt injection"
-        } else if verdict.rules.iter().any(|r| r.starts_with("hazard.")) {
+        } else if hazard && policy.hazards == OnHazard::Block {
             "an argument is hazardous for the tool it goes to"
-        } else {
+        } else if policy.secrets == OnSensitive::Block || policy.personal_data == OnSensitive::Block
+        {
             "it carries a secret or personal data"
+        } else {
+            "it carries a likely prompt injection"
         };
         ErrorObject::with_data(
             codes::GATEWAY_REFUSED,
@@ -211,13 +225,12 @@ impl Gateway {
         for r in &verdict.rules {
             self.metrics.detection(r, verdict.action.as_str());
         }
-        let mut paths: Vec<&str> = Vec::new();
+        // Pointers name object keys, which the sender chose: only safe ones are kept.
+        let mut paths: Vec<String> = Vec::new();
         for f in &report.findings {
-            if verdict.rules.contains(&f.rule)
-                && !paths.contains(&f.path.as_str())
-                && paths.len() < 16
-            {
-                paths.push(&f.path);
+            let p = bastion_detect::safe_pointer(&f.path);
+            if verdict.rules.contains(&f.rule) && !paths.contains(&p) && paths.len() < 16 {
+                paths.push(p);
             }
         }
         let categories: Vec<&str> = {

@@ -305,6 +305,15 @@ async fn a_secret_in_a_result_is_redacted_and_one_in_arguments_is_refused() {
     assert_eq!(r["error"]["code"], -32011, "{r}");
     assert_eq!(r["error"]["data"]["direction"], "arguments", "{r}");
     assert!(!r.to_string().contains(TOKEN), "{r}");
+    // A bare token (no sentence around it) is a secret too.
+    let r = s
+        .call(
+            2,
+            "tools/call",
+            json!({"name": "demo__echo", "arguments": {"message": TOKEN}}),
+        )
+        .await;
+    assert_eq!(r["error"]["data"]["direction"], "arguments", "{r}");
     let events = gw.events();
     find(&detections(&events), "arguments", "block");
     trail_lacks(&events, TOKEN);
