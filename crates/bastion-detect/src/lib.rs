@@ -611,19 +611,12 @@ pub fn safe_pointer(path: &str) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'$'));
         out.push_str(if plain { seg } else { "*" });
         if out.len() > 256 {
-            out.truncate(floor_char(&out, 256));
+            out.truncate(rules::floor_boundary(&out, 256));
             out.push('…');
             break;
         }
     }
     out
-}
-
-fn floor_char(s: &str, mut at: usize) -> usize {
-    while at > 0 && !s.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
 }
 
 /// RFC 6901 escaping of one pointer segment.

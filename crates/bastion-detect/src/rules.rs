@@ -995,26 +995,32 @@ fn opens_clause(text: &str, at: usize) -> bool {
         })
         .map_or(0, |i| i + 1);
     let clause = before.get(clause_start..).unwrap_or("");
-    let norm = |word: &str| {
-        word.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
-            .to_ascii_lowercase()
-    };
     let mut words = 0;
+    let mut conjunction = false;
     for word in clause
         .split(|c: char| c.is_whitespace() || c == ',' || c == '-')
         .filter(|w| !w.is_empty())
         .rev()
     {
-        let w = norm(word);
+        let w = norm_word(word);
         if w.is_empty() {
             continue;
         }
         words += 1;
+        if words == 1 {
+            conjunction = matches!(w.as_str(), "and" | "then");
+        }
         if words > 8 || !LEAD_WORDS.contains(&w.as_str()) {
-            return coordinated(clause, &norm);
+            return conjunction && coordinated(clause);
         }
     }
     true
+}
+
+/// A word as the clause checks compare it: lower case, outer punctuation removed.
+fn norm_word(word: &str) -> String {
+    word.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+        .to_ascii_lowercase()
 }
 
 /// Verbs that open a command when they open a clause (checked only for the first clause of a
@@ -1077,26 +1083,16 @@ const IMPERATIVE_VERBS: &[&str] = &[
     "insert",
 ];
 
-/// "Always call X first and include Y": the second verb of a coordination whose first clause
-/// is a command is a command too (the words between the conjunction and the first verb are
-/// its objects, which the lead-word walk cannot see past).
-fn coordinated(clause: &str, norm: &dyn Fn(&str) -> String) -> bool {
-    let mut ws = clause
+/// "Always call X first and include Y": the second verb of a coordination (the caller saw
+/// the conjunction) whose first clause is a command is a command too (the words between the
+/// conjunction and the first verb are its objects, which the lead-word walk cannot see past).
+fn coordinated(clause: &str) -> bool {
+    let ws = clause
         .split(|c: char| c.is_whitespace() || c == ',')
-        .map(norm)
+        .map(norm_word)
         .filter(|w| !w.is_empty());
-    let Some(last) = clause
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .map(norm)
-        .rfind(|w| !w.is_empty())
-    else {
-        return false;
-    };
-    if !matches!(last.as_str(), "and" | "then") {
-        return false;
-    }
     // Leading lead words, then a verb of command.
-    for (i, w) in ws.by_ref().enumerate() {
+    for (i, w) in ws.enumerate() {
         if i >= 6 {
             return false;
         }

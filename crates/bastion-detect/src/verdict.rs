@@ -188,7 +188,7 @@ pub fn decide(report: &Report, policy: &Policy) -> Verdict {
     let mut spotlight = None;
     let mut rules: Vec<&'static str> = Vec::new();
     let mut risk: i64 = 0;
-    let take = |cat: fn(Category) -> bool, rules: &mut Vec<&'static str>| {
+    let take = |cat: &dyn Fn(Category) -> bool, rules: &mut Vec<&'static str>| {
         for f in report.findings.iter().filter(|f| cat(f.category)) {
             if rules.len() < MAX_RULES && !rules.contains(&f.rule) {
                 rules.push(f.rule);
@@ -203,7 +203,7 @@ pub fn decide(report: &Report, policy: &Policy) -> Verdict {
             OnInjection::Block => Action::Block,
         };
         if a != Action::Allow {
-            take(Category::is_attack, &mut rules);
+            take(&Category::is_attack, &mut rules);
             // An injection seen is evidence against the whole session, whatever was done.
             risk = risk.saturating_add((report.score * 100.0).round() as i64);
         }
@@ -244,11 +244,7 @@ pub fn decide(report: &Report, policy: &Policy) -> Verdict {
                 redact.personal_data = true;
             }
         }
-        for f in report.findings.iter().filter(|f| f.category == cat) {
-            if rules.len() < MAX_RULES && !rules.contains(&f.rule) {
-                rules.push(f.rule);
-            }
-        }
+        take(&|c| c == cat, &mut rules);
         if is_secret {
             risk = risk.saturating_add(20);
         }
@@ -261,7 +257,7 @@ pub fn decide(report: &Report, policy: &Policy) -> Verdict {
             OnHazard::Block => Action::Block,
         };
         if a != Action::Allow {
-            take(|c| c == Category::Hazard, &mut rules);
+            take(&|c| c == Category::Hazard, &mut rules);
             risk = risk.saturating_add(50);
         }
         action = action.max(a);

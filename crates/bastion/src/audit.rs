@@ -169,6 +169,14 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// Sets issuer and subject from a context's principal key (`"<iss> <sub>"`).
+    pub fn set_principal(&mut self, key: &str) {
+        if let Some((iss, sub)) = key.split_once(' ') {
+            self.issuer = Some(iss.to_owned());
+            self.principal = Some(sub.to_owned());
+        }
+    }
+
     /// A blank event of `kind` stamped now.
     pub fn new(kind: EventKind, outcome: Outcome) -> Self {
         AuditEvent {

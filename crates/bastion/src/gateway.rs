@@ -716,10 +716,7 @@ impl Gateway {
                     }
                     Some(_) => {
                         let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
-                        if let Some((iss, sub)) = ctx.principal.split_once(' ') {
-                            ev.issuer = Some(iss.to_owned());
-                            ev.principal = Some(sub.to_owned());
-                        }
+                        ev.set_principal(&ctx.principal);
                         ev.reason = Some("task id presented by another principal".into());
                         self.audit.emit(ev);
                         return Err(unknown());
@@ -1603,9 +1600,8 @@ impl Gateway {
         }
         let mut ev = AuditEvent::new(EventKind::Session, outcome);
         ev.session = Some(crate::audit::session_digest(id));
-        if let Some((iss, sub)) = principal.as_deref().and_then(|p| p.split_once(' ')) {
-            ev.issuer = Some(iss.to_owned());
-            ev.principal = Some(sub.to_owned());
+        if let Some(p) = principal.as_deref() {
+            ev.set_principal(p);
         }
         ev.reason = Some(reason.to_owned());
         self.audit.emit(ev);

@@ -253,10 +253,7 @@ impl Gateway {
             Outcome::Ok
         };
         let mut ev = AuditEvent::new(EventKind::Detection, outcome);
-        if let Some((iss, sub)) = ctx.principal.split_once(' ') {
-            ev.issuer = Some(iss.to_owned());
-            ev.principal = Some(sub.to_owned());
-        }
+        ev.set_principal(&ctx.principal);
         ev.method = Some(origin.method.to_owned());
         ev.target = Some(origin.target.to_owned());
         ev.upstream = self

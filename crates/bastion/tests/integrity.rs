@@ -21,11 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::redis_server::free_port;
-use common::{BIN, Legacy, messages, python};
+use common::{BIN, ENV_SERVER, EVIL, Legacy, messages, python};
 use serde_json::{Value, json};
 
-const EVIL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/evil_server.py");
-const ENV_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/env_server.py");
 const TOKEN: &str = "operator-token-for-tests-0123456789";
 
 /// A running `bastion serve` and its files.

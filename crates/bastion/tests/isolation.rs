@@ -16,8 +16,6 @@ use common::*;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-const ENV_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/env_server.py");
-
 /// A fake Streamable HTTP upstream that records every request's headers.
 async fn recording_upstream() -> (String, Arc<Mutex<Vec<http::HeaderMap>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -14,6 +14,12 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bastion");
 
+/// The deliberately malicious test upstream (tests/fixtures/evil_server.py).
+pub const EVIL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/evil_server.py");
+
+/// The stand-in upstream whose tools are named by `TOOLS` (tests/fixtures/env_server.py).
+pub const ENV_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/env_server.py");
+
 /// The system interpreter itself: a version-manager shim (a shell script) would
 /// add variables of its own and blur what the gateway passed.
 pub fn python() -> &'static str {
