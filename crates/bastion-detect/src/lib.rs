@@ -16,6 +16,7 @@
 //! matched text (so a secret cannot leak through a finding); the score is in [0, 1] and only
 //! attack categories contribute to it.
 
+mod anchors;
 pub mod hazards;
 pub mod normalize;
 pub mod pii;

@@ -1027,10 +1027,20 @@ fn decode_hex(run: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// `text` with ASCII letters lower-cased, borrowed when there are none to change.
+pub(crate) fn ascii_lower(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 static ROT13_HINTS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
     // ROT13 of: ignore, instructions, previous, system, password, assistant, rot13 itself.
+    // Matched on lower-cased text: a case-sensitive set of a few patterns runs on a SIMD
+    // prefilter, where a case-insensitive one walks every byte through the automaton.
     AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostFirst)
         .build([
             "vtaber",
@@ -1135,7 +1145,7 @@ fn encoded(
         }
     }
     if let Some(ac) = ROT13_HINTS.as_ref()
-        && ac.find(text).is_some()
+        && ac.find(ascii_lower(text).as_ref()).is_some()
     {
         let decoded: String = text
             .chars()

@@ -1,9 +1,11 @@
 //! Injection and poisoning rules: what text *says* to a model.
 //!
 //! Owns the rule table and its compiled form. A rule is a set of anchors (literal, matched
-//! ASCII-case-insensitively in one Aho-Corasick pass over every layer) and an optional
-//! confirmation regex run only in a window around an anchor hit. Anchors keep the scan linear
-//! and fast on benign text (most text hits no anchor); the regex keeps precision.
+//! ASCII-case-insensitively by [`crate::anchors`] over every layer) and an optional
+//! confirmation regex run only near an anchor hit: anchored at the hit when every match of the
+//! pattern must start at one of the rule's anchors (decided from the pattern when compiling),
+//! otherwise in a window around it. Anchors keep the scan linear and fast on benign text (most
+//! text hits no anchor); the regex keeps precision.
 //!
 //! Languages: English, Chinese (Traditional and Simplified), Spanish, French, German, Japanese,
 //! Korean and Russian. Non-ASCII layers arrive NFKC-normalized and lower-cased from the
@@ -13,8 +15,11 @@
 //! (an anchor inside a window a rule already examined is not examined again, so confirmation
 //! work is about one pass of each triggered rule's regex over the text).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex::Regex;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::anchors::AnchorSet;
+use regex_automata::meta::Regex;
+use regex_automata::{Anchored, Input};
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -229,7 +234,7 @@ pub static RULES: &[Rule] = &[
         None),
     // ---- concealment from the user ----
     r("inj.conceal.en", C::Concealment, 0.85,
-        &["not", "never", "don't", "dont", "without"],
+        &["not", "never", "don't", "dont", "without", "do not", "avoid"],
         Some(r"(?i)\b(do not|don't|dont|never|not|without|avoid)\b[^.\n]{0,24}?\b(tell(ing)?|inform(ing)?|mention(ing)?|reveal(ing)?|notify(ing)?|alert(ing)?|show(ing)?|disclos(e|ing)|let(ting)?|warn(ing)?|explain(ing)?|bring(ing)? up)\b[^.\n]{0,30}?\b(the user|users|the human|the person|the customer|them|anyone|the requester|the operator)\b")),
     r("inj.conceal.secret_op.en", C::Concealment, 0.7,
         &["secret", "hidden", "silently", "quietly", "covertly", "user must not", "user should not", "user never", "knowing",
@@ -261,7 +266,7 @@ pub static RULES: &[Rule] = &[
         Some(r"(?i)(не (говори|сообщай|упоминай|рассказывай|показывай|уведомляй)\w*.{0,20}пользовател|чтобы пользователь не (знал|заметил|узнал|видел)|без ведома пользовател|(незаметно|тайно|втайне).{0,20}(отправ|перешл|прочита|выполн|загруз))")),
     // ---- exfiltration ----
     cmd("inj.exfil.send_to.en", C::Exfiltration, 0.6,
-        &["send", "forward", "upload", "post", "transmit", "email", "e-mail", "bcc", "cc ", "share", "append", "attach", "copy",
+        &["send", "forward", "upload", "post", "transmit", "email", "e-mail", "bcc", "cc", "share", "append", "attach", "copy",
           "deliver", "transfer", "leak", "report"],
         r"(?i)\b(send|sending|forward|upload|post|transmit|e-?mail|bcc|cc|share|append|attach|copy|deliver|transfer|leak|report)\b(?:[^.\n]|\.\S){0,80}?\b(to|into|at|with|onto)\b\s*[`'\x22(<]?\s*(https?://|ftp://|www\.|[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*\.[a-z]{2,}|[a-z0-9-]{2,63}\.(com|net|org|io|xyz|ru|cn|info|biz|co|me|site|online|top)\b|(my|this|the following|our|his|her|their|an external|a remote|the attacker'?s?)( \w+'s)? (email|e-mail|address|url|server|endpoint|webhook|website|account|iban|phone|number)|(account|iban)\s*[a-z]{2}\d{2}[a-z0-9]{8,})"),
     cmd("inj.exfil.verb.en", C::Exfiltration, 0.8,
@@ -521,14 +526,15 @@ pub static HYPE: &[&str] = &[
 #[derive(Debug)]
 pub struct Compiled {
     hype: AhoCorasick,
-    ac: AhoCorasick,
-    /// For each anchor pattern, whether it starts with an ASCII letter (matched at word starts).
-    word_anchor: Vec<bool>,
+    anchors: AnchorSet,
     /// For each anchor pattern, the rules it anchors.
     anchor_rules: Vec<Vec<u16>>,
     confirms: Vec<Option<Regex>>,
-    /// The longest anchor, in bytes.
-    max_anchor: usize,
+    /// For each rule, whether every match of its confirmation starts where one of its own
+    /// anchors starts (see [`starts_at_anchor`]): then the confirmation is one anchored search
+    /// from each anchor hit, which stops as soon as the pattern can no longer match, instead of
+    /// a pass over the whole window.
+    at_anchor: Vec<bool>,
 }
 
 /// A rule that fired in a text.
@@ -600,40 +606,32 @@ impl Compiled {
             })
             .collect();
         let anchor_rules = closed;
-        let ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            // Standard semantics: one overlapping pass reports every anchor at every
-            // position (see `longest_per_start`).
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&anchors)
-            .map_err(|e| CompileError(e.to_string()))?;
+        let anchor_set = AnchorSet::new(&anchors)?;
         let confirms = RULES
             .iter()
             .map(|rule| {
                 rule.confirm
-                    .map(|re| regex::RegexBuilder::new(re).size_limit(8 << 20).build())
+                    .map(|re| {
+                        Regex::builder()
+                            .configure(Regex::config().nfa_size_limit(Some(8 << 20)))
+                            .build(re)
+                            .map_err(|e| CompileError(format!("{}: {e}", rule.id)))
+                    })
                     .transpose()
-                    .map_err(|e| CompileError(format!("{}: {e}", rule.id)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let at_anchor = RULES.iter().map(starts_at_anchor).collect();
         let hype = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
             .build(HYPE)
             .map_err(|e| CompileError(e.to_string()))?;
-        let word_anchor = anchors
-            .iter()
-            .map(|a| a.chars().next().is_some_and(|c| c.is_ascii_alphabetic()))
-            .collect();
-        let max_anchor = anchors.iter().map(|a| a.len()).max().unwrap_or(0);
         Ok(Self {
             hype,
-            ac,
-            word_anchor,
+            anchors: anchor_set,
             anchor_rules,
             confirms,
-            max_anchor,
+            at_anchor,
         })
     }
 
@@ -656,21 +654,14 @@ impl Compiled {
         // already failed is not confirmed again, so a text full of anchor words costs about one
         // window pass per rule, and every region of the text is still examined.
         let mut covered = [0usize; MAX_RULES];
-        let bytes = text.as_bytes();
-        for m in longest_per_start(&self.ac, text, self.max_anchor) {
-            let pattern = m.pattern().as_usize();
-            let Some(rules) = self.anchor_rules.get(pattern) else {
+        // Word anchors match at word starts only ("ai" is not in "maintain"): the matcher
+        // drops the others.
+        let mut found = Vec::new();
+        self.anchors.find(text, &mut found);
+        for m in found {
+            let Some(rules) = self.anchor_rules.get(m.pattern) else {
                 continue;
             };
-            // Word anchors match at word starts only ("ai" is not in "maintain").
-            if self.word_anchor.get(pattern).copied().unwrap_or(false)
-                && m.start() > 0
-                && bytes
-                    .get(m.start() - 1)
-                    .is_some_and(u8::is_ascii_alphanumeric)
-            {
-                continue;
-            }
             for &rule in rules {
                 let idx = usize::from(rule);
                 if fired.get(idx).copied().unwrap_or(true) {
@@ -678,16 +669,24 @@ impl Compiled {
                 }
                 let imperative = RULES.get(idx).is_some_and(|r| r.imperative);
                 let span = match self.confirms.get(idx).and_then(Option::as_ref) {
-                    None => Some((m.start(), m.end(), false)),
+                    None => Some((m.start, m.end, false)),
+                    Some(re) if self.at_anchor.get(idx).copied().unwrap_or(false) => {
+                        let to = ceil_boundary(text, m.end.saturating_add(WINDOW_AFTER));
+                        let input = Input::new(text).span(m.start..to).anchored(Anchored::Yes);
+                        re.find(input).map(|found| {
+                            let statement = imperative && !opens_clause(text, found.start());
+                            (found.start(), found.end(), statement)
+                        })
+                    }
                     Some(re) => {
                         let Some(done) = covered.get_mut(idx) else {
                             continue;
                         };
-                        if m.end() + WINDOW_AFTER / 2 <= *done {
+                        if m.end + WINDOW_AFTER / 2 <= *done {
                             continue;
                         }
-                        *done = m.end() + WINDOW_AFTER;
-                        confirm(re, text, m.start(), m.end(), imperative)
+                        *done = m.end + WINDOW_AFTER;
+                        confirm(re, text, m.start, m.end, imperative)
                     }
                 };
                 if let Some((start, end, statement)) = span {
@@ -815,19 +814,70 @@ fn confirm(
 ) -> Option<(usize, usize, bool)> {
     let from = floor_boundary(text, start.saturating_sub(WINDOW_BEFORE));
     let to = ceil_boundary(text, end.saturating_add(WINDOW_AFTER));
-    let window = text.get(from..to)?;
-    re.find_iter(window)
-        .map(|m| (from + m.start(), from + m.end()))
-        .find(|&(s, _)| !imperative || opens_clause(text, s))
-        .map(|(s, e)| (s, e, false))
-        .or_else(|| {
-            // No command form: the first match as a statement (weighed less by the caller), so
-            // a junk word before the verb does not make a command vanish.
-            if !imperative {
-                return None;
-            }
-            re.find(window)
-                .map(|m| (from + m.start(), from + m.end(), true))
+    // The window is a span of the whole text, so `\b` at its edges sees the real neighbours.
+    let input = Input::new(text).span(from..to);
+    if !imperative {
+        return re.find(input).map(|m| (m.start(), m.end(), false));
+    }
+    // No command form: the first match as a statement (weighed less by the caller), so a junk
+    // word before the verb does not make a command vanish. One pass finds both.
+    let mut first = None;
+    for m in re.find_iter(input) {
+        if opens_clause(text, m.start()) {
+            return Some((m.start(), m.end(), false));
+        }
+        first.get_or_insert((m.start(), m.end(), true));
+    }
+    first
+}
+
+/// Whether every match of `hir` begins with a word-boundary assertion.
+fn opens_at_word_boundary(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::{HirKind, Look};
+    match hir.kind() {
+        HirKind::Look(look) => matches!(look, Look::WordUnicode | Look::WordAscii),
+        HirKind::Capture(capture) => opens_at_word_boundary(&capture.sub),
+        HirKind::Concat(parts) => parts.first().is_some_and(opens_at_word_boundary),
+        HirKind::Alternation(branches) => branches.iter().all(opens_at_word_boundary),
+        _ => false,
+    }
+}
+
+/// Whether every match of `rule`'s confirmation starts where one of its anchors starts, so
+/// that confirming from each anchor hit (anchored) finds every match a window search would.
+///
+/// Decided from the pattern: it opens with a word boundary (anchor hits are taken at word
+/// starts), and each literal a match can begin with (the finite prefix set of the pattern,
+/// read case-sensitively since the table writes patterns in lower case) begins with one of
+/// the rule's anchors. Anything else (an unbounded prefix set, a class, a prefix no anchor
+/// covers) keeps the window search.
+fn starts_at_anchor(rule: &Rule) -> bool {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let Some(source) = rule.confirm else {
+        return false;
+    };
+    let Some(body) = source.strip_prefix("(?i)") else {
+        return false;
+    };
+    let Ok(hir) = regex_syntax::parse(body) else {
+        return false;
+    };
+    if !opens_at_word_boundary(&hir) {
+        return false;
+    }
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Prefix).limit_total(512);
+    let seq = extractor.extract(&hir);
+    let Some(literals) = seq.literals() else {
+        return false;
+    };
+    let anchors: Vec<String> = rule.anchors.iter().map(|a| a.to_lowercase()).collect();
+    !literals.is_empty()
+        && literals.iter().all(|lit| {
+            !lit.as_bytes().is_empty()
+                && anchors
+                    .iter()
+                    .any(|a| !a.is_empty() && lit.as_bytes().starts_with(a.as_bytes()))
         })
 }
 

@@ -428,10 +428,11 @@ impl Scanner {
                 .map_err(|e| err(&e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Matched on lower-cased text (see `scan`): a case-sensitive set runs on a SIMD
+        // prefilter, where a case-insensitive one walks every byte through the automaton.
         let keywords = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
-            .build(KEYWORDS)
+            .build(KEYWORDS.iter().map(|k| k.to_ascii_lowercase()))
             .map_err(|e| err(&e))?;
         Ok(Self {
             anchors: anchors_ac,
@@ -506,7 +507,11 @@ impl Scanner {
                 }
             }
         }
-        for m in self.keywords.find_iter(text) {
+        // Lower-casing ASCII keeps every offset.
+        for m in self
+            .keywords
+            .find_iter(crate::normalize::ascii_lower(text).as_ref())
+        {
             let Some(rest) =
                 text.get(m.end()..crate::rules::ceil_boundary(text, m.end().saturating_add(260)))
             else {
