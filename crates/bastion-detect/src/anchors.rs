@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::rules::CompileError;
+use crate::swar::{HIGH, between, equal, masks64};
 
 /// One anchor occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,39 +37,18 @@ pub(crate) struct AnchorHit {
 /// Bits in the four-byte filter (a power of two; 8 KiB).
 const FILTER_BITS: usize = 1 << 16;
 
-/// Byte lanes of a word, for the eight-bytes-at-a-time classification.
-const LANES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte lane of `x` holding an ASCII byte strictly between `above` and
-/// `below` (both at most 128). Exact per lane: no carry crosses lanes.
-const fn between(x: u64, above: u8, below: u8) -> u64 {
-    let low7 = x & (LANES * 0x7f);
-    let under = (LANES * (127 + below as u64)) - low7;
-    let over = low7 + LANES * (127 - above as u64);
-    under & over & !x & HIGH
-}
-
-/// The high bit of each byte lane of `x` equal to `value` (exact per lane).
-const fn equal(x: u64, value: u8) -> u64 {
-    let y = x ^ (LANES * value as u64);
-    !(((y & (LANES * 0x7f)) + LANES * 0x7f) | y | (LANES * 0x7f))
-}
-
-/// Lane high bits to a byte mask (lane k to bit k).
-const fn pack(lanes: u64) -> u64 {
-    (lanes >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
-}
-
 #[derive(Debug)]
 pub(crate) struct AnchorSet {
     /// Each anchor, lower case, as bytes.
     patterns: Vec<Box<[u8]>>,
     /// Per byte value: whether an anchor can open with it.
     opens: [bool; 256],
-    /// Anchors of four bytes or more that open with an ASCII byte, by their first four bytes
-    /// (sorted by key; each list longest first).
-    long: Vec<(u32, Vec<usize>)>,
+    /// Anchors of four bytes or more that open with an ASCII byte, grouped by their first four
+    /// bytes (each list longest first).
+    long: Vec<Vec<usize>>,
+    /// Open-addressing table from those four bytes to a group of `long` (index plus one; zero
+    /// marks an empty slot). A power of two in size, at most a quarter full.
+    slots: Vec<(u32, u32)>,
     /// Bit filter over a hash of the keys of `long`.
     filter: Vec<u64>,
     /// Anchors of two or three bytes, by their first two bytes (sorted; longest first).
@@ -91,14 +71,6 @@ fn key4(bytes: &[u8]) -> u32 {
         *slot = *b;
     }
     u32::from_le_bytes(k)
-}
-
-fn key8(bytes: &[u8]) -> u64 {
-    let mut k = [0u8; 8];
-    for (slot, b) in k.iter_mut().zip(bytes) {
-        *slot = *b;
-    }
-    u64::from_le_bytes(k)
 }
 
 fn filter_index(key: u32) -> usize {
@@ -162,7 +134,22 @@ impl AnchorSet {
         };
         long.values_mut().for_each(longest_first);
         short.values_mut().for_each(longest_first);
-        let long = long.into_iter().collect();
+        let mut slots = vec![(0u32, 0u32); (long.len() * 4).next_power_of_two().max(16)];
+        let mask = slots.len() - 1;
+        let mut groups = Vec::with_capacity(long.len());
+        for (key, list) in long {
+            groups.push(list);
+            let group =
+                u32::try_from(groups.len()).map_err(|_| CompileError::new("too many anchors"))?;
+            let mut at = filter_index(key) & mask;
+            while slots.get(at).is_some_and(|s| s.1 != 0) {
+                at = (at + 1) & mask;
+            }
+            if let Some(slot) = slots.get_mut(at) {
+                *slot = (key, group);
+            }
+        }
+        let long = groups;
         let short = short.into_iter().collect();
         let other_max = other_patterns.iter().map(|p| p.len()).max().unwrap_or(0);
         let other = if other_patterns.is_empty() {
@@ -182,6 +169,7 @@ impl AnchorSet {
             patterns,
             opens,
             long,
+            slots,
             filter,
             short,
             short_keys,
@@ -190,6 +178,22 @@ impl AnchorSet {
             other_index,
             other_max,
         })
+    }
+
+    /// The anchors of four bytes or more that open with `key`.
+    fn group(&self, key: u32) -> Option<&Vec<usize>> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut at = filter_index(key) & mask;
+        loop {
+            let &(k, group) = self.slots.get(at)?;
+            if group == 0 {
+                return None;
+            }
+            if k == key {
+                return self.long.get(usize::try_from(group).ok()?.checked_sub(1)?);
+            }
+            at = (at + 1) & mask;
+        }
     }
 
     /// The longest ASCII-opening anchor at `at` of `lower`, if any.
@@ -206,8 +210,7 @@ impl AnchorSet {
             .filter
             .get(bit / 64)
             .is_some_and(|w| w & (1 << (bit % 64)) != 0)
-            && let Ok(at) = self.long.binary_search_by_key(&key, |(k, _)| *k)
-            && let Some(found) = self.long.get(at).and_then(|(_, l)| l.iter().find(matches))
+            && let Some(found) = self.group(key).and_then(|l| l.iter().find(matches))
         {
             return Some(*found);
         }
@@ -237,26 +240,18 @@ impl AnchorSet {
         // drops the bytes no anchor opens with.
         let mut carry_alnum = 0u64;
         for (chunk_index, chunk) in lower.chunks(64).enumerate() {
-            let mut alnum = 0u64;
-            let mut letter = 0u64;
-            let mut other = 0u64;
-            for (word_index, word) in chunk.chunks(8).enumerate() {
-                let x = key8(word);
+            let [alnum, letter, other] = masks64(chunk, |x| {
                 let letters = between(x, b'a' - 1, b'z' + 1);
                 let digits = between(x, b'0' - 1, b'9' + 1);
-                let ascii = !x & HIGH;
-                let shift = word_index * 8;
-                alnum |= pack(letters | digits) << shift;
-                letter |= pack(letters) << shift;
-                other |= pack(ascii & !(letters | equal(x, b' '))) << shift;
-            }
+                [
+                    letters | digits,
+                    letters,
+                    !x & HIGH & !(letters | equal(x, b' ')),
+                ]
+            });
             let previous_alnum = (alnum << 1) | carry_alnum;
             carry_alnum = alnum >> 63;
             let mut candidates = (letter & !previous_alnum) | other;
-            if chunk.len() < 64 {
-                // Zero padding past the end reads as "other".
-                candidates &= (1u64 << chunk.len()) - 1;
-            }
             let base = chunk_index * 64;
             while candidates != 0 {
                 let at = base + usize::try_from(candidates.trailing_zeros()).unwrap_or(0);

@@ -23,6 +23,7 @@ pub mod pii;
 pub mod rules;
 pub mod secrets;
 pub mod spotlight;
+mod swar;
 pub mod verdict;
 
 use std::collections::BTreeMap;

@@ -221,12 +221,22 @@ pub fn normalize<'a>(input: &'a str, limits: &Limits) -> Normalized<'a> {
 /// Whether `input` can be read as it stands: printable ASCII, tabs and line ends only.
 #[must_use]
 pub fn is_plain(input: &str) -> bool {
+    use crate::swar::{HIGH, between, equal, mask64};
     let bytes = input.as_bytes();
-    bytes.iter().enumerate().all(|(i, &b)| {
-        (0x20..0x7f).contains(&b)
-            || b == b'\n'
-            || b == b'\t'
-            || (b == b'\r' && bytes.get(i + 1) == Some(&b'\n'))
+    bytes.chunks(64).enumerate().all(|(index, chunk)| {
+        // Lanes that are neither printable ASCII, a line feed nor a tab; only a carriage
+        // return that ends a line may be among them.
+        let mut odd = mask64(chunk, |x| {
+            HIGH & !(between(x, 0x1f, 0x7f) | equal(x, b'\n') | equal(x, b'\t'))
+        });
+        while odd != 0 {
+            let at = index * 64 + usize::try_from(odd.trailing_zeros()).unwrap_or(0);
+            odd &= odd - 1;
+            if bytes.get(at) != Some(&b'\r') || bytes.get(at + 1) != Some(&b'\n') {
+                return false;
+            }
+        }
+        true
     })
 }
 
@@ -995,6 +1005,18 @@ fn base64_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
 }
 
+/// [`base64_char`] for each byte lane of `x`.
+fn base64_lanes(x: u64) -> u64 {
+    use crate::swar::{between, equal};
+    between(x, b'a' - 1, b'z' + 1)
+        | between(x, b'A' - 1, b'Z' + 1)
+        | between(x, b'0' - 1, b'9' + 1)
+        | equal(x, b'+')
+        | equal(x, b'/')
+        | equal(x, b'-')
+        | equal(x, b'_')
+}
+
 fn decode_base64(run: &str) -> Option<Vec<u8>> {
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     let config = GeneralPurposeConfig::new()
@@ -1067,6 +1089,14 @@ fn encoded(
     let mut i = 0;
     let mut runs = 0;
     while i < bytes.len() && runs < 64 {
+        // Jump to the next run long enough to decode (prose has none), found eight bytes at a
+        // time.
+        let Some(next) =
+            crate::swar::next_long_run(bytes, i, limits.min_encoded_run, base64_lanes, base64_char)
+        else {
+            break;
+        };
+        i = next;
         if !bytes.get(i).copied().is_some_and(base64_char) {
             i += 1;
             continue;
@@ -1169,6 +1199,20 @@ fn encoded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn plain_means_printable_ascii_tabs_and_line_ends(text in "[ -~\t\n\r\u{0}\u{1b}\u{7f}é\u{200b}]{0,150}") {
+            let bytes = text.as_bytes();
+            let expected = bytes.iter().enumerate().all(|(i, &b)| {
+                (0x20..0x7f).contains(&b)
+                    || b == b'\n'
+                    || b == b'\t'
+                    || (b == b'\r' && bytes.get(i + 1) == Some(&b'\n'))
+            });
+            proptest::prop_assert_eq!(is_plain(&text), expected);
+        }
+    }
 
     fn layer_text(n: &Normalized<'_>, kind: LayerKind) -> String {
         n.layers

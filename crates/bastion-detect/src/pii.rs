@@ -27,9 +27,10 @@ pub fn scan(text: &str) -> Vec<PiiMatch> {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
     emails(bytes, &mut found);
-    numbers(bytes, &mut found);
-    ibans(bytes, &mut found);
-    letter_ids(bytes, &mut found);
+    let starts = token_starts(bytes);
+    numbers(bytes, &starts, &mut found);
+    ibans(bytes, &starts, &mut found);
+    letter_ids(bytes, &starts, &mut found);
     found.sort_by_key(|m| m.start);
     let mut out: Vec<PiiMatch> = Vec::with_capacity(found.len());
     for m in found {
@@ -38,6 +39,63 @@ pub fn scan(text: &str) -> Vec<PiiMatch> {
         }
     }
     out
+}
+
+/// Where a number, an IBAN or a letter-led ID can start: a digit, a capital, `+` or `(` that
+/// does not follow a word byte. Every other position is skipped without a look, found eight
+/// bytes at a time; benign prose has few.
+fn token_starts(bytes: &[u8]) -> Vec<usize> {
+    use crate::swar::{between, equal, masks64};
+    let mut starts = Vec::new();
+    let mut carry = 0u64;
+    for (index, chunk) in bytes.chunks(64).enumerate() {
+        let [word, opens] = masks64(chunk, |x| {
+            let upper_or_digit = between(x, b'A' - 1, b'Z' + 1) | between(x, b'0' - 1, b'9' + 1);
+            [
+                upper_or_digit | between(x, b'a' - 1, b'z' + 1) | equal(x, b'_'),
+                upper_or_digit | equal(x, b'+') | equal(x, b'('),
+            ]
+        });
+        let mut found = opens & !((word << 1) | carry);
+        carry = word >> 63;
+        while found != 0 {
+            starts.push(index * 64 + usize::try_from(found.trailing_zeros()).unwrap_or(0));
+            found &= found - 1;
+        }
+    }
+    starts
+}
+
+/// A walk over [`token_starts`] that a scanner can move past the end of what it consumed.
+struct Starts<'a> {
+    starts: &'a [usize],
+    from: usize,
+}
+
+impl<'a> Starts<'a> {
+    fn new(starts: &'a [usize]) -> Self {
+        Self { starts, from: 0 }
+    }
+
+    /// Skip the starts before `at`.
+    fn skip_to(&mut self, at: usize) {
+        self.from = self.from.max(at);
+    }
+}
+
+impl Iterator for Starts<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            let (&first, rest) = self.starts.split_first()?;
+            self.starts = rest;
+            if first >= self.from {
+                self.from = first + 1;
+                return Some(first);
+            }
+        }
+    }
 }
 
 fn at(bytes: &[u8], i: usize) -> u8 {
@@ -128,16 +186,15 @@ fn card_prefix(d: &[u8]) -> bool {
 }
 
 /// Digit clusters: runs of digits joined by single separators.
-fn numbers(bytes: &[u8], found: &mut Vec<PiiMatch>) {
-    let mut i = 0;
-    while i < bytes.len() {
+fn numbers(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
+    let mut starts = Starts::new(starts);
+    while let Some(i) = starts.next() {
         let b = at(bytes, i);
         let plus = b == b'+' && at(bytes, i + 1).is_ascii_digit();
         let paren = b == b'(' && at(bytes, i + 1).is_ascii_digit();
         if !(b.is_ascii_digit() || plus || paren)
             || (i > 0 && (word_byte(at(bytes, i - 1)) || at(bytes, i - 1) == b'.'))
         {
-            i += 1;
             continue;
         }
         let start = i;
@@ -175,7 +232,7 @@ fn numbers(bytes: &[u8], found: &mut Vec<PiiMatch>) {
         }
         groups.push(group);
         let end = j;
-        i = end.max(i + 1);
+        starts.skip_to(end.max(i + 1));
         if word_byte(at(bytes, end)) && !at(bytes, end).is_ascii_uppercase() {
             continue;
         }
@@ -338,15 +395,14 @@ fn rrn(d: &[u8]) -> bool {
 }
 
 /// IBAN: country code, two check digits, 11-30 alphanumerics (optionally in groups of four).
-fn ibans(bytes: &[u8], found: &mut Vec<PiiMatch>) {
-    let mut i = 0;
-    while i + 4 <= bytes.len() {
+fn ibans(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
+    let mut starts = Starts::new(starts);
+    while let Some(i) = starts.next().filter(|&i| i + 4 <= bytes.len()) {
         let lead = at(bytes, i).is_ascii_uppercase()
             && at(bytes, i + 1).is_ascii_uppercase()
             && at(bytes, i + 2).is_ascii_digit()
             && at(bytes, i + 3).is_ascii_digit();
         if !lead || (i > 0 && word_byte(at(bytes, i - 1))) {
-            i += 1;
             continue;
         }
         let mut chars: Vec<u8> = bytes.get(i..i + 4).unwrap_or_default().to_vec();
@@ -372,9 +428,7 @@ fn ibans(bytes: &[u8], found: &mut Vec<PiiMatch>) {
                 start: i,
                 end: j,
             });
-            i = j;
-        } else {
-            i += 1;
+            starts.skip_to(j);
         }
     }
 }
@@ -405,11 +459,10 @@ pub fn iban_valid(chars: &[u8]) -> bool {
 }
 
 /// IDs that start with letters: UK NINO, Taiwan ID, Spanish NIE.
-fn letter_ids(bytes: &[u8], found: &mut Vec<PiiMatch>) {
-    let mut i = 0;
-    while i + 9 <= bytes.len() {
+fn letter_ids(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
+    let mut starts = Starts::new(starts);
+    while let Some(i) = starts.next().filter(|&i| i + 9 <= bytes.len()) {
         if !at(bytes, i).is_ascii_uppercase() || (i > 0 && word_byte(at(bytes, i - 1))) {
-            i += 1;
             continue;
         }
         // Taiwan: letter, 1 or 2, eight digits.
@@ -428,7 +481,7 @@ fn letter_ids(bytes: &[u8], found: &mut Vec<PiiMatch>) {
                 start: i,
                 end: i + 10,
             });
-            i += 10;
+            starts.skip_to(i + 10);
             continue;
         }
         // UK NINO: two letters, six digits (optionally paired), suffix A-D.
@@ -469,7 +522,7 @@ fn letter_ids(bytes: &[u8], found: &mut Vec<PiiMatch>) {
                     start: i,
                     end,
                 });
-                i = end;
+                starts.skip_to(end);
                 continue;
             }
         }
@@ -495,11 +548,10 @@ fn letter_ids(bytes: &[u8], found: &mut Vec<PiiMatch>) {
                     start: i,
                     end: i + 9,
                 });
-                i += 9;
+                starts.skip_to(i + 9);
                 continue;
             }
         }
-        i += 1;
     }
 }
 

@@ -543,8 +543,22 @@ impl Scanner {
     fn token_runs(&self, text: &str, found: &mut Vec<SecretMatch>) {
         let bytes = text.as_bytes();
         let token = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+        let token_lanes = |x: u64| {
+            use crate::swar::{between, equal};
+            between(x, b'a' - 1, b'z' + 1)
+                | between(x, b'A' - 1, b'Z' + 1)
+                | between(x, b'0' - 1, b'9' + 1)
+                | equal(x, b'_')
+                | equal(x, b'-')
+                | equal(x, b'.')
+        };
         let mut i = 0;
         while i < bytes.len() {
+            // Jump to the next run long enough to be a token (prose has none).
+            let Some(next) = crate::swar::next_long_run(bytes, i, 34, token_lanes, token) else {
+                break;
+            };
+            i = next;
             if !bytes.get(i).copied().is_some_and(token) {
                 i += 1;
                 continue;
