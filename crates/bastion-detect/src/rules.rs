@@ -12,8 +12,9 @@
 //! normalizer, so the non-English anchors are written in lower case.
 //!
 //! Invariants: a rule reports at most once per layer; confirmation work per layer is bounded
-//! (an anchor inside a window a rule already examined is not examined again, so confirmation
-//! work is about one pass of each triggered rule's regex over the text).
+//! (an anchor inside a window a rule already examined is not examined again, so window
+//! confirmation is about one pass of each triggered rule's regex over the text; an anchored
+//! confirmation reads at most one window after its hit, and usually stops within a clause).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
