@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::rules::CompileError;
-use crate::swar::{HIGH, between, equal, masks64};
+use crate::swar::{self, HIGH, digit, equal, masks64};
 
 /// One anchor occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,8 +241,9 @@ impl AnchorSet {
         let mut carry_alnum = 0u64;
         for (chunk_index, chunk) in lower.chunks(64).enumerate() {
             let [alnum, letter, other] = masks64(chunk, |x| {
-                let letters = between(x, b'a' - 1, b'z' + 1);
-                let digits = between(x, b'0' - 1, b'9' + 1);
+                // The text is lower-cased: letters are lower-case here.
+                let letters = swar::lower(x);
+                let digits = digit(x);
                 [
                     letters | digits,
                     letters,

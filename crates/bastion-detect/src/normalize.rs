@@ -1007,14 +1007,8 @@ fn base64_char(b: u8) -> bool {
 
 /// [`base64_char`] for each byte lane of `x`.
 fn base64_lanes(x: u64) -> u64 {
-    use crate::swar::{between, equal};
-    between(x, b'a' - 1, b'z' + 1)
-        | between(x, b'A' - 1, b'Z' + 1)
-        | between(x, b'0' - 1, b'9' + 1)
-        | equal(x, b'+')
-        | equal(x, b'/')
-        | equal(x, b'-')
-        | equal(x, b'_')
+    use crate::swar::{alnum, equal};
+    alnum(x) | equal(x, b'+') | equal(x, b'/') | equal(x, b'-') | equal(x, b'_')
 }
 
 fn decode_base64(run: &str) -> Option<Vec<u8>> {

@@ -45,14 +45,14 @@ pub fn scan(text: &str) -> Vec<PiiMatch> {
 /// does not follow a word byte. Every other position is skipped without a look, found eight
 /// bytes at a time; benign prose has few.
 fn token_starts(bytes: &[u8]) -> Vec<usize> {
-    use crate::swar::{between, equal, masks64};
+    use crate::swar::{digit, equal, lower, masks64, upper};
     let mut starts = Vec::new();
     let mut carry = 0u64;
     for (index, chunk) in bytes.chunks(64).enumerate() {
         let [word, opens] = masks64(chunk, |x| {
-            let upper_or_digit = between(x, b'A' - 1, b'Z' + 1) | between(x, b'0' - 1, b'9' + 1);
+            let upper_or_digit = upper(x) | digit(x);
             [
-                upper_or_digit | between(x, b'a' - 1, b'z' + 1) | equal(x, b'_'),
+                upper_or_digit | lower(x) | equal(x, b'_'),
                 upper_or_digit | equal(x, b'+') | equal(x, b'('),
             ]
         });

@@ -544,13 +544,8 @@ impl Scanner {
         let bytes = text.as_bytes();
         let token = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
         let token_lanes = |x: u64| {
-            use crate::swar::{between, equal};
-            between(x, b'a' - 1, b'z' + 1)
-                | between(x, b'A' - 1, b'Z' + 1)
-                | between(x, b'0' - 1, b'9' + 1)
-                | equal(x, b'_')
-                | equal(x, b'-')
-                | equal(x, b'.')
+            use crate::swar::{alnum, equal};
+            alnum(x) | equal(x, b'_') | equal(x, b'-') | equal(x, b'.')
         };
         let mut i = 0;
         while i < bytes.len() {

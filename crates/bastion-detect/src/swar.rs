@@ -23,6 +23,26 @@ pub(crate) const fn equal(x: u64, value: u8) -> u64 {
     !(((y & (LANES * 0x7f)) + LANES * 0x7f) | y | (LANES * 0x7f))
 }
 
+/// Lanes holding an ASCII lower-case letter.
+pub(crate) const fn lower(x: u64) -> u64 {
+    between(x, b'a' - 1, b'z' + 1)
+}
+
+/// Lanes holding an ASCII capital.
+pub(crate) const fn upper(x: u64) -> u64 {
+    between(x, b'A' - 1, b'Z' + 1)
+}
+
+/// Lanes holding an ASCII digit.
+pub(crate) const fn digit(x: u64) -> u64 {
+    between(x, b'0' - 1, b'9' + 1)
+}
+
+/// Lanes holding an ASCII letter or digit.
+pub(crate) const fn alnum(x: u64) -> u64 {
+    lower(x) | upper(x) | digit(x)
+}
+
 /// Lane high bits to a byte mask (lane k to bit k).
 pub(crate) const fn pack(lanes: u64) -> u64 {
     (lanes >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
