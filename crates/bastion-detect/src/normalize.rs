@@ -1085,9 +1085,15 @@ fn encoded(
     while i < bytes.len() && runs < 64 {
         // Jump to the next run long enough to decode (prose has none), found eight bytes at a
         // time.
-        let Some(next) =
-            crate::swar::next_long_run(bytes, i, limits.min_encoded_run, base64_lanes, base64_char)
-        else {
+        let Some(next) = crate::swar::next_long_run(
+            bytes,
+            i,
+            limits.min_encoded_run,
+            // '+' to 'z': the base64 alphabets (both) and hex.
+            (b'+' - 1, b'z' + 1),
+            base64_lanes,
+            base64_char,
+        ) else {
             break;
         };
         i = next;

@@ -272,10 +272,20 @@ const KEYWORD_VALUE: &str = r#"(?i)^[\w.-]{0,20}["']?\s*(:=|=>|==|=|:)\s*(["'`]?
 const DISCORD: &str = r"^[MNO][a-zA-Z\d_-]{23,25}\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27,38}$";
 const TWILIO: &str = r"^(SK|AC)[0-9a-fA-F]{32}$";
 
+/// An anchor with its index in the scanner's anchor list.
+type Numbered<'a> = (usize, &'a str);
+
 /// The compiled scanner.
 #[derive(Debug)]
 pub struct Scanner {
+    /// Anchors of three bytes or more.
     anchors: AhoCorasick,
+    /// Index in `anchor_provider` of each pattern of `anchors`.
+    anchor_index: Vec<usize>,
+    /// Two-byte anchors, each searched on its own: in the set above, one two-byte anchor
+    /// makes the SIMD prefilter fingerprint two bytes for every anchor, and pairs as common
+    /// as "ho" or "sk" then stop it all through prose.
+    pairs: Vec<(memchr::memmem::Finder<'static>, usize)>,
     anchor_provider: Vec<Vec<usize>>,
     patterns: Vec<Regex>,
     keywords: AhoCorasick,
@@ -413,10 +423,32 @@ impl Scanner {
                 list
             })
             .collect();
+        let (long, short): (Vec<Numbered<'_>>, Vec<Numbered<'_>>) = anchors
+            .iter()
+            .copied()
+            .enumerate()
+            .partition(|(_, a)| a.len() >= 3);
         let anchors_ac = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
-            .build(&anchors)
+            .build(long.iter().map(|(_, a)| a))
             .map_err(|e| err(&e))?;
+        // At one start the longest anchor wins; a pair that opens a longer anchor would lose
+        // to it in the set but not on its own, so the split requires there is none.
+        if short
+            .iter()
+            .any(|(_, pair)| long.iter().any(|(_, a)| a.starts_with(pair)))
+        {
+            return Err(err(&"a two-byte secret anchor opens a longer one"));
+        }
+        let pairs = short
+            .iter()
+            .map(|&(index, pair)| {
+                (
+                    memchr::memmem::Finder::new(pair.as_bytes()).into_owned(),
+                    index,
+                )
+            })
+            .collect();
         let patterns = PROVIDERS
             .iter()
             .map(|p| {
@@ -436,6 +468,8 @@ impl Scanner {
             .map_err(|e| err(&e))?;
         Ok(Self {
             anchors: anchors_ac,
+            anchor_index: long.iter().map(|(index, _)| *index).collect(),
+            pairs,
             anchor_provider,
             patterns,
             keywords,
@@ -450,8 +484,27 @@ impl Scanner {
     pub fn scan(&self, text: &str) -> Vec<SecretMatch> {
         let mut found: Vec<SecretMatch> = Vec::new();
         let bytes = text.as_bytes();
-        for m in crate::rules::starts(&self.anchors, text) {
-            let Some(providers) = self.anchor_provider.get(m.pattern().as_usize()) else {
+        // Anchor hits in start order, one per start (the longest there): the set's, merged
+        // with the pairs' (no pair opens a longer anchor, so the two never share a start).
+        let mut hits: Vec<(usize, usize, usize)> = crate::rules::starts(&self.anchors, text)
+            .filter_map(|m| {
+                let index = *self.anchor_index.get(m.pattern().as_usize())?;
+                Some((m.start(), m.end(), index))
+            })
+            .collect();
+        let from_set = hits.len();
+        for (finder, index) in &self.pairs {
+            hits.extend(
+                finder
+                    .find_iter(bytes)
+                    .map(|at| (at, at + finder.needle().len(), *index)),
+            );
+        }
+        if hits.len() > from_set {
+            hits.sort_unstable_by_key(|&(start, _, _)| start);
+        }
+        for (m_start, m_end, anchor) in hits {
+            let Some(providers) = self.anchor_provider.get(anchor) else {
                 continue;
             };
             for &index in providers {
@@ -465,26 +518,26 @@ impl Scanner {
                     400
                 };
                 let span = if WINDOWED.contains(&provider.rule) {
-                    let from = crate::rules::floor_boundary(text, m.start().saturating_sub(80));
-                    let to = crate::rules::ceil_boundary(text, m.end().saturating_add(reach));
+                    let from = crate::rules::floor_boundary(text, m_start.saturating_sub(80));
+                    let to = crate::rules::ceil_boundary(text, m_end.saturating_add(reach));
                     text.get(from..to).and_then(|window| {
                         re.find_iter(window)
                             .map(|h| (from + h.start(), from + h.end()))
-                            .find(|&(s, e)| s <= m.start() && e >= m.end())
+                            .find(|&(s, e)| s <= m_start && e >= m_end)
                     })
                 } else {
                     // The token starts at the anchor, which must start a word.
-                    if m.start() > 0
+                    if m_start > 0
                         && bytes
-                            .get(m.start() - 1)
+                            .get(m_start - 1)
                             .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
                     {
                         continue;
                     }
-                    let to = crate::rules::ceil_boundary(text, m.start().saturating_add(reach));
-                    text.get(m.start()..to)
+                    let to = crate::rules::ceil_boundary(text, m_start.saturating_add(reach));
+                    text.get(m_start..to)
                         .and_then(|tail| re.find(tail))
-                        .map(|h| (m.start() + h.start(), m.start() + h.end()))
+                        .map(|h| (m_start + h.start(), m_start + h.end()))
                 };
                 if let Some((mut start, end)) = span {
                     // Patterns that assert what precedes a token include it in the match.
@@ -550,7 +603,9 @@ impl Scanner {
         let mut i = 0;
         while i < bytes.len() {
             // Jump to the next run long enough to be a token (prose has none).
-            let Some(next) = crate::swar::next_long_run(bytes, i, 34, token_lanes, token) else {
+            let Some(next) =
+                crate::swar::next_long_run(bytes, i, 34, (b'-' - 1, b'z' + 1), token_lanes, token)
+            else {
                 break;
             };
             i = next;
@@ -671,6 +726,9 @@ mod tests {
                 "openai_key",
             ),
             ("hf_abcdefghijklmnopqrstuvwxyzABCDEFGH", "huggingface_token"),
+            // The two-byte anchor is searched apart from the others, after an "API" that is not one.
+            ("API key: AP6xYz0123456789abcd", "artifactory_token"),
+            ("AKCp8jQ0123456789abcdef", "artifactory_token"),
             ("0123456789abcdef0123456789abcdef-us12", "mailchimp_key"),
             ("password = \"Tr0ub4dor&3x!\"", "secret"),
             ("\"api_key\": \"a8Fk29dLqP0zXv7Rt3Yw\"", "secret"),
