@@ -672,6 +672,36 @@ impl Gateway {
         Some(all)
     }
 
+    /// Progress and log text from an upstream reaches the client, and clients
+    /// show it to their model as well as to the user: it is screened under the
+    /// server-request policy (C4.1). A notification has no reply to carry a
+    /// refusal, so one that is blocked (or that would need a spotlight: its
+    /// text is not a content block's) is dropped, with its detection event.
+    fn screen_notification(
+        &self,
+        ctx: &Context,
+        mut up: crate::upstream::Upcall,
+    ) -> Option<crate::upstream::Upcall> {
+        let upstream = up.upstream;
+        if let bastion_proto::Message::Notification(n) = &mut up.msg
+            && let Some(params) = n.params.as_mut()
+        {
+            let method = n.method.clone();
+            self.screen_inbound(
+                ctx,
+                crate::screen::Origin {
+                    direction: bastion_detect::verdict::Direction::ServerRequests,
+                    upstream,
+                    method: &method,
+                    target: &method,
+                },
+                params,
+            )
+            .ok()?;
+        }
+        Some(up)
+    }
+
     /// Screens a server-initiated request (`sampling/createMessage`,
     /// `elicitation/create`) against the policies of the client it would
     /// reach. A denied one is answered to the upstream with an error and
@@ -689,6 +719,12 @@ impl Gateway {
                 // before the client hears of it.
                 if n.method.ends_with("/list_changed") {
                     self.on_list_changed(ctx, up.upstream, &n.method).await;
+                }
+                if matches!(
+                    n.method.as_str(),
+                    "notifications/progress" | "notifications/message"
+                ) {
+                    return self.screen_notification(ctx, up);
                 }
                 return Some(up);
             }

@@ -503,6 +503,47 @@ async fn an_upstream_error_message_is_screened_like_its_result() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn injected_progress_and_log_text_never_reaches_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}{}",
+        common::HEAD,
+        evil_upstream("progress", "tofu", dir.path())
+    );
+    let gw = start(&toml).await;
+    let (s, _) = Legacy::connect(&gw.url, json!({})).await;
+    let call = |id: i64, text: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "evil__echo", "arguments": {"text": text}, "_meta": {"progressToken": id}}})
+    };
+    // Benign progress passes untouched.
+    let msgs = common::messages(s.post(&call(1, "halfway there")).await).await;
+    assert!(
+        msgs.iter().any(|m| m["method"] == "notifications/progress"
+            && m["params"]["message"] == "halfway there"),
+        "{msgs:?}"
+    );
+    // An injection in progress or log text is dropped; the result itself is
+    // spotlighted as usual, so the call still completes.
+    let msgs = common::messages(s.post(&call(2, INJECTION)).await).await;
+    assert!(
+        msgs.iter().all(|m| m.get("method").is_none()),
+        "a notification got through: {msgs:?}"
+    );
+    assert!(msgs.last().is_some_and(|m| m["id"] == 2), "{msgs:?}");
+    let dets = detections(&gw.events());
+    for method in ["notifications/progress", "notifications/message"] {
+        assert!(
+            dets.iter().any(|d| d["method"] == method
+                && d["detection"]["direction"] == "server_requests"
+                && d["detection"]["action"] == "block"),
+            "{method}: {dets:?}"
+        );
+    }
+    gw.stop().await;
+}
+
 fn tools_upstream(tools: &str) -> String {
     format!(
         r#"[[upstream]]
