@@ -844,7 +844,10 @@ impl Engine {
                         }
                     }
                 }
-                ("_meta" | "icons" | "execution", _) => {}
+                // Fields the specification defines for metadata: no placement
+                // finding for being there, but their text reaches clients (and
+                // some show it to the model), so it is scanned like result fields.
+                ("_meta" | "icons" | "execution", v) => c.values(v, Place::ResultField, &here, 1),
                 (k, v) => c.unknown(k, v, &here, 1),
             }
         }

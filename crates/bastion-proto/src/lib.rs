@@ -2,8 +2,8 @@
 //!
 //! This crate owns the JSON-RPC 2.0 message model ([`jsonrpc`]), the MCP protocol
 //! revisions and their eras ([`version`]), the request metadata of the 2026-07-28
-//! revision ([`meta`], [`headers`]), error codes ([`codes`]) and the Server-Sent
-//! Events codec ([`sse`]).
+//! revision ([`meta`], [`headers`]), error codes ([`codes`]), canonical resource
+//! URIs ([`uri`]) and the Server-Sent Events codec ([`sse`]).
 //!
 //! Invariants:
 //! - It does no I/O: every function is a pure transformation of bytes or values.
@@ -18,6 +18,7 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod meta;
 pub mod sse;
+pub mod uri;
 pub mod version;
 
 pub use jsonrpc::{ErrorObject, Id, Message, Notification, ParseError, Request, Response};

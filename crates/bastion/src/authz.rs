@@ -31,6 +31,7 @@ use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
 use crate::config::PolicyConfig;
 use crate::context::Context;
 use crate::gateway::Gateway;
+use crate::upstream::Call;
 
 /// Who a request comes from, with what policies may test about it.
 #[derive(Debug, Clone)]
@@ -328,6 +329,16 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The denial of a question about an upstream that does not exist (or a
+/// call on another upstream than its item's).
+fn no_such_upstream<T>() -> Decision<T> {
+    Decision::Deny(bastion_policy::Denied {
+        reason: DenyReason::Error,
+        policies: Vec::new(),
+        errors: vec!["no such upstream".into()],
+    })
+}
+
 /// One question for the policies.
 struct Question<'a> {
     action: &'a str,
@@ -443,30 +454,21 @@ impl Gateway {
     }
 
     /// May `caller` send `action` (a list method, a server-initiated request,
-    /// or a method the gateway passes through) to upstream `idx`?
+    /// or a method the gateway passes through) to upstream `call.upstream`?
+    /// The Allow carries `call`: the permit to send exactly it.
     pub fn authorize_upstream(
         &self,
         caller: &Caller,
         ctx: &Context,
         action: &str,
-        idx: usize,
-    ) -> Decision<usize> {
+        call: Call,
+    ) -> Decision<Call> {
         let engine = self.policies.engine();
+        let idx = call.upstream;
         let Some(up) = self.upstreams.get(idx) else {
-            return engine.decide(
-                &Access {
-                    who: caller.who(),
-                    action: "",
-                    target: Target::Gateway,
-                    context: Circumstances {
-                        time: 0,
-                        client_ip: "",
-                        session_risk: 0,
-                        arguments: None,
-                    },
-                },
-                idx,
-            );
+            // No such upstream: denied without asking the policies (even
+            // `dangerous_allow_all` permits nothing that does not exist).
+            return no_such_upstream();
         };
         self.decide_audited(
             &engine,
@@ -481,13 +483,14 @@ impl Gateway {
                 resource: upstream_uid(up.name()),
                 arguments: None,
             },
-            idx,
+            call,
         )
     }
 
     /// May `caller` do `action` on `item`? Requires the upstream's list action
     /// too, so that "usable" and "listed" are one rule. `arguments` is `None`
-    /// when filtering a list.
+    /// when filtering a list. The Allow carries `call`, which must be on the
+    /// item's upstream (anything else is denied).
     pub fn authorize_item(
         &self,
         caller: &Caller,
@@ -495,11 +498,16 @@ impl Gateway {
         action: &str,
         item: Item<'_>,
         arguments: Option<&Value>,
-    ) -> Decision<usize> {
+        call: Call,
+    ) -> Decision<Call> {
         let engine = self.policies.engine();
         let engine = engine.as_ref();
-        let Some(up) = self.upstreams.get(item.upstream) else {
-            return self.authorize_upstream(caller, ctx, action, item.upstream);
+        let Some(up) = self
+            .upstreams
+            .get(item.upstream)
+            .filter(|_| call.upstream == item.upstream)
+        else {
+            return no_such_upstream();
         };
         if let Decision::Deny(d) = self.decide_audited(
             engine,
@@ -538,7 +546,7 @@ impl Gateway {
                 resource: item_uid(item.kind, up.name(), item.name),
                 arguments,
             },
-            item.upstream,
+            call,
         )
     }
 
@@ -628,8 +636,15 @@ impl Gateway {
         action: &str,
         item: Item<'_>,
     ) -> bool {
-        self.authorize_item(caller, ctx, action, item, None)
-            .is_allow()
+        self.authorize_item(
+            caller,
+            ctx,
+            action,
+            item,
+            None,
+            Call::new(item.upstream, action, None),
+        )
+        .is_allow()
     }
 
     /// The scopes a request for `item` (or for upstream `idx` as a whole)
@@ -671,114 +686,7 @@ impl Gateway {
         }
         Some(all)
     }
-
-    /// Progress and log text from an upstream reaches the client, and clients
-    /// show it to their model as well as to the user: it is screened under the
-    /// server-request policy (C4.1). A notification has no reply to carry a
-    /// refusal, so one that is blocked (or that would need a spotlight: its
-    /// text is not a content block's) is dropped, with its detection event.
-    fn screen_notification(
-        &self,
-        ctx: &Context,
-        mut up: crate::upstream::Upcall,
-    ) -> Option<crate::upstream::Upcall> {
-        let upstream = up.upstream;
-        if let bastion_proto::Message::Notification(n) = &mut up.msg
-            && let Some(params) = n.params.as_mut()
-        {
-            let method = n.method.clone();
-            self.screen_inbound(
-                ctx,
-                crate::screen::Origin {
-                    direction: bastion_detect::verdict::Direction::ServerRequests,
-                    upstream,
-                    method: &method,
-                    target: &method,
-                },
-                params,
-            )
-            .ok()?;
-        }
-        Some(up)
-    }
-
-    /// Screens a server-initiated request (`sampling/createMessage`,
-    /// `elicitation/create`) against the policies of the client it would
-    /// reach. A denied one is answered to the upstream with an error and
-    /// never reaches the client.
-    pub async fn screen_upcall(
-        &self,
-        caller: &Caller,
-        ctx: &Context,
-        up: crate::upstream::Upcall,
-    ) -> Option<crate::upstream::Upcall> {
-        let r = match &up.msg {
-            bastion_proto::Message::Request(r) => r,
-            bastion_proto::Message::Notification(n) => {
-                // Tool integrity: a changed list is re-listed and judged
-                // before the client hears of it.
-                if n.method.ends_with("/list_changed") {
-                    self.on_list_changed(ctx, up.upstream, &n.method).await;
-                }
-                if matches!(
-                    n.method.as_str(),
-                    "notifications/progress" | "notifications/message"
-                ) {
-                    return self.screen_notification(ctx, up);
-                }
-                return Some(up);
-            }
-            bastion_proto::Message::Response(_) => return Some(up),
-        };
-        let action = match r.method.as_str() {
-            "sampling/createMessage" => "sampling/createMessage",
-            "elicitation/create" => "elicitation/create",
-            _ => return Some(up),
-        };
-        match self.authorize_upstream(caller, ctx, action, up.upstream) {
-            Decision::Allow(_) => {
-                // What the server asks the client's model or user is screened like
-                // any content reaching them (C4.1).
-                let mut up = up;
-                let upstream = up.upstream;
-                if let bastion_proto::Message::Request(r) = &mut up.msg
-                    && let Some(params) = r.params.as_mut()
-                    && let Err(e) = self.screen_inbound(
-                        ctx,
-                        crate::screen::Origin {
-                            direction: bastion_detect::verdict::Direction::ServerRequests,
-                            upstream,
-                            method: action,
-                            target: action,
-                        },
-                        params,
-                    )
-                {
-                    let id = r.id.clone();
-                    let _ = up
-                        .reply
-                        .send(bastion_proto::Response::error(Some(id), e))
-                        .await;
-                    return None;
-                }
-                Some(up)
-            }
-            Decision::Deny(_) => {
-                let _ = up
-                    .reply
-                    .send(bastion_proto::Response::error(
-                        Some(r.id.clone()),
-                        bastion_proto::ErrorObject::new(
-                            bastion_proto::codes::GATEWAY_REFUSED,
-                            format!("{action} refused by the gateway's policy"),
-                        ),
-                    ))
-                    .await;
-                None
-            }
-        }
-    }
 }
 
-/// Proof that an upstream request was permitted: what `forward_to` requires.
-pub type Grant = Permitted<usize>;
+/// Proof that an upstream request was permitted: what `Gateway::send` requires.
+pub type Grant = Permitted<Call>;

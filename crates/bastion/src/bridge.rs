@@ -21,6 +21,12 @@ use crate::upstream::{ReplyPath, Upcall};
 /// How long a continuation waits for the client's retry.
 pub const CONTINUATION_TTL_SECS: u64 = 300;
 
+/// Continuations one principal may have waiting at once.
+pub const MAX_CONTINUATIONS_PER_PRINCIPAL: usize = 64;
+
+/// Continuations waiting at once, all principals together.
+pub const MAX_CONTINUATIONS: usize = 10_000;
+
 /// One upstream request waiting for the client's input.
 #[derive(Debug)]
 pub struct Ask {

@@ -97,6 +97,7 @@ struct RawServer {
     session_idle_timeout_secs: Option<u64>,
     session_absolute_timeout_secs: Option<u64>,
     max_sessions_per_principal: Option<usize>,
+    max_streams_per_principal: Option<usize>,
     session_hijack_action: Option<String>,
     #[serde(default)]
     dangerous_allow_session_scope_escalation: bool,
@@ -531,6 +532,10 @@ pub struct ServerConfig {
     /// Live sessions one principal may hold; a new one evicts its least recently
     /// used.
     pub max_sessions_per_principal: usize,
+    /// Long-lived streams (GET streams, `subscriptions/listen`) one principal
+    /// may hold open at once; they also count against
+    /// `max_concurrent_requests` while open.
+    pub max_streams_per_principal: usize,
     /// What a change of Origin, User-Agent or client address inside a session does.
     pub session_hijack_action: HijackAction,
     /// Keep a session when a request brings more scopes than it was created with
@@ -1546,6 +1551,11 @@ impl Validator<'_> {
                 raw.max_sessions_per_principal.map(|v| v as u64),
                 32,
                 "server.max_sessions_per_principal",
+            )? as usize,
+            max_streams_per_principal: positive(
+                raw.max_streams_per_principal.map(|v| v as u64),
+                16,
+                "server.max_streams_per_principal",
             )? as usize,
             session_hijack_action: match raw.session_hijack_action.as_deref() {
                 None | Some("event") => HijackAction::Event,

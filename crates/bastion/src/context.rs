@@ -53,6 +53,11 @@ pub struct PendingServerRequest {
     pub reply: ReplyPath,
     /// The upstream's own id for it.
     pub upstream_id: Id,
+    /// Its method.
+    pub method: String,
+    /// The progress token it carries, if any (the client may report
+    /// progress on it, to that upstream only).
+    pub progress_token: Option<serde_json::Value>,
 }
 
 /// Where an exposed tool routes, and which arguments it mirrors into headers.
@@ -77,15 +82,58 @@ pub struct Routes {
     pub tools: HashMap<String, ToolRoute>,
     /// Exposed prompt name → (upstream, upstream's name, definition hash).
     pub prompts: HashMap<String, (usize, String, String)>,
-    /// Resource URI → upstream.
-    pub resources: HashMap<String, usize>,
-    /// URI-template literal prefix → upstream.
-    pub templates: BTreeMap<String, usize>,
+    /// Canonical resource URI → the upstreams that list it.
+    pub resources: HashMap<String, BTreeSet<usize>>,
+    /// URI-template literal prefix → the upstreams that declare it.
+    pub templates: BTreeMap<String, BTreeSet<usize>>,
+    /// Whether every upstream this context may list has had its resources
+    /// and templates listed (claims are complete); cleared on a change.
+    pub resources_complete: bool,
     /// Task id (2026-07-28 tasks extension) → upstream that created it.
     pub tasks: HashMap<String, usize>,
     /// When each upstream's tools were last listed in this context, and the
     /// upstream's list-change count then.
     pub tools_listed: HashMap<usize, (std::time::Instant, u64)>,
+}
+
+impl Routes {
+    /// The upstreams that claim `uri`: those that list it, and those with a
+    /// template whose (non-empty) literal prefix it starts with.
+    pub fn claimants(&self, uri: &str) -> BTreeSet<usize> {
+        let mut out = self.resources.get(uri).cloned().unwrap_or_default();
+        for (prefix, ups) in &self.templates {
+            if !prefix.is_empty() && uri.starts_with(prefix.as_str()) {
+                out.extend(ups);
+            }
+        }
+        out
+    }
+
+    /// Whether a template of upstream `idx` with literal prefix `prefix`
+    /// shares its namespace with another upstream's template (one prefix
+    /// starts with the other): then neither owns it.
+    pub fn template_contested(&self, idx: usize, prefix: &str) -> bool {
+        self.templates.iter().any(|(p, ups)| {
+            (p.starts_with(prefix) || prefix.starts_with(p.as_str()))
+                && !p.is_empty()
+                && !prefix.is_empty()
+                && ups.iter().any(|u| *u != idx)
+        })
+    }
+
+    /// Forgets upstream `idx`'s resource and template claims (re-listed).
+    pub fn forget_resources(&mut self, idx: usize) {
+        for ups in self
+            .resources
+            .values_mut()
+            .chain(self.templates.values_mut())
+        {
+            ups.remove(&idx);
+        }
+        self.resources.retain(|_, u| !u.is_empty());
+        self.templates.retain(|_, u| !u.is_empty());
+        self.resources_complete = false;
+    }
 }
 
 /// One client's view of the upstreams.
@@ -106,8 +154,6 @@ pub struct Context {
     next_server_request: AtomicI64,
     /// Where exposed names route.
     pub routes: RwLock<Routes>,
-    /// Client request id → upstream serving it, for cancellation.
-    inflight: Mutex<HashMap<Id, usize>>,
     /// Client request id → the task serving it, stopped when the client cancels.
     tasks: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
     last_used: Mutex<Instant>,
@@ -115,7 +161,15 @@ pub struct Context {
     /// Risk the session has accumulated (detections add to it); policies see
     /// it as `context.session_risk`.
     risk: AtomicI64,
+    /// Resource URIs this context subscribed to upstream (bounded).
+    subscriptions: Mutex<BTreeSet<String>>,
 }
+
+/// Upstream resource subscriptions one context may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+
+/// Server requests one context may have waiting for its client's answer.
+pub const MAX_PENDING_SERVER_REQUESTS: usize = 64;
 
 /// Outstanding unsolicited messages kept while no stream is open to take them.
 const UNSOLICITED_BUFFER: usize = 256;
@@ -137,11 +191,11 @@ impl Context {
             server_requests: Mutex::new(HashMap::new()),
             next_server_request: AtomicI64::new(1),
             routes: RwLock::new(Routes::default()),
-            inflight: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
             closed: AtomicBool::new(false),
             risk: AtomicI64::new(0),
+            subscriptions: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -157,6 +211,25 @@ impl Context {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
                 Some(r.saturating_add(n))
             });
+    }
+
+    /// Records a subscription to `uri`; `false` when the context already
+    /// holds [`MAX_SUBSCRIPTIONS`] others.
+    pub fn subscribe(&self, uri: &str) -> bool {
+        let mut s = self.subscriptions.lock();
+        if s.contains(uri) {
+            return true;
+        }
+        if s.len() >= MAX_SUBSCRIPTIONS {
+            return false;
+        }
+        s.insert(uri.to_owned());
+        true
+    }
+
+    /// Forgets a subscription.
+    pub fn unsubscribe(&self, uri: &str) {
+        self.subscriptions.lock().remove(uri);
     }
 
     /// Marks the context used now (idle expiry).
@@ -213,25 +286,44 @@ impl Context {
     }
 
     /// Records a server-initiated request and returns the id the client sees.
+    /// Bounded: a context holds at most [`MAX_PENDING_SERVER_REQUESTS`];
+    /// beyond that, `None` (the upstream is refused).
     pub fn register_server_request(
         &self,
         upstream: usize,
         reply: ReplyPath,
-        upstream_id: Id,
-    ) -> Id {
+        r: &Request,
+    ) -> Option<Id> {
         let id = Id::Str(format!(
             "bastion-{}",
             self.next_server_request.fetch_add(1, Ordering::Relaxed)
         ));
-        self.server_requests.lock().insert(
+        let mut m = self.server_requests.lock();
+        if m.len() >= MAX_PENDING_SERVER_REQUESTS {
+            return None;
+        }
+        m.insert(
             id.clone(),
             PendingServerRequest {
                 upstream,
                 reply,
-                upstream_id,
+                upstream_id: r.id.clone(),
+                method: r.method.clone(),
+                progress_token: bastion_proto::meta::meta(r.params.as_ref())
+                    .and_then(|m| m.get("progressToken"))
+                    .cloned(),
             },
         );
-        id
+        Some(id)
+    }
+
+    /// The upstream whose pending server request carries progress `token`.
+    pub fn server_request_upstream(&self, token: &serde_json::Value) -> Option<usize> {
+        self.server_requests
+            .lock()
+            .values()
+            .find(|p| p.progress_token.as_ref() == Some(token))
+            .map(|p| p.upstream)
     }
 
     /// Takes the pending server request the client is answering.
@@ -239,25 +331,16 @@ impl Context {
         self.server_requests.lock().remove(id)
     }
 
-    /// Rewrites an upstream request for the client (fresh id, remembered).
+    /// Rewrites an upstream request for the client (fresh id, remembered);
+    /// `None` when too many are pending.
     pub fn forward_server_request(
         &self,
         upcall_upstream: usize,
         reply: ReplyPath,
         mut r: Request,
-    ) -> Request {
-        r.id = self.register_server_request(upcall_upstream, reply, r.id);
-        r
-    }
-
-    /// Notes that client request `id` is being served by `upstream`.
-    pub fn start_call(&self, id: &Id, upstream: usize) {
-        self.inflight.lock().insert(id.clone(), upstream);
-    }
-
-    /// Forgets an in-flight client request.
-    pub fn end_call(&self, id: &Id) {
-        self.inflight.lock().remove(id);
+    ) -> Option<Request> {
+        r.id = self.register_server_request(upcall_upstream, reply, &r)?;
+        Some(r)
     }
 
     /// Spawns the task serving client request `id` and records it so a
@@ -277,11 +360,6 @@ impl Context {
     /// Forgets (and returns) the task serving client request `id`.
     pub fn take_task(&self, id: &Id) -> Option<tokio::task::AbortHandle> {
         self.tasks.lock().remove(id)
-    }
-
-    /// Which upstream is serving client request `id`.
-    pub fn call_upstream(&self, id: &Id) -> Option<usize> {
-        self.inflight.lock().get(id).copied()
     }
 
     /// Closes every upstream connection (DELETE / kill).

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::context::{Context, Session, ToolRoute};
 use crate::integrity::DefKind;
 use crate::screen::Origin;
-use crate::upstream::{Conn, Upcall, UpcallTx, Upstream, UpstreamError};
+use crate::upstream::{Call, Conn, Internal, Pass, Upcall, UpcallTx, Upstream, UpstreamError};
 use bastion_detect::verdict::Direction;
 use bastion_policy::ItemKind;
 
@@ -85,6 +85,10 @@ pub struct Gateway {
     pub metrics: crate::metrics::Metrics,
     /// Tool integrity: pins, quarantine, approvals.
     pub pins: crate::pins::Pins,
+    /// Bounds on open requests and streams.
+    pub limits: Arc<crate::limits::Limits>,
+    /// Cancelled when the gateway starts to stop: long-lived streams end.
+    pub closing: tokio_util::sync::CancellationToken,
     /// The detection engine (injection, secrets, personal data, argument hazards).
     pub detect: Arc<bastion_detect::Engine>,
     /// Whether any upstream or item requires scopes (decided once from the
@@ -202,6 +206,8 @@ struct ListKind {
     key: &'static str,
     capability: &'static str,
     named: Option<NameSpace>,
+    /// The list method without `/list`.
+    method_base: &'static str,
 }
 
 #[derive(Clone, Copy)]
@@ -212,26 +218,10 @@ enum NameSpace {
 
 fn list_kind(method: &str) -> Option<ListKind> {
     Some(match method {
-        "tools/list" => ListKind {
-            key: "tools",
-            capability: "tools",
-            named: Some(NameSpace::Tools),
-        },
-        "prompts/list" => ListKind {
-            key: "prompts",
-            capability: "prompts",
-            named: Some(NameSpace::Prompts),
-        },
-        "resources/list" => ListKind {
-            key: "resources",
-            capability: "resources",
-            named: None,
-        },
-        "resources/templates/list" => ListKind {
-            key: "resourceTemplates",
-            capability: "resources",
-            named: None,
-        },
+        "tools/list" => TOOLS,
+        "prompts/list" => PROMPTS,
+        "resources/list" => RESOURCES,
+        "resources/templates/list" => TEMPLATES,
         _ => return None,
     })
 }
@@ -355,7 +345,13 @@ impl Gateway {
             detect.clone(),
             cfg.detection.tool_definitions,
         );
+        let limits = crate::limits::Limits::new(
+            cfg.server.max_concurrent_requests,
+            cfg.server.max_streams_per_principal,
+        );
         Ok(Arc::new(Gateway {
+            closing: tokio_util::sync::CancellationToken::new(),
+            limits,
             pins,
             detect,
             cfg: Arc::new(cfg),
@@ -509,7 +505,16 @@ impl Gateway {
                         } else {
                             // Protocol housekeeping of the gateway's own session with
                             // the upstream: no tool, resource or prompt is involved.
-                            let _ = self.forward(ctx, &c, req.clone(), None, &[]).await;
+                            let _ = self
+                                .forward(
+                                    ctx,
+                                    &c,
+                                    Pass::Internal(&Internal::session()),
+                                    req.clone(),
+                                    None,
+                                    &[],
+                                )
+                                .await;
                         }
                     }
                 }
@@ -603,7 +608,7 @@ impl Gateway {
                     headers = param_headers_for(&route, &req, Lane::Legacy, &client_params)?;
                 }
                 let mut resp = self
-                    .forward_to(ctx, grant, req, Some(events), &headers)
+                    .send(ctx, caller, grant, req, Some(events), &headers)
                     .await?;
                 if let Ok(r) = &resp.outcome
                     && let Err(e) = self.check_result(&name, output.as_ref(), r)
@@ -679,7 +684,9 @@ impl Gateway {
                 if let Some(a) = redacted {
                     set_param(&mut req, "arguments", a);
                 }
-                let mut resp = self.forward_to(ctx, grant, req, Some(events), &[]).await?;
+                let mut resp = self
+                    .send(ctx, caller, grant, req, Some(events), &[])
+                    .await?;
                 self.screen_response(ctx, origin(Direction::Prompts), &mut resp);
                 Ok(resp)
             }
@@ -709,6 +716,7 @@ impl Gateway {
                                 annotations: &[],
                             },
                             None,
+                            Call::new(idx, &req.method, Some(&task)),
                         ) {
                             bastion_policy::Decision::Allow(g) => g,
                             bastion_policy::Decision::Deny(_) => return Err(unknown()),
@@ -726,7 +734,12 @@ impl Gateway {
                     // there, and the upstream answers for it, if this principal
                     // may use that upstream's tools at all.
                     None if self.upstreams.len() == 1 => {
-                        match self.authorize_upstream(caller, ctx, "tools/list", 0) {
+                        match self.authorize_upstream(
+                            caller,
+                            ctx,
+                            "tools/list",
+                            Call::new(0, &req.method, Some(&task)),
+                        ) {
                             bastion_policy::Decision::Allow(g) => g,
                             bastion_policy::Decision::Deny(_) => return Err(unknown()),
                         }
@@ -734,9 +747,9 @@ impl Gateway {
                     None => return Err(unknown()),
                 };
                 let method = req.method.clone();
-                let upstream = *grant.get();
+                let upstream = grant.get().upstream;
                 let mut resp = self
-                    .forward_to(ctx, grant, req, Some(events), &client_params)
+                    .send(ctx, caller, grant, req, Some(events), &client_params)
                     .await?;
                 // A task's result is its tool's result, and what `tasks/get`
                 // reports about it reaches the model too.
@@ -764,6 +777,14 @@ impl Gateway {
                     .and_then(|p| p.get("ref"))
                     .ok_or_else(|| err(codes::INVALID_PARAMS, "params.ref is required"))?;
                 let mut req = req.clone();
+                let completes_resource =
+                    r.get("type").and_then(Value::as_str) == Some("ref/resource");
+                let completing = r
+                    .get("name")
+                    .or_else(|| r.get("uri"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
                 let grant = match r.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => {
                         let name = r.get("name").and_then(Value::as_str).unwrap_or("");
@@ -801,7 +822,10 @@ impl Gateway {
                                 format!("unknown resource template {uri:?}"),
                             )
                         };
-                        let idx = self.route_uri(ctx, uri).await.ok_or_else(unknown)?;
+                        let idx = self
+                            .route_uri(ctx, caller, &req, uri)
+                            .await
+                            .ok_or_else(unknown)?;
                         self.permit(
                             caller,
                             ctx,
@@ -823,16 +847,41 @@ impl Gateway {
                         ));
                     }
                 };
-                self.forward_to(ctx, grant, req, Some(events), &[]).await
+                let upstream = grant.get().upstream;
+                let direction = if completes_resource {
+                    Direction::Resources
+                } else {
+                    Direction::Prompts
+                };
+                let mut resp = self
+                    .send(ctx, caller, grant, req, Some(events), &[])
+                    .await?;
+                // Completion values are text the client shows, and may hand
+                // to its model: screened like what they complete.
+                self.screen_response(
+                    ctx,
+                    Origin {
+                        direction,
+                        upstream,
+                        method: "completion/complete",
+                        target: &completing,
+                    },
+                    &mut resp,
+                );
+                Ok(resp)
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = req
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("uri"))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| err(codes::INVALID_PARAMS, "params.uri must be a string"))?
-                    .to_owned();
+                let raw = param_str(&req, "uri")?;
+                // One spelling of the URI is routed, decided and sent.
+                let uri = bastion_proto::uri::canonical(&raw).map_err(|e| {
+                    ErrorObject::with_data(
+                        codes::INVALID_PARAMS,
+                        format!("invalid resource URI: {e}"),
+                        json!({"uri": raw}),
+                    )
+                })?;
+                let mut req = req;
+                set_param(&mut req, "uri", Value::from(uri.clone()));
                 let not_found = || {
                     let code = if lane == Lane::Modern {
                         codes::INVALID_PARAMS
@@ -841,13 +890,16 @@ impl Gateway {
                     };
                     ErrorObject::with_data(code, "Resource not found", json!({"uri": uri}))
                 };
-                let idx = self.route_uri(ctx, &uri).await.ok_or_else(not_found)?;
+                let idx = self
+                    .route_uri(ctx, caller, &req, &uri)
+                    .await
+                    .ok_or_else(not_found)?;
                 // Subscribing reveals a resource's changes: the same permission as
                 // reading it.
                 let grant = self.permit(
                     caller,
                     ctx,
-                    "resources/read",
+                    &req.method,
                     Item {
                         upstream: idx,
                         kind: ItemKind::Resource,
@@ -858,7 +910,22 @@ impl Gateway {
                     not_found,
                 )?;
                 let method = req.method.clone();
-                let mut resp = self.forward_to(ctx, grant, req, Some(events), &[]).await?;
+                // Upstream subscriptions are bounded per context.
+                if method == "resources/subscribe" && !ctx.subscribe(&uri) {
+                    return Err(err(
+                        codes::GATEWAY_REFUSED,
+                        format!(
+                            "too many resource subscriptions in this session (at most {})",
+                            crate::context::MAX_SUBSCRIPTIONS
+                        ),
+                    ));
+                }
+                if method == "resources/unsubscribe" {
+                    ctx.unsubscribe(&uri);
+                }
+                let mut resp = self
+                    .send(ctx, caller, grant, req, Some(events), &[])
+                    .await?;
                 if method == "resources/read" {
                     self.screen_response(
                         ctx,
@@ -894,9 +961,18 @@ impl Gateway {
                 if self.upstreams.len() != 1 {
                     return Err(not_found());
                 }
-                match self.authorize_upstream(caller, ctx, &req.method, 0) {
+                match self.authorize_upstream(
+                    caller,
+                    ctx,
+                    &req.method,
+                    Call::new(
+                        0,
+                        &req.method,
+                        crate::upstream::item_of(&req.method, req.params.as_ref()).as_deref(),
+                    ),
+                ) {
                     bastion_policy::Decision::Allow(g) => {
-                        self.forward_to(ctx, g, req, Some(events), &client_params)
+                        self.send(ctx, caller, g, req, Some(events), &client_params)
                             .await
                     }
                     bastion_policy::Decision::Deny(_) => Err(not_found()),
@@ -909,16 +985,25 @@ impl Gateway {
     /// the scopes it needs. A denial of an item the principal may not see at
     /// all is `hidden()` (the unknown-item answer); a visible item refused for
     /// its arguments gets a policy refusal.
+    ///
+    /// The permit names `method` (the message sent) on `item`; the action
+    /// decided is the method's, except that subscribing reveals a resource's
+    /// changes and so needs the same permission as reading it.
     fn permit(
         &self,
         caller: &Caller,
         ctx: &Context,
-        action: &str,
+        method: &str,
         item: Item<'_>,
         arguments: Option<&Value>,
         hidden: impl FnOnce() -> ErrorObject,
     ) -> Result<Grant, ErrorObject> {
-        let grant = match self.authorize_item(caller, ctx, action, item, arguments) {
+        let action = match method {
+            "resources/subscribe" | "resources/unsubscribe" => "resources/read",
+            m => m,
+        };
+        let call = Call::new(item.upstream, method, Some(item.name));
+        let grant = match self.authorize_item(caller, ctx, action, item, arguments, call) {
             bastion_policy::Decision::Allow(g) => g,
             bastion_policy::Decision::Deny(_) => {
                 if arguments.is_some() && self.denied_for_arguments(caller, ctx, action, item) {
@@ -966,9 +1051,13 @@ impl Gateway {
                 (i, ItemKind::Prompt, n, "prompts/get")
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = s("uri")?;
-                let i = *ctx.routes.read().resources.get(uri)?;
-                (i, ItemKind::Resource, uri.to_owned(), "resources/read")
+                let uri = bastion_proto::uri::canonical(s("uri")?).ok()?;
+                let claims = ctx.routes.read().claimants(&uri);
+                let i = match claims.len() {
+                    1 => claims.into_iter().next()?,
+                    _ => return None,
+                };
+                (i, ItemKind::Resource, uri, "resources/read")
             }
             _ => return None,
         };
@@ -979,20 +1068,30 @@ impl Gateway {
             name: &name,
             annotations: &[],
         };
-        self.authorize_item(caller, ctx, action, item, None)
-            .is_allow()
-            .then_some(missing)
+        self.authorize_item(
+            caller,
+            ctx,
+            action,
+            item,
+            None,
+            Call::new(idx, action, None),
+        )
+        .is_allow()
+        .then_some(missing)
     }
 
-    async fn forward_to(
+    /// Sends a permitted request to the upstream its permit names, over this
+    /// context's connection: the one way a client's request goes upstream.
+    async fn send(
         &self,
         ctx: &Context,
+        caller: &Caller,
         grant: Grant,
         req: Request,
         events: Option<UpcallTx>,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<Response, ErrorObject> {
-        let idx = grant.into_inner();
+        let idx = grant.get().upstream;
         let up = self
             .upstreams
             .get(idx)
@@ -1001,13 +1100,29 @@ impl Gateway {
             self.audit_upstream(up, &req.method, Outcome::Error, Some(e.to_string()), None);
             e.to_error_object(up.name())
         })?;
-        self.forward(ctx, &conn, req, events, headers).await
+        let mut resp = self
+            .forward(ctx, &conn, Pass::Permit(grant), req, events, headers)
+            .await?;
+        // A 2026-07-28 upstream's request for client input reaches a
+        // 2026-07-28 client inside the result: each server request in it is
+        // decided as the upcall it is. (For a 2025-era client the connection
+        // turns them into server requests, which take the upcall pipeline.)
+        if ctx.era == Era::Modern
+            && let Ok(result) = resp.outcome.as_mut()
+            && let Err(e) = self.decide_input_requests(caller, ctx, idx, result)
+        {
+            resp.outcome = Err(e);
+        }
+        Ok(resp)
     }
 
+    /// Sends `req` on `conn` under `pass`, bridging the revisions and
+    /// recording the exchange.
     pub(crate) async fn forward(
         &self,
         ctx: &Context,
         conn: &Arc<Conn>,
+        pass: Pass<'_>,
         req: Request,
         events: Option<UpcallTx>,
         headers: &[(HeaderName, HeaderValue)],
@@ -1030,14 +1145,11 @@ impl Gateway {
             (Era::Legacy, Era::Legacy) | (Era::Modern, Era::Modern) => {}
         }
         let method = req.method.clone();
-        let id = req.id.clone();
-        ctx.start_call(&id, up.index);
         let t0 = std::time::Instant::now();
         let res = conn
-            .call(req, events, headers, ctx.era == Era::Legacy)
+            .send(pass, req, events, headers, ctx.era == Era::Legacy)
             .await;
         let secs = Some(t0.elapsed().as_secs_f64());
-        ctx.end_call(&id);
         match res {
             Ok(mut r) => {
                 if conn.era == Era::Modern
@@ -1061,41 +1173,138 @@ impl Gateway {
         }
     }
 
-    /// Forwards a client notification: cancellations to the upstream serving the
-    /// request, other notifications to every open connection.
-    pub async fn notify(&self, ctx: &Context, n: bastion_proto::Notification) {
+    /// Serves a client notification. Only the notifications the protocol
+    /// defines from client to server go anywhere, each decided like the
+    /// request it is about: a cancellation stops the client's own request (its
+    /// connection then tells the upstream), progress reaches only the upstream
+    /// whose server request it reports on, `roots/list_changed` only the
+    /// upstreams the principal may use; what is relayed is screened like
+    /// arguments. Anything else is dropped. `Err` names why it went nowhere.
+    pub async fn notify(
+        &self,
+        ctx: &Context,
+        caller: &Caller,
+        n: bastion_proto::Notification,
+    ) -> Result<(), String> {
         match n.method.as_str() {
             // The gateway already completed each upstream's handshake itself.
-            "notifications/initialized" => {}
+            "notifications/initialized" => Ok(()),
             "notifications/cancelled" => {
-                let Some(params) = n.params.as_ref() else {
-                    return;
-                };
-                let Some(cid) = params.get("requestId").and_then(Id::from_value) else {
-                    return;
-                };
-                if let Some(idx) = ctx.call_upstream(&cid)
-                    && let Some(conn) = ctx.existing_conn(idx).await
-                {
-                    conn.cancel(&cid, params.get("reason").cloned()).await;
-                    let mut ev = AuditEvent::new(EventKind::Upstream, Outcome::Error);
-                    ev.upstream = Some(conn.upstream.name().to_owned());
-                    ev.reason = Some("request cancelled by the client".into());
-                    self.audit.emit(ev);
-                }
-                // Stop waiting: a cancelled request gets no response.
-                if let Some(task) = ctx.take_task(&cid) {
-                    task.abort();
+                let cid = n
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("requestId"))
+                    .and_then(Id::from_value)
+                    .ok_or("notifications/cancelled without a requestId")?;
+                // Stop waiting: a cancelled request gets no response. Its
+                // upstream call is dropped with the task, and the connection
+                // sends the upstream its own cancellation.
+                match ctx.take_task(&cid) {
+                    Some(task) => {
+                        task.abort();
+                        let mut ev = AuditEvent::new(EventKind::Upstream, Outcome::Error);
+                        ev.set_principal(&ctx.principal);
+                        ev.reason = Some("request cancelled by the client".into());
+                        self.audit.emit(ev);
+                        Ok(())
+                    }
+                    None => Err("cancellation of no request in flight".into()),
                 }
             }
-            _ => {
+            "notifications/progress" => {
+                let token = n
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("progressToken"))
+                    .cloned()
+                    .ok_or("notifications/progress without a progressToken")?;
+                let idx = ctx
+                    .server_request_upstream(&token)
+                    .ok_or("progress about no pending server request")?;
+                self.relay_notification(ctx, caller, idx, n).await
+            }
+            "notifications/roots/list_changed" => {
+                let mut sent = 0usize;
                 for up in &self.upstreams {
-                    if let Some(c) = ctx.existing_conn(up.index).await {
-                        let _ = c.notify(n.clone()).await;
+                    if self
+                        .relay_notification(ctx, caller, up.index, n.clone())
+                        .await
+                        .is_ok()
+                    {
+                        sent += 1;
                     }
                 }
+                if sent == 0 {
+                    Err("no open upstream session the principal may use".into())
+                } else {
+                    Ok(())
+                }
+            }
+            other => Err(format!(
+                "client notification {:?} is not one the protocol defines; dropped",
+                other.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+
+    /// Relays one client notification to upstream `idx`, over this
+    /// context's open 2025-era session only, when the principal may use that
+    /// upstream; its params are screened like arguments first.
+    async fn relay_notification(
+        &self,
+        ctx: &Context,
+        caller: &Caller,
+        idx: usize,
+        mut n: bastion_proto::Notification,
+    ) -> Result<(), String> {
+        let conn = ctx
+            .existing_conn(idx)
+            .await
+            .filter(|c| c.era == Era::Legacy)
+            .ok_or("no open 2025-era session with that upstream")?;
+        let grant = self
+            .may_use_upstream(caller, ctx, Call::new(idx, &n.method, None))
+            .ok_or("the principal may not use that upstream")?;
+        if let Some(p) = n.params.as_ref() {
+            let origin = Origin {
+                direction: Direction::Arguments,
+                upstream: idx,
+                method: &n.method,
+                target: &n.method,
+            };
+            match self.screen_arguments(ctx, origin, &n.method, p) {
+                Ok(Some(redacted)) => n.params = Some(redacted),
+                Ok(None) => {}
+                Err(e) => return Err(e.message),
             }
         }
+        conn.send_notification(Pass::Permit(grant), n)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// A permit for `call` when `caller` may list anything on its upstream
+    /// (tools, prompts, resources or templates): the question for traffic
+    /// about an upstream as a whole that no single item decides.
+    pub(crate) fn may_use_upstream(
+        &self,
+        caller: &Caller,
+        ctx: &Context,
+        call: Call,
+    ) -> Option<Grant> {
+        for action in [
+            "tools/list",
+            "prompts/list",
+            "resources/list",
+            "resources/templates/list",
+        ] {
+            if let bastion_policy::Decision::Allow(g) =
+                self.authorize_upstream(caller, ctx, action, call.clone())
+            {
+                return Some(g);
+            }
+        }
+        None
     }
 
     /// Relays the client's answer to a server-initiated request.
@@ -1114,11 +1323,29 @@ impl Gateway {
             .upstreams
             .get(pending.upstream)
             .ok_or_else(|| err(codes::INTERNAL_ERROR, "unknown upstream"))?;
+        // What the client answers leaves for the upstream: screened like
+        // arguments (a model's sampling answer can carry a secret).
+        let outcome = match resp.outcome {
+            Ok(v) => {
+                let origin = Origin {
+                    direction: Direction::Arguments,
+                    upstream: pending.upstream,
+                    method: &pending.method,
+                    target: &pending.method,
+                };
+                match self.screen_arguments(ctx, origin, &pending.method, &v) {
+                    Ok(Some(redacted)) => Ok(redacted),
+                    Ok(None) => Ok(v),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
         pending
             .reply
             .send(Response {
                 id: Some(pending.upstream_id),
-                outcome: resp.outcome,
+                outcome,
             })
             .await
             .map_err(|e| e.to_error_object(upstream.name()))
@@ -1148,28 +1375,44 @@ impl Gateway {
                 return;
             }
         };
-        let origin = if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
-            Origin {
-                direction: Direction::ServerRequests,
-                ..origin
-            }
-        } else {
-            origin
-        };
+        // The server requests inside an `input_required` result were decided
+        // and screened one by one when it arrived (`Gateway::send`), and the
+        // rest of it is the sealed state: screening it again would mark twice.
+        if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+            return;
+        }
         if let Err(e) = self.screen_inbound(ctx, origin, result) {
             resp.outcome = Err(e);
         }
     }
 
-    /// Rewrites an upcall for the client; `None` when it must not reach it.
-    pub fn upcall_to_client(&self, ctx: &Context, up: Upcall) -> Option<bastion_proto::Message> {
+    /// Delivers an upcall to a 2025-era client: the upstream → client
+    /// pipeline, then a server request under a context-unique id (refused to
+    /// the upstream when too many already wait for this client).
+    pub async fn to_legacy_client(
+        &self,
+        caller: &Caller,
+        ctx: &Context,
+        up: Upcall,
+    ) -> Option<bastion_proto::Message> {
         use bastion_proto::Message;
+        let up = self.upcall(caller, ctx, up).await?;
         match up.msg {
-            Message::Request(r) => Some(Message::Request(ctx.forward_server_request(
-                up.upstream,
-                up.reply,
-                r,
-            ))),
+            Message::Request(r) => {
+                let id = r.id.clone();
+                let reply = up.reply.clone();
+                match ctx.forward_server_request(up.upstream, up.reply, r) {
+                    Some(r) => Some(Message::Request(r)),
+                    None => {
+                        let e = err(
+                            codes::GATEWAY_REFUSED,
+                            "too many server requests wait for this client",
+                        );
+                        let _ = reply.send(Response::error(Some(id), e)).await;
+                        None
+                    }
+                }
+            }
             Message::Notification(n) => Some(Message::Notification(n)),
             Message::Response(_) => None,
         }
@@ -1212,19 +1455,38 @@ impl Gateway {
         Some((up.index, original.to_owned()))
     }
 
-    async fn route_uri(&self, ctx: &Context, uri: &str) -> Option<usize> {
-        {
-            let routes = ctx.routes.read();
-            if let Some(i) = routes.resources.get(uri) {
-                return Some(*i);
-            }
-            if let Some((_, i)) = routes
-                .templates
-                .iter()
-                .filter(|(p, _)| !p.is_empty() && uri.starts_with(p.as_str()))
-                .max_by_key(|(p, _)| p.len())
-            {
-                return Some(*i);
+    /// The one upstream that owns `uri` in this context: the only claimant
+    /// among the upstreams whose resources and templates this context has
+    /// listed (listed first when it has not), or, when nothing claims it, the
+    /// only upstream offering resources. `None` when nothing or more than one
+    /// upstream claims it (a contested URI is recorded).
+    pub(crate) async fn route_uri(
+        &self,
+        ctx: &Context,
+        caller: &Caller,
+        like: &Request,
+        uri: &str,
+    ) -> Option<usize> {
+        self.ensure_resource_claims(ctx, caller, like).await;
+        let claims = ctx.routes.read().claimants(uri);
+        match claims.len() {
+            1 => return claims.into_iter().next(),
+            0 => {}
+            _ => {
+                let mut ev = AuditEvent::new(EventKind::Upstream, Outcome::Refused);
+                ev.set_principal(&ctx.principal);
+                ev.method = Some(like.method.clone());
+                ev.target = Some(uri.chars().take(256).collect());
+                ev.reason = Some(format!(
+                    "resource URI claimed by more than one upstream ({}); refused",
+                    claims
+                        .iter()
+                        .filter_map(|i| self.upstreams.get(*i).map(|u| u.name().to_owned()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                self.audit.emit(ev);
+                return None;
             }
         }
         // Not listed: the only upstream offering resources, if there is exactly one.
@@ -1242,6 +1504,36 @@ impl Gateway {
         found
     }
 
+    /// Lists every page of resources and templates once per context (and
+    /// again after a change), so that ownership is decided on every claim,
+    /// not on whichever list the client happened to ask for first.
+    async fn ensure_resource_claims(&self, ctx: &Context, caller: &Caller, like: &Request) {
+        if ctx.routes.read().resources_complete {
+            return;
+        }
+        let mut complete = true;
+        for kind in [RESOURCES, TEMPLATES] {
+            let mut req = list_request(like, &format!("{}/list", kind.method_base));
+            let mut done = false;
+            for _ in 0..MAX_LIST_PAGES {
+                match self.list_collecting(ctx, &req, &kind, Some(caller)).await {
+                    Ok(l) => match l.value.get("nextCursor").cloned() {
+                        Some(c) => set_param(&mut req, "cursor", c),
+                        None => {
+                            done = true;
+                            break;
+                        }
+                    },
+                    Err(_) => break,
+                }
+            }
+            complete &= done;
+        }
+        if complete {
+            ctx.routes.write().resources_complete = true;
+        }
+    }
+
     async fn list(
         &self,
         ctx: &Context,
@@ -1249,6 +1541,10 @@ impl Gateway {
         kind: &ListKind,
         caller: &Caller,
     ) -> Result<Value, ErrorObject> {
+        if kind.named.is_none() {
+            // Resource ownership is decided on every upstream's claims.
+            self.ensure_resource_claims(ctx, caller, req).await;
+        }
         self.list_collecting(ctx, req, kind, Some(caller))
             .await
             .map(|l| l.value)
@@ -1317,7 +1613,7 @@ impl Gateway {
             .and_then(|p| p.get("cursor"))
             .map(|c| decode_cursor(c).ok_or_else(|| err(codes::INVALID_PARAMS, "invalid cursor")))
             .transpose()?;
-        let mut targets: Vec<(usize, Option<String>)> = match &cursor {
+        let targets: Vec<(usize, Option<String>)> = match &cursor {
             Some(m) => m.iter().map(|(i, c)| (*i, Some(c.clone()))).collect(),
             None => self.upstreams.iter().map(|u| (u.index, None)).collect(),
         };
@@ -1328,11 +1624,33 @@ impl Gateway {
             .iter()
             .map(|u| u.list_changes.load(std::sync::atomic::Ordering::SeqCst))
             .collect();
-        if let Some(c) = caller {
-            let action = crate::authz::list_action(&req.method);
-            targets.retain(|(i, _)| self.authorize_upstream(c, ctx, action, *i).is_allow());
-        }
-        let results = join_all(targets.into_iter().map(|(idx, cur)| {
+        // Each upstream asked is a permit of its own (or, for the start-up
+        // check, which no client asked for, the gateway's inventory pass).
+        let internal = Internal::inventory();
+        let targets: Vec<(usize, Option<String>, Pass<'_>)> = match caller {
+            Some(c) => {
+                let action = crate::authz::list_action(&req.method);
+                targets
+                    .into_iter()
+                    .filter_map(|(i, cur)| {
+                        match self.authorize_upstream(
+                            c,
+                            ctx,
+                            action,
+                            Call::new(i, &req.method, None),
+                        ) {
+                            bastion_policy::Decision::Allow(g) => Some((i, cur, Pass::Permit(g))),
+                            bastion_policy::Decision::Deny(_) => None,
+                        }
+                    })
+                    .collect()
+            }
+            None => targets
+                .into_iter()
+                .map(|(i, cur)| (i, cur, Pass::Internal(&internal)))
+                .collect(),
+        };
+        let results = join_all(targets.into_iter().map(|(idx, cur, pass)| {
             let mut sub = req.clone();
             async move {
                 let up = self.upstreams.get(idx)?;
@@ -1350,7 +1668,7 @@ impl Gateway {
                         None => obj.remove("cursor"),
                     };
                 }
-                Some((idx, self.forward(ctx, &conn, sub, None, &[]).await))
+                Some((idx, self.forward(ctx, &conn, pass, sub, None, &[]).await))
             }
         }))
         .await;
@@ -1363,6 +1681,9 @@ impl Gateway {
         let mut collisions = Vec::new();
         let mut new_routes: Vec<NewRoute> = Vec::new();
         let mut new_uris: Vec<(String, usize, bool)> = Vec::new();
+        // For each shown resource or template: its upstream, canonical URI
+        // (or template prefix), and whether it is a template.
+        let mut owners: Vec<Option<(usize, String, bool)>> = Vec::new();
         let mut answered = Vec::new();
         let mut listed_fully = Vec::new();
         for (idx, res) in results.into_iter().flatten() {
@@ -1396,13 +1717,14 @@ impl Gateway {
                     let names = list
                         .iter()
                         .map(|i| {
-                            (
-                                i.get(field)
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("")
-                                    .to_owned(),
-                                crate::authz::annotations_of(i),
-                            )
+                            let raw = i.get(field).and_then(Value::as_str).unwrap_or("");
+                            let name = if field == "uri" {
+                                bastion_proto::uri::canonical(raw)
+                                    .unwrap_or_else(|_| raw.to_owned())
+                            } else {
+                                raw.to_owned()
+                            };
+                            (name, crate::authz::annotations_of(i))
                         })
                         .collect();
                     self.visible_items(c, ctx, &req.method, idx, item_kind, names)
@@ -1471,19 +1793,59 @@ impl Gateway {
                         }
                     }
                     None => {
-                        if !keep || !approved {
-                            continue;
-                        }
                         let (field, is_template) = if kind.key == "resources" {
                             ("uri", false)
                         } else {
                             ("uriTemplate", true)
                         };
-                        if let Some(u) = item.get(field).and_then(Value::as_str) {
-                            new_uris.push((u.to_owned(), idx, is_template));
+                        let Some(raw) = item.get(field).and_then(Value::as_str) else {
+                            continue;
+                        };
+                        // A resource is routed, decided and shown by its
+                        // canonical URI; one that has none is withheld.
+                        let key = if is_template {
+                            raw.split('{').next().unwrap_or("").to_owned()
+                        } else {
+                            match bastion_proto::uri::canonical(raw) {
+                                Ok(c) => c,
+                                Err(_) => continue,
+                            }
+                        };
+                        if !is_template && let Some(obj) = item.as_object_mut() {
+                            obj.insert("uri".into(), Value::from(key.clone()));
                         }
+                        // Every listed URI and template is a claim, shown or
+                        // not, so that two upstreams claiming one namespace are
+                        // found whichever the principal may see.
+                        new_uris.push((key.clone(), idx, is_template));
+                        if !keep || !approved {
+                            continue;
+                        }
+                        // A listed resource's name, title and description
+                        // reach the client and often its model: screened like
+                        // the resource itself; one that is blocked is withheld.
+                        if caller.is_some()
+                            && self
+                                .screen_inbound(
+                                    ctx,
+                                    Origin {
+                                        direction: Direction::Resources,
+                                        upstream: idx,
+                                        method: &req.method,
+                                        target: &key,
+                                    },
+                                    &mut item,
+                                )
+                                .is_err()
+                        {
+                            continue;
+                        }
+                        owners.push(Some((idx, key, is_template)));
+                        items.push(item);
+                        continue;
                     }
                 }
+                owners.push(None);
                 items.push(item);
             }
             if def_kind == Some(DefKind::Tool) && cursor.is_none() && !next.contains_key(&idx) {
@@ -1498,7 +1860,7 @@ impl Gateway {
             ));
         }
         // A name two upstreams claim is withheld: routing it to either would be a guess.
-        if !collisions.is_empty() {
+        if !collisions.is_empty() && kind.named.is_some() {
             items.retain(|i| {
                 i.get("name")
                     .and_then(Value::as_str)
@@ -1544,11 +1906,39 @@ impl Gateway {
             }
             for (u, idx, is_template) in new_uris {
                 if is_template {
-                    let prefix = u.split('{').next().unwrap_or("").to_owned();
-                    routes.templates.insert(prefix, idx);
+                    routes.templates.entry(u).or_default().insert(idx);
                 } else {
-                    routes.resources.insert(u, idx);
+                    routes.resources.entry(u).or_default().insert(idx);
                 }
+            }
+            // A URI or template two upstreams claim (a URI listed by both or
+            // inside another's template; templates whose namespaces overlap)
+            // is owned by neither: withheld, like a name collision.
+            let mut contested = Vec::new();
+            let mut kept = Vec::with_capacity(items.len());
+            for (item, owner) in items.into_iter().zip(owners) {
+                let taken = match &owner {
+                    Some((idx, key, false)) => routes.claimants(key).iter().any(|u| u != idx),
+                    Some((idx, key, true)) => routes.template_contested(*idx, key),
+                    None => false,
+                };
+                if taken {
+                    if let Some((_, key, _)) = owner {
+                        contested.push(key);
+                    }
+                } else {
+                    kept.push(item);
+                }
+            }
+            items = kept;
+            if !contested.is_empty() {
+                let mut ev = AuditEvent::new(EventKind::Upstream, Outcome::Refused);
+                ev.method = Some(req.method.clone());
+                ev.reason = Some(format!(
+                    "resource namespace claimed by more than one upstream; withheld: {:?}",
+                    contested.iter().take(32).collect::<Vec<_>>()
+                ));
+                self.audit.emit(ev);
             }
         }
         let mut out = Map::new();
@@ -1810,7 +2200,14 @@ impl Gateway {
     }
 
     /// The stateless-lane context for a principal and declared capabilities.
-    pub fn stateless_context(
+    ///
+    /// Each context may hold upstream sessions (and stdio children), so they
+    /// are bounded: a principal holds at most `max_sessions_per_principal`
+    /// (a new one replaces its least recently used), and all principals
+    /// together at most `max_sessions`. `None` only when the gateway-wide
+    /// bound is reached by contexts of other principals; one principal can
+    /// never fill it.
+    pub async fn stateless_context(
         &self,
         principal: &str,
         hello: crate::upstream::ClientHello,
@@ -1823,25 +2220,40 @@ impl Gateway {
             c.touch();
             return Some(c.clone());
         }
-        let mut w = self.stateless.write();
-        // Each context may hold upstream sessions (and stdio children): a client
-        // varying its declared capabilities must not be able to create them without
-        // bound. The same ceiling as for sessions applies; idle ones are reaped.
-        if !w.contains_key(&key) && w.len() >= self.cfg.server.max_sessions {
-            return None;
+        let prefix = format!("{principal}\u{0}");
+        let cap = self.cfg.server.max_sessions_per_principal;
+        let (ctx, evicted) = {
+            let mut w = self.stateless.write();
+            if let Some(c) = w.get(&key) {
+                return Some(c.clone());
+            }
+            let mut evicted = None;
+            let mine: Vec<(std::time::Instant, String)> = w
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, c)| (c.last_used(), k.clone()))
+                .collect();
+            if mine.len() >= cap
+                && let Some((_, lru)) = mine.into_iter().min()
+            {
+                evicted = w.remove(&lru);
+            }
+            if evicted.is_none() && w.len() >= self.cfg.server.max_sessions {
+                return None;
+            }
+            let c = Arc::new(Context::new(
+                hello,
+                self.upstreams.len(),
+                Era::Modern,
+                principal,
+            ));
+            w.insert(key, c.clone());
+            (c, evicted)
+        };
+        if let Some(old) = evicted {
+            old.close().await;
         }
-        Some(
-            w.entry(key)
-                .or_insert_with(|| {
-                    Arc::new(Context::new(
-                        hello,
-                        self.upstreams.len(),
-                        Era::Modern,
-                        principal,
-                    ))
-                })
-                .clone(),
-        )
+        Some(ctx)
     }
 }
 
@@ -1849,13 +2261,32 @@ const TOOLS: ListKind = ListKind {
     key: "tools",
     capability: "tools",
     named: Some(NameSpace::Tools),
+    method_base: "tools",
 };
 
 const PROMPTS: ListKind = ListKind {
     key: "prompts",
     capability: "prompts",
     named: Some(NameSpace::Prompts),
+    method_base: "prompts",
 };
+
+const RESOURCES: ListKind = ListKind {
+    key: "resources",
+    capability: "resources",
+    named: None,
+    method_base: "resources",
+};
+
+const TEMPLATES: ListKind = ListKind {
+    key: "resourceTemplates",
+    capability: "resources",
+    named: None,
+    method_base: "resources/templates",
+};
+
+/// Most pages the gateway reads of one list on its own initiative.
+const MAX_LIST_PAGES: usize = 100;
 
 /// A `tools/list`-style request derived from `req` (same `_meta`, no cursor).
 fn list_request(req: &Request, method: &str) -> Request {

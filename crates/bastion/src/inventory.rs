@@ -123,7 +123,16 @@ impl Gateway {
                 method: method.to_owned(),
                 params: Some(Value::Object(params)),
             };
-            let r = self.forward(ctx, &conn, req, None, &[]).await?;
+            let r = self
+                .forward(
+                    ctx,
+                    &conn,
+                    crate::upstream::Pass::Internal(&crate::upstream::Internal::inventory()),
+                    req,
+                    None,
+                    &[],
+                )
+                .await?;
             let v = r.outcome?;
             if let Some(a) = v.get(kind.list_key()).and_then(Value::as_array) {
                 out.extend(a.iter().cloned());
@@ -200,6 +209,8 @@ impl Gateway {
             "notifications/tools/list_changed" => self.relist_tools(ctx, idx).await,
             "notifications/prompts/list_changed" => self.relist_prompts(ctx, idx).await,
             "notifications/resources/list_changed" => {
+                // Ownership is decided again on the new claims.
+                ctx.routes.write().forget_resources(idx);
                 self.list_all(ctx, idx, DefKind::Template).await.map(|_| ())
             }
             _ => return,

@@ -134,6 +134,15 @@ pub async fn serve(
             }
         })
     };
+    // Once the signal comes, long-lived streams end (they would otherwise
+    // hold the graceful shutdown open for as long as their clients stay).
+    let shutdown = {
+        let closing = gw.closing.clone();
+        async move {
+            shutdown.await;
+            closing.cancel();
+        }
+    };
     let res = match &gw.cfg.server.tls {
         None => axum::serve(
             listener,

@@ -25,7 +25,7 @@ use bastion_proto::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use rand::RngCore;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::ServiceBuilder;
@@ -35,11 +35,12 @@ use crate::authz::Caller;
 use crate::config::is_loopback_host;
 use crate::context::{Context, Session};
 use crate::gateway::{Gateway, Lane, modernize_result, server_info};
-use crate::upstream::{ClientHello, Upcall};
+use crate::pipeline::listen::Filter;
+use crate::upstream::{ClientHello, Pass, Upcall};
 
 /// Builds the router with its middleware stack.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let limit = gw.cfg.server.max_concurrent_requests;
+    let limits = gw.limits.clone();
     let mut r = Router::new().route("/mcp", axum::routing::any(handle));
     if gw.auth.enabled() {
         for p in gw.auth.prm_paths() {
@@ -81,9 +82,12 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                         tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
                     },
                 ))
-                .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
-                .load_shed()
-                .concurrency_limit(limit),
+                // Requests in progress, streams until they end (load shed at
+                // the limit, never queued).
+                .layer(axum::middleware::from_fn_with_state(
+                    (limits, overloaded as fn() -> HttpResponse),
+                    crate::limits::concurrency,
+                )),
         )
 }
 
@@ -131,7 +135,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> HttpResp
         .into_response()
 }
 
-async fn overloaded(_: tower::BoxError) -> HttpResponse {
+fn overloaded() -> HttpResponse {
     rpc_error(
         StatusCode::SERVICE_UNAVAILABLE,
         None,
@@ -1100,8 +1104,17 @@ async fn legacy_post(
     match msg {
         Message::Request(r) => legacy_request(gw, session, r, acc, rec).await,
         Message::Notification(n) => {
-            gw.notify(&session.ctx, n).await;
-            rec.finish(StatusCode::ACCEPTED, Outcome::Ok, None);
+            let caller = rec.caller();
+            // A notification has no response: 202 either way; one that went
+            // nowhere is recorded as refused, with why.
+            match gw.notify(&session.ctx, &caller, n).await {
+                Ok(()) => rec.finish(StatusCode::ACCEPTED, Outcome::Ok, None),
+                Err(why) => rec.finish(
+                    StatusCode::ACCEPTED,
+                    Outcome::Refused,
+                    Some(&ErrorObject::new(codes::GATEWAY_REFUSED, why)),
+                ),
+            }
             StatusCode::ACCEPTED.into_response()
         }
         Message::Response(r) => match gw.answer(&session.ctx, r).await {
@@ -1155,7 +1168,7 @@ async fn modern_post(
             .cloned()
             .unwrap_or_else(|| json!({"name": "unknown", "version": "0"})),
     };
-    let Some(ctx) = gw.stateless_context(&rec.pkey, hello) else {
+    let Some(ctx) = gw.stateless_context(&rec.pkey, hello).await else {
         return rec.refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(r.id),
@@ -1379,8 +1392,7 @@ async fn legacy_request(
             biased;
             up = rx.recv(), if rx_open => {
                 let Some(up) = up else { rx_open = false; continue };
-                let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
-                if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
+                if let Some(m) = gw.to_legacy_client(&caller, &session.ctx, up).await {
                     if acc.sse {
                         break m;
                     }
@@ -1430,8 +1442,7 @@ async fn legacy_request(
                 biased;
                 up = rx.recv(), if rx_open => {
                     let Some(up) = up else { rx_open = false; continue };
-                    let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
-                    if let Some(m) = gw.upcall_to_client(&session.ctx, up) {
+                    if let Some(m) = gw.to_legacy_client(&caller, &session.ctx, up).await {
                         let ev = emit(&m);
                         if !client_gone && btx.send(Ok(ev)).await.is_err() {
                             client_gone = true;
@@ -1669,7 +1680,7 @@ enum Step {
 }
 
 async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
-    let Some(up) = gw.screen_upcall(&f.caller, &f.ctx, up).await else {
+    let Some(up) = gw.upcall(&f.caller, &f.ctx, up).await else {
         return Step::Skip;
     };
     match up.msg {
@@ -1731,17 +1742,41 @@ fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::bridge::Ask>) -> Response {
     let mut result = crate::bridge::input_required(&asks, state);
     modernize_result(&f.method, &mut result);
     let id = f.client_id.clone();
-    gw.continuations.lock().insert(
-        c,
-        crate::bridge::Continuation {
-            task: f.task,
-            rx: f.rx,
-            ctx: f.ctx,
-            asks,
-            log: f.log,
-            expires: Instant::now() + Duration::from_secs(crate::bridge::CONTINUATION_TTL_SECS),
-        },
-    );
+    let cont = crate::bridge::Continuation {
+        task: f.task,
+        rx: f.rx,
+        ctx: f.ctx,
+        asks,
+        log: f.log,
+        expires: Instant::now() + Duration::from_secs(crate::bridge::CONTINUATION_TTL_SECS),
+    };
+    // Bounded per principal and in all: a call over the bound is given up
+    // (its upstream requests refused) rather than held.
+    let refused = {
+        let mut m = gw.continuations.lock();
+        let mine = m
+            .values()
+            .filter(|k| k.ctx.principal == cont.ctx.principal)
+            .count();
+        if mine >= crate::bridge::MAX_CONTINUATIONS_PER_PRINCIPAL
+            || m.len() >= crate::bridge::MAX_CONTINUATIONS
+        {
+            Some(cont)
+        } else {
+            m.insert(c, cont);
+            None
+        }
+    };
+    if let Some(cont) = refused {
+        tokio::spawn(cont.abandon());
+        return Response::error(
+            Some(id),
+            ErrorObject::new(
+                codes::GATEWAY_REFUSED,
+                "too many calls wait for client input; answer or abandon one first",
+            ),
+        );
+    }
     Response::result(id, result)
 }
 
@@ -1831,79 +1866,14 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
     sse_response(Body::from_stream(ReceiverStream::new(brx)))
 }
 
-/// Which notification types a `subscriptions/listen` asked for.
-#[derive(Debug, Clone, Default)]
-struct Filter {
-    tools: bool,
-    prompts: bool,
-    resources: bool,
-    uris: Vec<String>,
-}
-
-impl Filter {
-    fn from_params(p: Option<&Value>) -> Filter {
-        let n = p.and_then(|p| p.get("notifications"));
-        let flag = |k: &str| {
-            n.and_then(|n| n.get(k))
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-        };
-        Filter {
-            tools: flag("toolsListChanged"),
-            prompts: flag("promptsListChanged"),
-            resources: flag("resourcesListChanged"),
-            uris: n
-                .and_then(|n| n.get("resourceSubscriptions"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-
-    fn allows(&self, n: &Notification) -> bool {
-        match n.method.as_str() {
-            "notifications/tools/list_changed" => self.tools,
-            "notifications/prompts/list_changed" => self.prompts,
-            "notifications/resources/list_changed" => self.resources,
-            "notifications/resources/updated" => n
-                .params
-                .as_ref()
-                .and_then(|p| p.get("uri"))
-                .and_then(Value::as_str)
-                .is_some_and(|u| self.uris.iter().any(|x| x == u)),
-            _ => false,
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        let mut o = Map::new();
-        if self.tools {
-            o.insert("toolsListChanged".into(), Value::Bool(true));
-        }
-        if self.prompts {
-            o.insert("promptsListChanged".into(), Value::Bool(true));
-        }
-        if self.resources {
-            o.insert("resourcesListChanged".into(), Value::Bool(true));
-        }
-        if !self.uris.is_empty() {
-            o.insert("resourceSubscriptions".into(), json!(self.uris));
-        }
-        Value::Object(o)
-    }
-}
-
-/// `subscriptions/listen`: one long-lived stream per request. The gateway
-/// acknowledges first, then relays change notifications from every upstream:
-/// 2026-07-28 upstreams through their own listen streams (same filter), 2025-era
-/// ones through their session's unsolicited messages (and `resources/subscribe`
-/// for requested URIs). Every notification is filtered to what was asked and
-/// tagged with this request's id. Closing the stream ends the upstream listens.
+/// `subscriptions/listen`: one long-lived stream per request. What it asks
+/// for is decided per upstream and per URI first ([`Gateway::plan_listen`]);
+/// the gateway then asks each upstream for what it was granted (2026-07-28
+/// upstreams through their own listen streams, 2025-era ones through their
+/// session's unsolicited messages and `resources/subscribe`), acknowledges,
+/// and relays each notification through the upstream → client pipeline if
+/// that upstream's granted filter allows it, tagged with this request's id.
+/// Closing the stream ends the upstream listens.
 async fn listen(
     gw: Arc<Gateway>,
     ctx: Arc<Context>,
@@ -1921,37 +1891,64 @@ async fn listen(
             ),
         );
     }
-    let filter = Filter::from_params(req.params.as_ref());
+    let caller = rec.caller();
+    let Some(stream_permit) = gw.limits.stream(&rec.pkey) else {
+        return rec.refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(req.id),
+            ErrorObject::new(
+                codes::GATEWAY_REFUSED,
+                "too many open streams for this principal; close one first",
+            ),
+        );
+    };
+    let asked = Filter::from_params(req.params.as_ref());
+    let (granted, acked) = match gw.plan_listen(&caller, &ctx, &req, &asked).await {
+        Ok(p) => p,
+        Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, Some(req.id), e),
+    };
     let sub_id = req.id.to_value();
     let (utx, mut urx) = mpsc::channel::<Upcall>(64);
     let mut upstream_tasks = Vec::new();
-    for up in &gw.upstreams {
+    let mut filters: std::collections::HashMap<usize, Filter> = std::collections::HashMap::new();
+    for g in granted {
+        let Some(up) = gw.upstreams.get(g.upstream) else {
+            continue;
+        };
         let Ok(conn) = ctx.conn(up).await else {
             continue;
         };
         if conn.era == bastion_proto::Era::Modern {
+            let Some(permit) = g.listen else { continue };
             let listen_req = Request {
                 id: Id::Num(0),
                 method: "subscriptions/listen".into(),
                 params: Some(json!({
-                    "notifications": filter.to_value(),
+                    "notifications": g.filter.to_value(),
                     "_meta": req.params.as_ref().and_then(|p| p.get("_meta")).cloned().unwrap_or_else(|| json!({})),
                 })),
             };
             let tx = utx.clone();
             upstream_tasks.push(tokio::spawn(crate::auth::carry(async move {
-                let _ = conn.call(listen_req, Some(tx), &[], false).await;
+                let _ = conn
+                    .send(Pass::Permit(permit), listen_req, Some(tx), &[], false)
+                    .await;
             })));
         } else {
-            for uri in &filter.uris {
+            for (uri, permit) in g.subscribe {
+                // Upstream subscriptions are bounded per context.
+                if !ctx.subscribe(&uri) {
+                    continue;
+                }
                 let sub = Request {
                     id: Id::Num(0),
                     method: "resources/subscribe".into(),
                     params: Some(json!({"uri": uri})),
                 };
-                let _ = conn.call(sub, None, &[], false).await;
+                let _ = conn.send(Pass::Permit(permit), sub, None, &[], false).await;
             }
         }
+        filters.insert(g.upstream, g.filter);
     }
     drop(utx);
     // Acknowledge only once every upstream listen is live, so a change the client
@@ -1964,7 +1961,7 @@ async fn listen(
     while waiting > 0 {
         tokio::select! {
             u = urx.recv() => match u {
-                Some(Upcall { msg: Message::Notification(n), .. }) if n.method == "notifications/subscriptions/acknowledged" => waiting -= 1,
+                Some(Upcall { msg: Message::Notification(n), .. }) if n.method == "notifications/subscriptions/acknowledged" => waiting = waiting.saturating_sub(1),
                 Some(other) => early.push(other),
                 None => break,
             },
@@ -1984,26 +1981,29 @@ async fn listen(
     };
     let ack = tag(Notification {
         method: "notifications/subscriptions/acknowledged".into(),
-        params: Some(json!({"notifications": filter.to_value()})),
+        params: Some(json!({"notifications": acked.to_value()})),
     });
-    // Relays one upcall if the filter allows it; false once the client is gone.
-    let forward = move |btx: &mpsc::Sender<Result<Bytes, Infallible>>, up: Upcall| {
-        let msg = match up.msg {
-            Message::Notification(n) if filter.allows(&n) => Some(tag(n)),
-            _ => None,
-        };
-        let btx = btx.clone();
-        async move {
-            match msg {
-                Some(m) => btx
-                    .send(Ok(sse::encode_message(None, &m.to_vec())))
-                    .await
-                    .is_ok(),
-                None => true,
-            }
-        }
-    };
     tokio::spawn(crate::auth::carry(async move {
+        // Held for the stream's life: it counts against the principal's streams.
+        let _stream = stream_permit;
+        // Relays one upcall through the upstream → client pipeline if its
+        // upstream's granted filter allows it; false once the client is gone.
+        let forward = async |up: Upcall| -> bool {
+            let allowed = matches!(&up.msg, Message::Notification(n)
+                if filters.get(&up.upstream).is_some_and(|f| f.allows(n)));
+            if !allowed {
+                return true;
+            }
+            let Some(up) = gw.upcall(&caller, &ctx, up).await else {
+                return true;
+            };
+            let Message::Notification(n) = up.msg else {
+                return true;
+            };
+            btx.send(Ok(sse::encode_message(None, &tag(n).to_vec())))
+                .await
+                .is_ok()
+        };
         let stop = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
         if btx
             .send(Ok(sse::encode_message(None, &ack.to_vec())))
@@ -2014,7 +2014,7 @@ async fn listen(
             return;
         }
         for up in early {
-            if !forward(&btx, up).await {
+            if !forward(up).await {
                 stop(&upstream_tasks);
                 return;
             }
@@ -2025,10 +2025,22 @@ async fn listen(
         let mut unsolicited = ctx.unsolicited_rx.try_lock().ok();
         let mut keepalive = tokio::time::interval(Duration::from_secs(15));
         keepalive.tick().await;
+        // With no 2026-07-28 upstream listening, the channel is closed at
+        // once: the stream then lives on the sessions' unsolicited messages.
+        let mut urx_open = true;
         loop {
             let up = tokio::select! {
                 _ = expired(life.as_ref()) => break,
-                u = urx.recv() => u,
+                // The gateway is stopping: long-lived streams end so the
+                // graceful shutdown does not wait on them.
+                _ = gw.closing.cancelled() => break,
+                u = urx.recv(), if urx_open => {
+                    if u.is_none() {
+                        urx_open = false;
+                        continue;
+                    }
+                    u
+                }
                 Some(u) = async {
                     match unsolicited.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -2045,7 +2057,7 @@ async fn listen(
                 }
             };
             let Some(up) = up else { break };
-            if !forward(&btx, up).await {
+            if !forward(up).await {
                 break;
             }
         }
@@ -2153,6 +2165,16 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
             None => {}
         }
     }
+    let Some(stream_permit) = gw.limits.stream(&rec.pkey) else {
+        return rec.refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            ErrorObject::new(
+                codes::GATEWAY_REFUSED,
+                "too many open streams for this principal; close one first",
+            ),
+        );
+    };
     if session
         .listening
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
@@ -2181,6 +2203,8 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
     let caller = rec.caller();
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(crate::auth::carry(async move {
+        // Held for the stream's life: it counts against the principal's streams.
+        let _stream = stream_permit;
         let mut rx = session.ctx.unsolicited_rx.lock().await;
         let mut keepalive = tokio::time::interval(Duration::from_secs(15));
         keepalive.tick().await;
@@ -2201,10 +2225,12 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
         loop {
             tokio::select! {
                 _ = expired(life.as_ref()) => break,
+                // The gateway is stopping: long-lived streams end so the
+                // graceful shutdown does not wait on them.
+                _ = gw.closing.cancelled() => break,
                 up = rx.recv() => {
                     let Some(up) = up else { break };
-                    let Some(up) = gw.screen_upcall(&caller, &session.ctx, up).await else { continue };
-                    let Some(m) = gw.upcall_to_client(&session.ctx, up) else { continue };
+                    let Some(m) = gw.to_legacy_client(&caller, &session.ctx, up).await else { continue };
                     let data = Bytes::from(m.to_vec());
                     let seq = session.streams.record(n, data.clone());
                     if btx.send(Ok(sse::encode_message(Some(&id(seq)), &data))).await.is_err() {

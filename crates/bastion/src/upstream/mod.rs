@@ -20,7 +20,13 @@
 //! - an upstream's revisions are pinned in configuration or detected once (a
 //!   `server/discover` probe and an `initialize` probe) and then fixed for the life
 //!   of the process; a connection speaks the client's era when the upstream
-//!   supports it, and is bridged otherwise (see `docs/protocol.md`).
+//!   supports it, and is bridged otherwise (see `docs/protocol.md`);
+//! - nothing reaches an upstream without a [`Pass`]: a [`Permitted<Call>`] that
+//!   only an authorization decision mints (naming upstream, method and item,
+//!   checked against the message sent), or the [`Internal`] capability for the
+//!   gateway's own housekeeping (inventory listing, `logging/setLevel`), which
+//!   admits only those methods. The transports' `call`/`notify` are private to
+//!   this module; a cancelled or timed-out call tells its upstream itself.
 
 pub mod http;
 pub mod stdio;
@@ -37,6 +43,122 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::config::{ProtocolPin, UpstreamConfig, UpstreamTransport};
+use bastion_policy::Permitted;
+
+/// What one permit lets the gateway send: `method` to upstream `upstream`,
+/// about `item` (the upstream's own tool or prompt name, resource URI or
+/// task id; `None` for methods that name nothing, such as lists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// Index of the upstream.
+    pub upstream: usize,
+    /// The JSON-RPC method sent.
+    pub method: String,
+    /// The item the message names, as the upstream knows it.
+    pub item: Option<String>,
+}
+
+impl Call {
+    /// A call of `method` on upstream `upstream` about `item`.
+    pub fn new(upstream: usize, method: &str, item: Option<&str>) -> Call {
+        Call {
+            upstream,
+            method: method.to_owned(),
+            item: item.map(str::to_owned),
+        }
+    }
+}
+
+/// The gateway's own traffic to an upstream, decided by no client: listing
+/// definitions for the integrity inventory and relaying a session's log
+/// level. Only the session and inventory code create one; it admits only
+/// [`Internal::METHODS`], so it can never carry a call, a read or a get.
+#[derive(Debug)]
+pub struct Internal {
+    purpose: &'static str,
+}
+
+impl Internal {
+    /// The only methods internal traffic may send.
+    pub const METHODS: &'static [&'static str] = &[
+        "tools/list",
+        "prompts/list",
+        "resources/list",
+        "resources/templates/list",
+        "logging/setLevel",
+    ];
+
+    /// For the integrity inventory and re-lists (`integrity`/`inventory`).
+    pub(crate) fn inventory() -> Internal {
+        Internal {
+            purpose: "inventory",
+        }
+    }
+
+    /// For session housekeeping (`logging/setLevel` of a 2025-era session).
+    pub(crate) fn session() -> Internal {
+        Internal { purpose: "session" }
+    }
+
+    /// What it is for (audit records).
+    pub fn purpose(&self) -> &'static str {
+        self.purpose
+    }
+}
+
+/// What lets a message go upstream.
+#[derive(Debug)]
+pub enum Pass<'a> {
+    /// An authorization decision for exactly this call.
+    Permit(Permitted<Call>),
+    /// The gateway's own housekeeping.
+    Internal(&'a Internal),
+}
+
+/// The item a message names, as the permit must name it.
+pub fn item_of(method: &str, params: Option<&Value>) -> Option<String> {
+    let p = params?;
+    let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
+    match method {
+        "tools/call" | "prompts/get" => s("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => s("uri"),
+        "completion/complete" => {
+            let r = p.get("ref")?;
+            r.get("name")
+                .or_else(|| r.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }
+        "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result" => s("taskId"),
+        _ => None,
+    }
+}
+
+impl Pass<'_> {
+    /// Whether this pass admits `method` naming `params`'s item on upstream
+    /// `upstream`. A mismatch is a gateway bug; the message is not sent.
+    fn admits(
+        &self,
+        upstream: usize,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Result<(), UpstreamError> {
+        let ok = match self {
+            Pass::Permit(p) => {
+                let c = p.get();
+                c.upstream == upstream && c.method == method && c.item == item_of(method, params)
+            }
+            Pass::Internal(_) => Internal::METHODS.contains(&method),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(UpstreamError::NotPermitted(
+                method.chars().take(64).collect(),
+            ))
+        }
+    }
+}
 
 /// A message from an upstream toward the client.
 #[derive(Debug)]
@@ -64,9 +186,14 @@ pub enum ReplyPath {
 }
 
 impl ReplyPath {
-    /// Sends a response (to a server-initiated request) upstream.
+    /// Sends a response (to a server-initiated request) upstream: the only
+    /// message a reply path carries from outside this module, and only to the
+    /// upstream that asked.
     pub async fn send(&self, resp: Response) -> Result<(), UpstreamError> {
-        let msg = Message::Response(resp);
+        self.send_message(Message::Response(resp)).await
+    }
+
+    async fn send_message(&self, msg: Message) -> Result<(), UpstreamError> {
         match self {
             ReplyPath::Http(h) => h.post_no_reply(&msg).await,
             ReplyPath::Stdio(tx) => tx
@@ -102,6 +229,10 @@ pub enum UpstreamError {
     /// The upstream ended its session; the connection must be re-established.
     #[error("upstream session expired")]
     SessionExpired,
+    /// The message does not match the permit it was sent with (a gateway
+    /// fault: nothing was sent).
+    #[error("not permitted: {0} does not match its authorization")]
+    NotPermitted(String),
 }
 
 impl UpstreamError {
@@ -109,6 +240,7 @@ impl UpstreamError {
     pub fn to_error_object(&self, upstream: &str) -> ErrorObject {
         let code = match self {
             UpstreamError::Timeout(_) => codes::UPSTREAM_TIMEOUT,
+            UpstreamError::NotPermitted(_) => codes::INTERNAL_ERROR,
             UpstreamError::Unavailable(_)
             | UpstreamError::Protocol(_)
             | UpstreamError::SessionExpired => codes::UPSTREAM_UNAVAILABLE,
@@ -535,7 +667,6 @@ impl Upstream {
             next_id: AtomicI64::new(1),
             dead: AtomicBool::new(false),
             init: Mutex::new(Value::Null),
-            inflight: Mutex::new(std::collections::HashMap::new()),
         });
         match era {
             Era::Legacy => conn.handshake_legacy(version).await?,
@@ -571,6 +702,39 @@ enum Transport {
     Stdio(stdio::StdioConn),
 }
 
+impl Transport {
+    /// A handle that writes one message to the upstream from anywhere (a
+    /// drop guard, a spawned task).
+    fn writer(&self) -> Option<ReplyPath> {
+        Some(match self {
+            Transport::Http(h) => ReplyPath::Http(h.shared.clone()),
+            Transport::Stdio(s) => ReplyPath::Stdio(s.writer()),
+        })
+    }
+}
+
+/// Sends `notifications/cancelled` for a call dropped before its response.
+struct CancelOnDrop {
+    writer: Option<ReplyPath>,
+    up_id: Id,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(w) = self.writer.take() else { return };
+        let n = Message::Notification(Notification {
+            method: "notifications/cancelled".into(),
+            params: Some(json!({"requestId": self.up_id.to_value(), "reason": "cancelled"})),
+        });
+        // Best effort, off the dropping task (which may be aborting).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = w.send_message(n).await;
+            });
+        }
+    }
+}
+
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -594,8 +758,6 @@ pub struct Conn {
     next_id: AtomicI64,
     dead: AtomicBool,
     init: Mutex<Value>,
-    /// Client id → upstream id of requests in flight, for cancellation.
-    inflight: Mutex<std::collections::HashMap<Id, Id>>,
 }
 
 impl Conn {
@@ -699,12 +861,36 @@ impl Conn {
             .is_some_and(|v| !v.is_null())
     }
 
-    /// Sends `req` and waits for its response, delivering related upcalls to
-    /// `events`. `headers` are extra HTTP headers for this request (mirrored
-    /// `Mcp-Param-*`). On a 2026-07-28 connection serving a 2025-era client
-    /// (`ask_client`), `input_required` rounds are driven here by asking the
-    /// client through server requests. The response carries `req`'s original id.
-    pub async fn call(
+    /// Sends `req` under `pass` and waits for its response, delivering
+    /// related upcalls to `events`. `headers` are extra HTTP headers for this
+    /// request (mirrored `Mcp-Param-*`). On a 2026-07-28 connection serving a
+    /// 2025-era client (`ask_client`), `input_required` rounds are driven here
+    /// by asking the client through server requests. The response carries
+    /// `req`'s original id. A message the pass does not admit is not sent.
+    pub async fn send(
+        &self,
+        pass: Pass<'_>,
+        req: Request,
+        events: Option<UpcallTx>,
+        headers: &[(::http::HeaderName, ::http::HeaderValue)],
+        ask_client: bool,
+    ) -> Result<Response, UpstreamError> {
+        pass.admits(self.upstream.index, &req.method, req.params.as_ref())?;
+        self.call(req, events, headers, ask_client).await
+    }
+
+    /// Sends a client notification under `pass` (2025-era connections only:
+    /// 2026-07-28 defines none from client to server over HTTP).
+    pub async fn send_notification(
+        &self,
+        pass: Pass<'_>,
+        n: Notification,
+    ) -> Result<(), UpstreamError> {
+        pass.admits(self.upstream.index, &n.method, n.params.as_ref())?;
+        self.notify(n).await
+    }
+
+    async fn call(
         &self,
         req: Request,
         events: Option<UpcallTx>,
@@ -795,11 +981,16 @@ impl Conn {
             Id::Num(self.next_id.fetch_add(1, Ordering::Relaxed)),
         );
         let up_id = req.id.clone();
-        self.inflight
-            .lock()
-            .insert(client_id.clone(), up_id.clone());
         let deadline = self.upstream.cfg.timeout;
         let modern = self.era == Era::Modern;
+        // A call that ends without its response (timed out, or its request
+        // cancelled by the client, which drops this future) tells a 2025-era
+        // upstream to stop working on it. 2026-07-28 has no such message:
+        // closing the request's HTTP exchange cancels it.
+        let mut guard = CancelOnDrop {
+            writer: (!modern).then(|| self.transport.writer()).flatten(),
+            up_id: up_id.clone(),
+        };
         let fut = async {
             match &self.transport {
                 Transport::Http(h) => h.call(req, events, headers, modern).await,
@@ -807,23 +998,13 @@ impl Conn {
             }
         };
         let res = match tokio::time::timeout(deadline, fut).await {
-            Ok(r) => r,
-            Err(_) => {
-                if !modern {
-                    // Tell the upstream to stop working on it; best effort.
-                    let _ = self
-                        .notify(Notification {
-                            method: "notifications/cancelled".into(),
-                            params: Some(
-                                json!({"requestId": up_id.to_value(), "reason": "gateway timeout"}),
-                            ),
-                        })
-                        .await;
-                }
-                Err(UpstreamError::Timeout(deadline))
+            Ok(r) => {
+                guard.writer = None;
+                r
             }
+            Err(_) => Err(UpstreamError::Timeout(deadline)),
         };
-        self.inflight.lock().remove(&client_id);
+        drop(guard);
         match res {
             Ok(mut resp) => {
                 resp.id = Some(client_id);
@@ -838,28 +1019,9 @@ impl Conn {
         }
     }
 
-    /// Forwards a client's `notifications/cancelled` for one of its in-flight
-    /// requests, translating the client's id to the upstream id. Unknown ids are
-    /// ignored (the request already finished).
-    pub async fn cancel(&self, client_id: &Id, reason: Option<Value>) {
-        let up_id = self.inflight.lock().get(client_id).cloned();
-        if let Some(up_id) = up_id {
-            let mut params = json!({"requestId": up_id.to_value()});
-            if let (Some(r), Some(obj)) = (reason, params.as_object_mut()) {
-                obj.insert("reason".into(), r);
-            }
-            let _ = self
-                .notify(Notification {
-                    method: "notifications/cancelled".into(),
-                    params: Some(params),
-                })
-                .await;
-        }
-    }
-
     /// Sends a notification (2025-era connections only: 2026-07-28 defines none
     /// from client to server over HTTP).
-    pub async fn notify(&self, n: Notification) -> Result<(), UpstreamError> {
+    async fn notify(&self, n: Notification) -> Result<(), UpstreamError> {
         if self.era == Era::Modern {
             return Ok(());
         }

@@ -167,6 +167,12 @@ impl StdioConn {
         self.shared.alive.load(Ordering::SeqCst)
     }
 
+    /// The child's stdin writer (frames are never interleaved: one task owns
+    /// stdin).
+    pub(super) fn writer(&self) -> mpsc::Sender<Bytes> {
+        self.shared.writer.clone()
+    }
+
     pub(super) async fn send(&self, msg: &Message) -> Result<(), UpstreamError> {
         if !self.alive() {
             return Err(UpstreamError::Unavailable(
