@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
                 name,
                 t,
                 &integrity::hash(t),
+                bastion::pins::Seen::Inventory,
             )
             .await;
         }

@@ -73,6 +73,18 @@ pub fn current_subject() -> Option<Secret> {
     CURRENT_SUBJECT.try_with(Clone::clone).ok().flatten()
 }
 
+/// The longest stream lifetime (about 30 years), what a token whose `exp` is
+/// beyond the clock's range is given.
+const FAR_FUTURE_SECS: u64 = 30 * 365 * 86_400;
+
+/// `left` seconds after `now`. `left` derives from a token's `exp`, so a
+/// far-future one is clamped to [`FAR_FUTURE_SECS`] rather than overflowing the
+/// clock; if even that does not fit, the stream ends now (fail closed).
+fn deadline(now: tokio::time::Instant, left: u64) -> tokio::time::Instant {
+    now.checked_add(Duration::from_secs(left.min(FAR_FUTURE_SECS)))
+        .unwrap_or(now)
+}
+
 /// Bounds a long-lived stream (GET stream, `subscriptions/listen`) by the
 /// credential that opened it: it ends when the token expires or is revoked.
 #[derive(Debug)]
@@ -318,7 +330,7 @@ impl ClientAuth {
             (Some(v), exp) if exp != 0 => {
                 let at = exp.saturating_add(v.config().leeway.as_secs());
                 let left = at.saturating_sub(bastion_auth::now_secs());
-                Some(tokio::time::Instant::now() + Duration::from_secs(left))
+                Some(deadline(tokio::time::Instant::now(), left))
             }
             _ => None,
         };
@@ -446,6 +458,14 @@ pub fn strip_credentials(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_far_future_expiry_does_not_overflow_the_clock() {
+        let now = tokio::time::Instant::now();
+        let d = deadline(now, u64::MAX);
+        assert_eq!(d.duration_since(now), Duration::from_secs(FAR_FUTURE_SECS));
+        assert_eq!(deadline(now, 5).duration_since(now), Duration::from_secs(5));
+    }
 
     fn lifetime(p: &Principal, revocations: &Arc<Revocations>, secs: u64) -> Lifetime {
         Lifetime {

@@ -182,6 +182,9 @@ struct RawAdmin {
     listen: Option<String>,
     metrics_token: Option<String>,
     token: Option<String>,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -481,6 +484,12 @@ pub struct AdminConfig {
     /// The operator token of the admin API (`/admin/*`); without it the admin
     /// API accepts only OAuth access tokens that policy allows `admin/*`.
     pub token: Option<Secret>,
+    /// TLS 1.3 for the admin listener (required off loopback: operator and
+    /// scrape tokens must not travel in clear).
+    pub tls: Option<TlsConfig>,
+    /// `Host` values the admin listener answers besides its own address
+    /// (lower-case `host[:port]`); every other one is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Authorization settings (`[policy]`).
@@ -1109,10 +1118,32 @@ impl Validator<'_> {
         {
             return Err(self.err("admin.token", "a secret of at least 16 characters"));
         }
+        let tls = raw.tls.map(|t| TlsConfig {
+            cert: t.cert,
+            key: t.key,
+        });
+        if let Some(a) = listen
+            && !a.ip().is_loopback()
+            && tls.is_none()
+        {
+            return Err(self.err(
+                "admin.tls",
+                "a certificate and key ([admin.tls] cert, key): the admin listener is off loopback, so its tokens must not travel in clear",
+            ));
+        }
+        let mut allowed_hosts = Vec::new();
+        for (i, h) in raw.allowed_hosts.iter().enumerate() {
+            if h.is_empty() || h.contains(['/', ' ', '@']) {
+                return Err(self.err(format!("admin.allowed_hosts[{i}]"), "a host[:port] value"));
+            }
+            allowed_hosts.push(h.to_ascii_lowercase());
+        }
         Ok(AdminConfig {
             listen,
             metrics_token,
             token,
+            tls,
+            allowed_hosts,
         })
     }
 
@@ -2432,6 +2463,24 @@ url = "https://up.example.test/mcp"
             "listen = \"0.0.0.0:9464\"\nmetrics_token = \"inline\"",
         ));
         assert!(e.contains("admin.metrics_token"), "{e}");
+        // Off loopback the admin listener also needs TLS.
+        let dir = tempfile::tempdir().unwrap();
+        let tok = dir.path().join("t");
+        std::fs::write(&tok, "scrape-secret-token").unwrap();
+        std::fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let token = format!("metrics_token = \"file:{}\"", tok.display());
+        let e = err(&with(&format!("listen = \"0.0.0.0:9464\"\n{token}")));
+        assert!(e.contains("admin.tls"), "{e}");
+        let c = Config::parse(
+            &with(&format!(
+                "listen = \"0.0.0.0:9464\"\n{token}\nallowed_hosts = [\"Ops.Example:9464\"]\n[admin.tls]\ncert = \"c.pem\"\nkey = \"k.pem\""
+            )),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.admin.tls.is_some());
+        assert_eq!(c.admin.allowed_hosts, ["ops.example:9464"]);
         assert!(
             Config::parse(BASE, "t.toml")
                 .unwrap()

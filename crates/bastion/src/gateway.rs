@@ -277,6 +277,7 @@ impl Gateway {
         };
         let mut upstreams = Vec::new();
         for (i, u) in cfg.upstreams.iter().cloned().enumerate() {
+            let mut own = None;
             let kind = match &u.auth {
                 crate::config::UpstreamAuth::None => crate::upstream::CredKind::None,
                 crate::config::UpstreamAuth::Static(s) => {
@@ -307,17 +308,30 @@ impl Gateway {
                             }
                         }
                     };
+                    let source = bastion_auth::TokenSourceConfig {
+                        grant: o.grant,
+                        token_endpoint,
+                        client_id: o.client_id.clone(),
+                        client_secret: o.client_secret.clone(),
+                        scope: o.scope.clone(),
+                        resource: o.resource.clone(),
+                        audience: o.audience.clone(),
+                        refresh_margin: Duration::from_secs(30),
+                    };
+                    // A token-exchange upstream is inventoried (its trust-on-
+                    // first-use baseline) with the gateway's own client
+                    // credentials: same client, issuer, scope and resource.
+                    if o.grant == bastion_auth::GrantKind::TokenExchange {
+                        own = Some(Arc::new(bastion_auth::TokenSource::new(
+                            bastion_auth::TokenSourceConfig {
+                                grant: bastion_auth::GrantKind::ClientCredentials,
+                                ..source.clone()
+                            },
+                            http.clone(),
+                        )));
+                    }
                     crate::upstream::CredKind::OAuth(Arc::new(bastion_auth::TokenSource::new(
-                        bastion_auth::TokenSourceConfig {
-                            grant: o.grant,
-                            token_endpoint,
-                            client_id: o.client_id.clone(),
-                            client_secret: o.client_secret.clone(),
-                            scope: o.scope.clone(),
-                            resource: o.resource.clone(),
-                            audience: o.audience.clone(),
-                            refresh_margin: Duration::from_secs(30),
-                        },
+                        source,
                         http.clone(),
                     )))
                 }
@@ -327,6 +341,7 @@ impl Gateway {
                 upstream: u.name.clone(),
                 subjects: auth.subjects().cloned(),
                 audit: Some(audit.clone()),
+                own,
             };
             upstreams.push(Arc::new(Upstream::new(i, u, creds)?));
         }
@@ -1741,7 +1756,7 @@ impl Gateway {
                 // unapproved tool or prompt is still routed (with its hash)
                 // so a call to it is refused with a clear error.
                 let (hash, approved) = match def_kind {
-                    Some(k) => self.judge(idx, k, item).await,
+                    Some(k) => self.judge(idx, k, item, crate::pins::Seen::Session).await,
                     None => (String::new(), true),
                 };
                 let mut item = item.clone();
@@ -2239,7 +2254,31 @@ impl Gateway {
                 evicted = w.remove(&lru);
             }
             if evicted.is_none() && w.len() >= self.cfg.server.max_sessions {
-                return None;
+                // Full: the principal holding the most contexts gives up its
+                // least recently used one, unless that is the requester itself
+                // (then it is refused). A stateless context is a cache the
+                // next request re-creates, so this costs the heaviest user a
+                // reconnect, and nobody can hold everyone else out.
+                let mine_now = w.keys().filter(|k| k.starts_with(&prefix)).count();
+                let mut per: HashMap<&str, (usize, std::time::Instant, &String)> = HashMap::new();
+                for (k, c) in w.iter() {
+                    let who = k.split('\u{0}').next().unwrap_or("");
+                    let used = c.last_used();
+                    let e = per.entry(who).or_insert((0, used, k));
+                    e.0 = e.0.saturating_add(1);
+                    if used < e.1 {
+                        (e.1, e.2) = (used, k);
+                    }
+                }
+                let victim = per
+                    .into_values()
+                    .filter(|(n, _, _)| *n > mine_now)
+                    .max_by_key(|(n, used, _)| (*n, std::cmp::Reverse(*used)))
+                    .map(|(_, _, k)| k.clone());
+                match victim {
+                    Some(k) => evicted = w.remove(&k),
+                    None => return None,
+                }
             }
             let c = Arc::new(Context::new(
                 hello,

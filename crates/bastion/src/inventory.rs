@@ -23,7 +23,8 @@ use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::context::{Context, ToolRoute};
 use crate::gateway::Gateway;
 use crate::integrity::{self, DefKind, Schema};
-use crate::pins::Standing;
+use crate::pins::{Seen, Standing};
+use crate::upstream::GATEWAY_PRINCIPAL;
 
 /// Most pages one inventory reads from one upstream list.
 const MAX_PAGES: usize = 100;
@@ -52,7 +53,13 @@ pub fn route_for(idx: usize, def: &Value, hash: String) -> Option<ToolRoute> {
 impl Gateway {
     /// Judges one listed definition: its hash, and whether it may be shown
     /// and used. Records what it has not seen before.
-    pub async fn judge(&self, idx: usize, kind: DefKind, def: &Value) -> (String, bool) {
+    pub async fn judge(
+        &self,
+        idx: usize,
+        kind: DefKind,
+        def: &Value,
+        seen: crate::pins::Seen,
+    ) -> (String, bool) {
         let Some(up) = self.upstreams.get(idx) else {
             return (String::new(), false);
         };
@@ -79,6 +86,7 @@ impl Gateway {
                     name,
                     def,
                     &hash,
+                    seen,
                 )
                 .await;
         }
@@ -158,7 +166,7 @@ impl Gateway {
         };
         let mut fresh = Vec::new();
         for def in &list {
-            let (hash, _) = self.judge(idx, DefKind::Tool, def).await;
+            let (hash, _) = self.judge(idx, DefKind::Tool, def, Seen::Session).await;
             if let Some(r) = route_for(idx, def, hash) {
                 fresh.push(r);
             }
@@ -187,7 +195,7 @@ impl Gateway {
         };
         let mut fresh = Vec::new();
         for def in &list {
-            let (hash, _) = self.judge(idx, DefKind::Prompt, def).await;
+            let (hash, _) = self.judge(idx, DefKind::Prompt, def, Seen::Session).await;
             if let Some(n) = def.get("name").and_then(Value::as_str) {
                 fresh.push((n.to_owned(), hash));
             }
@@ -391,13 +399,18 @@ impl Gateway {
     /// Judges an upstream's instructions; `None` when they must be withheld.
     pub async fn judge_instructions(&self, idx: usize, text: Option<&str>) -> bool {
         let def = integrity::instructions_def(text);
-        self.judge(idx, DefKind::Instructions, &def).await.1
+        self.judge(idx, DefKind::Instructions, &def, Seen::Session)
+            .await
+            .1
     }
 
     /// Lists every kind of definition of every upstream once in a context
-    /// of its own, judges each, and records the inventory (the first one is
-    /// the `tofu` baseline). An upstream that cannot be reached is skipped.
-    pub async fn inventory_all(&self) {
+    /// of its own, judges each, and records the inventory per kind (the first
+    /// one of each kind is its `tofu` baseline). A kind whose listing failed
+    /// is left out (a partial listing would read as removals); an upstream
+    /// that cannot be reached is skipped. Returns whether every kind of every
+    /// upstream was inventoried (else the caller retries soon).
+    pub async fn inventory_all(&self) -> bool {
         let ctx_for = |era: Era| {
             Context::new(
                 crate::upstream::ClientHello {
@@ -410,103 +423,134 @@ impl Gateway {
                 },
                 self.upstreams.len(),
                 era,
-                "bastion-integrity-monitor",
+                GATEWAY_PRINCIPAL,
             )
         };
         let legacy = ctx_for(Era::Legacy);
         let modern = ctx_for(Era::Modern);
+        let mut all_complete = true;
         for (idx, up) in self.upstreams.iter().enumerate() {
-            // An upstream reached with each user's exchanged token cannot be
-            // reached on no one's behalf (and a failed try would back it off
-            // for the users): its inventory happens in their sessions.
-            if matches!(&up.cfg.auth, crate::config::UpstreamAuth::OAuth(o)
-                if o.grant == bastion_auth::GrantKind::TokenExchange)
-            {
+            // A token-exchange upstream is reached with the gateway's own
+            // credential; without one (its issuer refuses the client
+            // credentials grant) it cannot be inventoried, and trying to
+            // connect would back it off for the users.
+            if let Err(e) = up.creds().check_own().await {
+                all_complete = false;
+                tracing::warn!(upstream = %up.name(), error = %e,
+                    "not inventoried: no credential of the gateway's own; its definitions stay \
+                     unapproved (quarantined under tofu) until a baseline can be taken or an \
+                     operator approves them");
                 continue;
             }
             // An upstream may show each revision's clients different tools:
             // the inventory covers every revision it speaks.
-            let both = up.eras(None).await.is_ok_and(|e| e.legacy && e.modern);
+            let both = up
+                .eras(Some(GATEWAY_PRINCIPAL))
+                .await
+                .is_ok_and(|e| e.legacy && e.modern);
             let mut ctxs = vec![&legacy];
             if both {
                 ctxs.push(&modern);
             }
-            let mut items: BTreeMap<DefKind, BTreeMap<String, String>> = BTreeMap::new();
-            let mut complete = true;
+            // Kind → the union over revisions; `None` once any revision's
+            // listing of that kind failed.
+            let mut items: BTreeMap<DefKind, Option<BTreeMap<String, String>>> = BTreeMap::new();
             for (n, ctx) in ctxs.into_iter().enumerate() {
                 // One upstream has one instructions text (from the first
                 // revision; sessions of the other judge theirs as they open).
-                match self.inventory(ctx, idx, n == 0).await {
-                    Ok(found) => {
-                        for (kind, m) in found {
-                            let into = items.entry(kind).or_default();
+                for (kind, found) in self.inventory(ctx, idx, n == 0).await {
+                    let slot = items.entry(kind).or_insert_with(|| Some(BTreeMap::new()));
+                    match (found, slot.as_mut()) {
+                        (Ok(m), Some(into)) => {
                             for (name, hash) in m {
                                 into.entry(name).or_insert(hash);
                             }
                         }
-                    }
-                    Err(e) => {
-                        complete = false;
-                        tracing::warn!(upstream = %up.name(), error = %e.message, "integrity inventory incomplete");
+                        (Err(e), _) => {
+                            tracing::warn!(upstream = %up.name(), kind = kind.as_str(),
+                                error = %e.message, "integrity inventory of this kind failed");
+                            *slot = None;
+                        }
+                        (Ok(_), None) => {}
                     }
                 }
             }
-            // A partial inventory would read as removals: only complete ones count.
-            if complete
-                && let Err(e) = self
-                    .pins
-                    .record_inventory(&self.store, self.audit.as_ref(), up.name(), items)
-                    .await
+            let kinds: BTreeMap<DefKind, BTreeMap<String, String>> = items
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            if kinds.len() < DefKind::ALL.len() {
+                all_complete = false;
+            }
+            if kinds.is_empty() {
+                continue;
+            }
+            if let Err(e) = self
+                .pins
+                .record_inventory(&self.store, self.audit.as_ref(), up.name(), kinds)
+                .await
             {
+                all_complete = false;
                 tracing::warn!(upstream = %up.name(), error = %e, "integrity inventory not recorded");
             }
         }
         legacy.close().await;
         modern.close().await;
+        all_complete
     }
 
-    /// Lists and judges every definition of one upstream in `ctx`.
+    /// Lists and judges every kind of definition of one upstream in `ctx`:
+    /// kind → its items (name → hash), or why the listing failed. A kind the
+    /// upstream does not declare is an empty listing (so a later appearance
+    /// is a change, not a first use). Every kind is answered.
     async fn inventory(
         &self,
         ctx: &Context,
         idx: usize,
         instructions: bool,
-    ) -> Result<BTreeMap<DefKind, BTreeMap<String, String>>, ErrorObject> {
-        let Some(up) = self.upstreams.get(idx) else {
-            return Ok(BTreeMap::new());
-        };
-        let mut items: BTreeMap<DefKind, BTreeMap<String, String>> = BTreeMap::new();
+    ) -> Vec<(DefKind, Result<BTreeMap<String, String>, ErrorObject>)> {
+        let mut out = Vec::new();
         for kind in [DefKind::Tool, DefKind::Prompt, DefKind::Template] {
-            let Some(list) = self.list_all(ctx, idx, kind).await? else {
-                continue;
-            };
-            let mut m = BTreeMap::new();
-            for def in &list {
-                let (hash, _) = self.judge(idx, kind, def).await;
-                if let Some(n) = integrity::key_of(kind, def) {
-                    m.insert(n.to_owned(), hash);
+            let r = match self.list_all(ctx, idx, kind).await {
+                Ok(list) => {
+                    let mut m = BTreeMap::new();
+                    for def in list.iter().flatten() {
+                        let (hash, _) = self.judge(idx, kind, def, Seen::Inventory).await;
+                        if let Some(n) = integrity::key_of(kind, def) {
+                            m.insert(n.to_owned(), hash);
+                        }
+                    }
+                    Ok(m)
                 }
-            }
-            items.insert(kind, m);
+                Err(e) => Err(e),
+            };
+            out.push((kind, r));
         }
-        if !instructions {
-            return Ok(items);
+        if instructions {
+            let r = match self.upstreams.get(idx) {
+                Some(up) => match ctx.conn(up).await {
+                    Ok(conn) => {
+                        let init = conn.init_result();
+                        let text = init.get("instructions").and_then(Value::as_str);
+                        let def = integrity::instructions_def(text);
+                        let (hash, _) = self
+                            .judge(idx, DefKind::Instructions, &def, Seen::Inventory)
+                            .await;
+                        Ok([(String::new(), hash)].into())
+                    }
+                    Err(e) => Err(e.to_error_object(up.name())),
+                },
+                None => Ok(BTreeMap::new()),
+            };
+            out.push((DefKind::Instructions, r));
         }
-        let conn = ctx
-            .conn(up)
-            .await
-            .map_err(|e| e.to_error_object(up.name()))?;
-        let init = conn.init_result();
-        let text = init.get("instructions").and_then(Value::as_str);
-        let def = integrity::instructions_def(text);
-        let (hash, _) = self.judge(idx, DefKind::Instructions, &def).await;
-        items.insert(DefKind::Instructions, [(String::new(), hash)].into());
-        Ok(items)
+        out
     }
 
     /// Start-up: the pins are loaded and every upstream inventoried before
     /// the first client is served.
-    pub async fn start_integrity(&self) -> Result<(), String> {
+    /// Returns whether the inventory was complete.
+    pub async fn start_integrity(&self) -> Result<bool, String> {
         if matches!(&self.store, crate::store::Store::Embedded(_))
             && matches!(
                 &self.cfg.state.backend,
@@ -521,7 +565,12 @@ impl Gateway {
             .load(&self.store)
             .await
             .map_err(|e| format!("tool pins could not be loaded: {e}"))?;
-        self.inventory_all().await;
-        Ok(())
+        let complete = self.inventory_all().await;
+        if !complete {
+            tracing::warn!(
+                "the start-up inventory is incomplete; the kinds missing are retried and stay unapproved until then"
+            );
+        }
+        Ok(complete)
     }
 }

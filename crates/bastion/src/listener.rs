@@ -1,5 +1,5 @@
-//! Listeners: plain HTTP on loopback, or TLS 1.3 only (rustls) when a
-//! certificate is configured. Both shut down gracefully on the given signal and
+//! Listeners (the MCP one and the admin one): plain HTTP on loopback, or TLS
+//! 1.3 only (rustls) when a certificate is configured. Both shut down gracefully on the given signal and
 //! then end every session so upstream children are reaped.
 
 use std::sync::Arc;
@@ -65,15 +65,25 @@ pub async fn serve(
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // Tool integrity: pins loaded and every upstream inventoried before the
     // first request is served (the `tofu` baseline is taken here).
-    gw.start_integrity().await.map_err(ListenError::Integrity)?;
+    let complete = gw.start_integrity().await.map_err(ListenError::Integrity)?;
     let monitor = {
         let gw = gw.clone();
         tokio::spawn(async move {
-            let mut t = tokio::time::interval(gw.cfg.integrity.relist_interval);
-            t.tick().await;
+            // Every re-list interval; an incomplete inventory (a kind without
+            // its baseline stays unapproved) is retried sooner, 2 s doubling
+            // up to the interval.
+            let every = gw.cfg.integrity.relist_interval;
+            let mut retry = Duration::from_secs(2).min(every);
+            let mut complete = complete;
             loop {
-                t.tick().await;
-                gw.inventory_all().await;
+                let wait = if complete { every } else { retry };
+                tokio::time::sleep(wait).await;
+                complete = gw.inventory_all().await;
+                retry = if complete {
+                    Duration::from_secs(2).min(every)
+                } else {
+                    retry.saturating_mul(2).min(every)
+                };
             }
         })
     };
@@ -162,6 +172,25 @@ pub async fn serve(
     watcher.abort();
     gw.shutdown().await;
     res
+}
+
+/// Serves the admin listener on `listener`: TLS 1.3 when `[admin.tls]` is
+/// set (required off loopback, see the configuration), plain HTTP on
+/// loopback. Runs until the process ends.
+pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener) -> Result<(), ListenError> {
+    let router = crate::server::admin_router(gw.clone());
+    match &gw.cfg.admin.tls {
+        None => axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .map_err(ListenError::Io),
+        Some(t) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(t)?));
+            serve_tls(listener, acceptor, router, std::future::pending()).await
+        }
+    }
 }
 
 async fn serve_tls(

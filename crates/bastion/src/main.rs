@@ -896,14 +896,17 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         let l = tokio::net::TcpListener::bind(admin)
             .await
             .with_context(|| format!("binding the admin listener {admin}"))?;
-        tracing::info!(%admin, "admin listener (metrics)");
-        let r = bastion::server::admin_router(gw.clone());
+        // A certificate that cannot be loaded stops the start (fail closed),
+        // rather than leaving the admin API silently absent.
+        if let Some(t) = &gw.cfg.admin.tls {
+            bastion::listener::tls_config(t).context("the admin listener's TLS")?;
+        }
+        tracing::info!(%admin, tls = gw.cfg.admin.tls.is_some(), "admin listener (metrics, admin API)");
+        let g = gw.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(
-                l,
-                r.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await;
+            if let Err(e) = bastion::listener::serve_admin(g, l).await {
+                tracing::error!(error = %e, "admin listener stopped");
+            }
         });
     }
     // SIGINT or SIGTERM: stop accepting, then end every session so upstream

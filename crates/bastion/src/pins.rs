@@ -9,7 +9,11 @@
 //!   when it matches the upstream's signed manifest (which then decides
 //!   alone), or, in `dangerous_monitor`, always, with every change reported;
 //! - under `tofu` only the upstream's first inventory is approved by itself,
-//!   and even then not a definition assessed high-risk;
+//!   and even then not a definition assessed high-risk; the baseline is per
+//!   kind (tools, prompts, templates, instructions): a kind whose listing
+//!   failed has none yet, its items are not exposed, and outside an inventory
+//!   pass nothing of that kind is recorded (so the retried inventory can still
+//!   take them as the baseline, and a session can never approve anything);
 //! - every write is a compare-and-set on the record's revision, so two
 //!   instances (Redis) or an operator and a detection never lose each other's
 //!   update; the in-memory copy is replaced only after the store took it;
@@ -105,6 +109,15 @@ impl Record {
             .rev()
             .find(|v| v.state == VersionState::Pending)
     }
+}
+
+/// Where a definition was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// In the gateway's own inventory pass (which takes the baselines).
+    Inventory,
+    /// In a client's session (a listing, a re-list).
+    Session,
 }
 
 /// An upstream's baseline: when its first full inventory was taken and the
@@ -397,6 +410,14 @@ impl Pins {
             .collect()
     }
 
+    /// Whether `upstream` has a baseline inventory of `kind`.
+    pub fn has_baseline(&self, upstream: &str, kind: DefKind) -> bool {
+        self.baselines
+            .read()
+            .get(upstream)
+            .is_some_and(|b| b.sets.contains_key(kind.as_str()))
+    }
+
     /// Records a definition whose standing is not `Approved`-and-known and
     /// returns its standing afterwards. New versions get an assessment and
     /// one audit event; versions already recorded are not recorded again.
@@ -413,6 +434,7 @@ impl Pins {
         name: &str,
         def: &Value,
         hash: &str,
+        seen: Seen,
     ) -> Standing {
         let standing = self.standing(upstream, kind, name, hash);
         match standing {
@@ -426,6 +448,20 @@ impl Pins {
             .manifests
             .get(upstream)
             .filter(|m| m.items.contains_key(&kind));
+        let first_use = manifest.is_none()
+            && self.mode(upstream) == PinMode::Tofu
+            && !self.has_baseline(upstream, kind)
+            && !self
+                .records
+                .read()
+                .contains_key(&(upstream.to_owned(), kind, name.to_owned()));
+        // Before its kind's baseline, a never-seen item seen by a session is
+        // neither exposed nor recorded: the (retried) inventory decides it.
+        if first_use && seen == Seen::Session {
+            tracing::debug!(%upstream, kind = kind.as_str(), %name,
+                "not exposed: no baseline inventory of this kind yet");
+            return Standing::Unseen;
+        }
         if manifest.is_some() {
             // The manifest decides; what was seen is recorded for history
             // once (the set is bounded: an upstream changing on every
@@ -450,17 +486,10 @@ impl Pins {
         let approve = match manifest {
             Some(m) => (standing == Standing::Approved)
                 .then(|| format!("signed manifest {}", m.digest.get(..16).unwrap_or(""))),
-            // Trust on first use: only the upstream's first inventory, only
-            // items never seen, never a high-risk one.
-            None => (self.mode(upstream) == PinMode::Tofu
-                && !self.baselines.read().contains_key(upstream)
-                && assessment.risk < integrity::high_risk(&self.policy)
-                && !self.records.read().contains_key(&(
-                    upstream.to_owned(),
-                    kind,
-                    name.to_owned(),
-                )))
-            .then(|| "tofu".to_owned()),
+            // Trust on first use: only the inventory that takes the kind's
+            // baseline, only items never seen, never a high-risk one.
+            None => (first_use && assessment.risk < integrity::high_risk(&self.policy))
+                .then(|| "tofu".to_owned()),
         };
         let r = self
             .record_version(store, upstream, kind, name, def, hash, &assessment, approve)

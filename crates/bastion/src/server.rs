@@ -97,7 +97,40 @@ pub fn admin_router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics))
         .merge(crate::admin::routes())
+        // Every admin route, `/metrics` included, answers only its own
+        // authority (DNS rebinding would otherwise let a web page read it).
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), admin_host))
         .with_state(gw)
+}
+
+/// The admin listener's Host check (see [`authority_allowed`]); a refusal is
+/// a JSON error and an audit event.
+async fn admin_host(
+    State(gw): State<Arc<Gateway>>,
+    req: HttpRequest,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    let a = &gw.cfg.admin;
+    let ok = a.listen.is_some_and(|listen| {
+        authority_allowed(req.headers(), req.uri(), listen, None, &a.allowed_hosts)
+            || header_str(req.headers(), "host")
+                .is_some_and(|h| h.eq_ignore_ascii_case(&listen.to_string()))
+    });
+    if !ok {
+        let mut ev = crate::audit::AuditEvent::new(
+            crate::audit::EventKind::Request,
+            crate::audit::Outcome::Refused,
+        );
+        ev.method = Some(format!("admin {}", req.uri().path()));
+        ev.reason = Some("admin listener: Host header is not allowed".into());
+        gw.audit.emit(ev);
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"error": "Host header is not allowed"})),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> HttpResponse {
@@ -459,25 +492,46 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Host check (DNS-rebinding defence): the authority must be the gateway's own.
 fn host_allowed(gw: &Gateway, headers: &HeaderMap, uri: &http::Uri) -> bool {
+    let s = &gw.cfg.server;
+    authority_allowed(
+        headers,
+        uri,
+        s.listen,
+        Some(&s.public_url),
+        &s.allowed_hosts,
+    )
+}
+
+/// Whether the request's `Host` (else its URI authority) names a listener on
+/// `listen`: one of `allowed`, the host of `public_url`, or, for a loopback
+/// listener, a loopback name with its port. Anything else (a DNS-rebinding
+/// page's own name) is refused.
+pub(crate) fn authority_allowed(
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    listen: std::net::SocketAddr,
+    public_url: Option<&url::Url>,
+    allowed: &[String],
+) -> bool {
     let host = header_str(headers, "host")
         .map(str::to_owned)
         .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
     let Some(host) = host else { return false };
     let host = host.to_ascii_lowercase();
-    let s = &gw.cfg.server;
-    if s.allowed_hosts.contains(&host) {
+    if allowed.contains(&host) {
         return true;
     }
-    let pu = &s.public_url;
-    if let Some(ph) = pu.host_str() {
+    if let Some(pu) = public_url
+        && let Some(ph) = pu.host_str()
+    {
         let ph = ph.to_ascii_lowercase();
         let port = pu.port_or_known_default();
         if host == ph || Some(host.as_str()) == port.map(|p| format!("{ph}:{p}")).as_deref() {
             return true;
         }
     }
-    if s.listen.ip().is_loopback() {
-        let port = s.listen.port();
+    if listen.ip().is_loopback() {
+        let port = listen.port();
         // `name[:port]`, where an IPv6 name is bracketed: `[::1]:8080`.
         let (name, rest) = match host.strip_prefix('[') {
             Some(v6) => match v6.split_once(']') {

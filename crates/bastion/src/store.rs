@@ -92,8 +92,18 @@ pub type RevocationList = (Vec<(String, u64)>, Vec<String>);
 
 /// The embedded backend's durable part: a SQLite file (rusqlite, bundled),
 /// opened on first use. Without a path, durable state stays in memory.
-#[derive(Debug)]
+///
+/// SQLite is synchronous (and `synchronous = FULL` waits for the disk), so
+/// every statement runs on tokio's blocking pool, never on an async worker:
+/// a slow or full disk delays the requests that need the database, not every
+/// request the worker would have served.
+#[derive(Debug, Clone)]
 pub struct Sqlite {
+    inner: std::sync::Arc<SqliteInner>,
+}
+
+#[derive(Debug)]
+struct SqliteInner {
     path: Option<std::path::PathBuf>,
     conn: parking_lot::Mutex<Option<rusqlite::Connection>>,
 }
@@ -102,13 +112,31 @@ impl Sqlite {
     /// A store at `path` (`None`: nothing persisted).
     pub fn new(path: Option<std::path::PathBuf>) -> Self {
         Sqlite {
-            path,
-            conn: parking_lot::Mutex::new(None),
+            inner: std::sync::Arc::new(SqliteInner {
+                path,
+                conn: parking_lot::Mutex::new(None),
+            }),
         }
     }
 
-    /// Runs `f` on the open database (created on first use).
-    fn with<T>(
+    /// Runs `f` on the open database (created on first use), on the blocking
+    /// pool. `Ok(None)`: there is no database file.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        if self.inner.path.is_none() {
+            return Ok(None);
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.run(f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("SQLite task failed: {e}")))?
+    }
+}
+
+impl SqliteInner {
+    fn run<T>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, StoreError> {
@@ -148,14 +176,18 @@ impl Store {
         until: u64,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(db) => db
-                .with(|c| {
+            Store::Embedded(db) => {
+                let (tag, value) = (kind.tag(), value.to_owned());
+                let until = i64::try_from(until).unwrap_or(i64::MAX);
+                db.with(move |c| {
                     c.execute(
                         "INSERT OR REPLACE INTO revocations (kind, value, until) VALUES (?1, ?2, ?3)",
-                        rusqlite::params![kind.tag(), value, until as i64],
+                        rusqlite::params![tag, value, until],
                     )
                 })
-                .map(|_| ()),
+                .await
+                .map(|_| ())
+            }
             Store::Redis(r) => r.add_revocation(kind, value, until).await,
         }
     }
@@ -167,15 +199,19 @@ impl Store {
         value: &str,
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(db) => Ok(db
-                .with(|c| {
-                    c.execute(
-                        "DELETE FROM revocations WHERE kind = ?1 AND value = ?2",
-                        rusqlite::params![kind.tag(), value],
-                    )
-                })?
-                .unwrap_or(0)
-                > 0),
+            Store::Embedded(db) => {
+                let (tag, value) = (kind.tag(), value.to_owned());
+                Ok(db
+                    .with(move |c| {
+                        c.execute(
+                            "DELETE FROM revocations WHERE kind = ?1 AND value = ?2",
+                            rusqlite::params![tag, value],
+                        )
+                    })
+                    .await?
+                    .unwrap_or(0)
+                    > 0)
+            }
             Store::Redis(r) => r.remove_revocation(kind, value).await,
         }
     }
@@ -185,21 +221,23 @@ impl Store {
         match self {
             Store::Embedded(db) => {
                 let now = crate::store::now() as i64;
-                let rows = db.with(|c| {
-                    let mut st = c.prepare(
+                let rows = db
+                    .with(move |c| {
+                        let mut st = c.prepare(
                         "SELECT kind, value, until FROM revocations WHERE kind = 's' OR until > ?1",
                     )?;
-                    let rows = st
-                        .query_map([now], |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, i64>(2)?,
-                            ))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok(rows)
-                })?;
+                        let rows = st
+                            .query_map([now], |r| {
+                                Ok((
+                                    r.get::<_, String>(0)?,
+                                    r.get::<_, String>(1)?,
+                                    r.get::<_, i64>(2)?,
+                                ))
+                            })?
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
+                        Ok(rows)
+                    })
+                    .await?;
                 let mut out: RevocationList = (Vec::new(), Vec::new());
                 for (k, v, u) in rows.unwrap_or_default() {
                     if k == "s" {
@@ -245,7 +283,8 @@ impl Store {
                         })?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
                     Ok(rows)
-                })?
+                })
+                .await?
                 .unwrap_or_default()),
             Store::Redis(r) => r.pins_load().await,
         }
@@ -258,19 +297,26 @@ impl Store {
     pub async fn pin_cas(&self, key: &str, expected: u64, body: &str) -> Result<bool, StoreError> {
         match self {
             Store::Embedded(db) => {
-                let n = db.with(|c| {
-                    if expected == 0 {
-                        c.execute(
-                            "INSERT OR IGNORE INTO pins (key, rev, body) VALUES (?1, 1, ?2)",
-                            rusqlite::params![key, body],
-                        )
-                    } else {
-                        c.execute(
-                            "UPDATE pins SET rev = ?3, body = ?2 WHERE key = ?1 AND rev = ?4",
-                            rusqlite::params![key, body, (expected + 1) as i64, expected as i64],
-                        )
-                    }
-                })?;
+                let (key, body) = (key.to_owned(), body.to_owned());
+                let (next, expected_i) = (
+                    i64::try_from(expected.saturating_add(1)).unwrap_or(i64::MAX),
+                    i64::try_from(expected).unwrap_or(i64::MAX),
+                );
+                let n = db
+                    .with(move |c| {
+                        if expected == 0 {
+                            c.execute(
+                                "INSERT OR IGNORE INTO pins (key, rev, body) VALUES (?1, 1, ?2)",
+                                rusqlite::params![key, body],
+                            )
+                        } else {
+                            c.execute(
+                                "UPDATE pins SET rev = ?3, body = ?2 WHERE key = ?1 AND rev = ?4",
+                                rusqlite::params![key, body, next, expected_i],
+                            )
+                        }
+                    })
+                    .await?;
                 Ok(n.is_none_or(|n| n == 1))
             }
             Store::Redis(r) => r.pin_cas(key, expected, body).await,

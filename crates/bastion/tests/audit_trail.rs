@@ -481,6 +481,96 @@ async fn metrics_are_valid_prometheus_text_behind_the_admin_token() {
     );
 }
 
+#[tokio::test]
+async fn the_admin_listener_checks_host_on_every_route_and_speaks_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let admin = free_port();
+    let cfg = config(dir.path(), port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[auth]",
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\nmetrics_token = \"env:BASTION_TEST_METRICS_TOKEN\"\ntoken = \"env:BASTION_TEST_ADMIN_TOKEN\"\n[admin.tls]\ncert = \"{}\"\nkey = \"{}\"\n[auth]",
+            cert_pem.display(),
+            key_pem.display()
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let child = spawn(
+        &cfg,
+        &[
+            ("BASTION_TEST_METRICS_TOKEN", "scrape-secret"),
+            ("BASTION_TEST_ADMIN_TOKEN", "operator-secret-0123456789"),
+        ],
+        Stdio::null(),
+    );
+    let c = reqwest::Client::new();
+    assert!(
+        answering(&c, &format!("http://127.0.0.1:{port}/mcp")).await,
+        "bastion did not start"
+    );
+    let tls = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{admin}");
+    let get = |path: &str, token: &str, host: Option<&str>| {
+        let mut b = tls.get(format!("{base}{path}")).bearer_auth(token);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.send()
+    };
+    let metrics = get("/metrics", "scrape-secret", None)
+        .await
+        .unwrap()
+        .status();
+    let tools = get("/admin/tools", "operator-secret-0123456789", None)
+        .await
+        .unwrap()
+        .status();
+    // A page on another name (DNS rebinding) gets nothing, on every route.
+    let rebound_metrics = get("/metrics", "scrape-secret", Some("evil.example"))
+        .await
+        .unwrap()
+        .status();
+    let rebound_tools = get(
+        "/admin/tools",
+        "operator-secret-0123456789",
+        Some(&format!("evil.example:{admin}")),
+    )
+    .await
+    .unwrap()
+    .status();
+    // Plain HTTP gets no answer from the TLS listener.
+    let plain = c
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .bearer_auth("scrape-secret")
+        .send()
+        .await;
+    stop(child);
+    assert_eq!(metrics, 200);
+    assert_eq!(tools, 200);
+    assert_eq!(rebound_metrics, 403);
+    assert_eq!(rebound_tools, 403);
+    assert!(
+        !plain.is_ok_and(|r| r.status().is_success()),
+        "the TLS admin listener answered plain HTTP"
+    );
+}
+
 /// An `rsyslogd` (Debian `rsyslog`, `rsyslog-gnutls`) receiving on a free
 /// loopback port, plain TCP or TLS, writing each message's text to a file.
 struct Rsyslog {

@@ -852,16 +852,34 @@ async fn upstreams_get_tokens_minted_for_them_never_the_clients() {
         "one cached client-credentials token"
     );
 
+    // The token-exchange upstream sees two kinds of token: the gateway's own
+    // (client credentials, for its inventory: the trust-on-first-use
+    // baseline) and, for the client's traffic, one exchanged for the client's
+    // token. Never anything else.
     let tx_auth = tx_seen.authorizations();
-    assert!(!tx_auth.is_empty());
-    let tx_tok = tx_auth[0].strip_prefix("Bearer ").unwrap();
-    let p = payload(tx_tok);
-    assert_eq!(p["aud"], tx_url.as_str());
-    assert_eq!(
-        p["sub"], "m2m-ed",
-        "the exchanged token keeps the client's subject"
-    );
-    assert_eq!(p["act"]["sub"], "gateway");
+    let (mut own, mut exchanged) = (0, 0);
+    for a in &tx_auth {
+        let p = payload(a.strip_prefix("Bearer ").unwrap());
+        assert_eq!(p["aud"], tx_url.as_str());
+        if p["act"].is_null() {
+            assert_eq!(p["client_id"], "gateway", "{p}");
+            assert_ne!(p["sub"], "m2m-ed", "{p}");
+            own += 1;
+        } else {
+            assert_eq!(
+                p["sub"], "m2m-ed",
+                "the exchanged token keeps the client's subject"
+            );
+            assert_eq!(p["act"]["sub"], "gateway");
+            exchanged += 1;
+        }
+    }
+    assert!(own > 0 && exchanged > 0, "own {own}, exchanged {exchanged}");
+    let tx_tok = tx_auth
+        .iter()
+        .map(|a| a.strip_prefix("Bearer ").unwrap())
+        .find(|t| !payload(t)["act"].is_null())
+        .unwrap();
 
     for s in [cc_seen.everything(), tx_seen.everything()] {
         assert!(

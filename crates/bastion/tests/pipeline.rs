@@ -632,3 +632,162 @@ async fn upstream_text_is_screened_on_every_path() {
     assert!(!r.to_string().contains("id_rsa"), "{r}");
     env.gw.stop().await;
 }
+
+/// Names in a 2025-era list result (`key`: "tools", "prompts").
+fn names(v: &Value, key: &str) -> Vec<String> {
+    v["result"][key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn trust_on_first_use_closes_per_kind_even_when_the_first_inventory_is_incomplete() {
+    // Upstream `a`'s prompts/list fails while the gateway takes its first
+    // inventory: the tools baseline exists, the prompts one does not.
+    let live = std::cell::RefCell::new(std::path::PathBuf::new());
+    let env = env_with(
+        "permit (principal, action, resource);",
+        "",
+        |dir| {
+            let path = dir.join("a.live.json");
+            std::fs::write(
+                &path,
+                json!({"tools": ["echo"], "prompts": ["greet"], "fail": ["prompts/list"]})
+                    .to_string(),
+            )
+            .unwrap();
+            *live.borrow_mut() = path.clone();
+            recorder(dir, "a", &[("REC_LIVE", path.to_str().unwrap())])
+        },
+        "[integrity]\nrelist_interval_secs = 3600\n",
+    )
+    .await;
+    let live = live.into_inner();
+    let set_live = |v: Value| std::fs::write(&live, v.to_string()).unwrap();
+    let alice = env.token("alice");
+    let c = legacy_as(&env.gw.url, &alice, json!({})).await;
+    assert_eq!(
+        names(&c.call(2, "tools/list", json!({})).await, "tools"),
+        ["a__echo"]
+    );
+
+    // A tool that appears after the tools baseline is not trusted on first
+    // use, although the inventory as a whole never completed (on the old
+    // code it was: no baseline at all meant every new item was approved).
+    set_live(json!({"tools": ["echo", "added"], "prompts": ["greet"], "fail": ["prompts/list"]}));
+    let c = legacy_as(&env.gw.url, &alice, json!({})).await;
+    assert_eq!(
+        names(&c.call(3, "tools/list", json!({})).await, "tools"),
+        ["a__echo"]
+    );
+    let pending = env.gw.gw.pins.pending();
+    assert!(
+        pending
+            .iter()
+            .any(|p| p["name"] == "added" && p["kind"] == "tool"),
+        "{pending:?}"
+    );
+
+    // A prompt a session sees before the prompts baseline exists is neither
+    // shown nor approved by that session.
+    set_live(json!({"tools": ["echo", "added"], "prompts": ["greet"], "fail": []}));
+    let c = legacy_as(&env.gw.url, &alice, json!({})).await;
+    let first = names(&c.call(4, "prompts/list", json!({})).await, "prompts");
+    assert!(
+        !env.gw
+            .gw
+            .pins
+            .has_baseline("a", bastion::integrity::DefKind::Prompt)
+            || first == ["a__greet"],
+        "{first:?}"
+    );
+    if !env
+        .gw
+        .gw
+        .pins
+        .has_baseline("a", bastion::integrity::DefKind::Prompt)
+    {
+        assert!(
+            first.is_empty(),
+            "shown before its kind's baseline: {first:?}"
+        );
+    }
+    // The failed kind is retried soon (not only at the re-list interval of
+    // an hour) and its baseline then approves what it lists.
+    let mut shown = Vec::new();
+    for _ in 0..100 {
+        let c = legacy_as(&env.gw.url, &alice, json!({})).await;
+        shown = names(&c.call(5, "prompts/list", json!({})).await, "prompts");
+        if !shown.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, ["a__greet"]);
+    assert!(
+        env.gw
+            .gw
+            .pins
+            .has_baseline("a", bastion::integrity::DefKind::Prompt)
+    );
+
+    // After it, a new prompt waits for an operator.
+    set_live(json!({"tools": ["echo", "added"], "prompts": ["greet", "later"], "fail": []}));
+    let c = legacy_as(&env.gw.url, &alice, json!({})).await;
+    assert_eq!(
+        names(&c.call(6, "prompts/list", json!({})).await, "prompts"),
+        ["a__greet"]
+    );
+    let baselines: Vec<_> = env
+        .gw
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("baseline inventory"))
+        })
+        .collect();
+    assert_eq!(
+        baselines.len(),
+        1,
+        "one first-baseline event: {baselines:?}"
+    );
+    env.gw.stop().await;
+}
+
+#[tokio::test]
+async fn one_principal_cannot_fill_the_stateless_contexts_of_everyone() {
+    let env = env_with(
+        "permit (principal, action, resource);",
+        "max_sessions = 3\nmax_sessions_per_principal = 2\n",
+        |dir| recorder(dir, "a", &[]),
+        "",
+    )
+    .await;
+    let (mallory, alice) = (env.token("mallory"), env.token("alice"));
+    // Each distinct capabilities object is a context of its own; mallory
+    // makes many more than the gateway holds.
+    for i in 0..8 {
+        let caps = json!({"experimental": {format!("x{i}"): {}}});
+        let (status, msgs) =
+            modern_req(&env.gw.url, &mallory, caps, i, "tools/list", json!({})).await;
+        assert_eq!(status, 200, "{msgs:?}");
+        assert!(msgs[0]["result"]["tools"].is_array(), "{msgs:?}");
+    }
+    // ... and alice is still served, with two contexts of her own.
+    for i in 0..2 {
+        let caps = json!({"experimental": {format!("a{i}"): {}}});
+        let (status, msgs) =
+            modern_req(&env.gw.url, &alice, caps, 20 + i, "tools/list", json!({})).await;
+        assert_eq!(status, 200, "{msgs:?}");
+        assert_eq!(msgs[0]["result"]["tools"][0]["name"], "a__echo", "{msgs:?}");
+    }
+    assert!(env.gw.gw.stateless.read().len() <= 3);
+    env.gw.stop().await;
+}

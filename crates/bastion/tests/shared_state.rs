@@ -444,6 +444,7 @@ async fn a_tool_decision_on_one_instance_holds_on_the_other_within_a_second() {
             "echo",
             &def,
             &hash,
+            bastion::pins::Seen::Session,
         )
         .await;
     p.a.gw

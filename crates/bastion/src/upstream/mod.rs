@@ -306,6 +306,9 @@ pub struct Creds {
     pub subjects: Option<Arc<crate::auth::SubjectTokens>>,
     /// Where issuance events go.
     pub audit: Option<Arc<dyn crate::audit::AuditSink>>,
+    /// Token exchange: the gateway's own client-credentials source at the
+    /// same issuer, for its inventories (see [`GATEWAY_PRINCIPAL`]).
+    pub own: Option<Arc<bastion_auth::TokenSource>>,
 }
 
 impl std::fmt::Debug for Creds {
@@ -329,6 +332,11 @@ pub enum CredKind {
     OAuth(Arc<bastion_auth::TokenSource>),
 }
 
+/// The principal the gateway's own traffic runs as (start-up and periodic
+/// inventories, revision probes). No client principal can have this form:
+/// theirs are "issuer subject", with a space.
+pub const GATEWAY_PRINCIPAL: &str = "bastion-integrity-monitor";
+
 impl Creds {
     /// The `Authorization` value for a request made on behalf of `principal`.
     pub async fn header(
@@ -338,50 +346,37 @@ impl Creds {
         let token = match &self.kind {
             CredKind::None => return Ok(None),
             CredKind::Static(s) => s.clone(),
-            CredKind::OAuth(src) => {
-                let subject = match src.grant() {
-                    bastion_auth::GrantKind::ClientCredentials => None,
-                    bastion_auth::GrantKind::TokenExchange => {
-                        let s =
-                            principal.and_then(|p| self.subjects.as_ref().and_then(|m| m.get(p)));
-                        if s.is_none() {
-                            return Err(UpstreamError::Unavailable(
-                                "no current client token to exchange for an upstream token".into(),
-                            ));
-                        }
-                        s
-                    }
-                };
-                let r = src.token(subject.as_ref()).await;
-                if let Some(a) = &self.audit
-                    && (r.as_ref().is_ok_and(|i| i.fresh) || r.is_err())
-                {
-                    let mut ev = crate::audit::AuditEvent::new(
-                        crate::audit::EventKind::Credential,
-                        if r.is_ok() {
-                            crate::audit::Outcome::Ok
-                        } else {
-                            crate::audit::Outcome::Error
-                        },
-                    );
-                    ev.upstream = Some(self.upstream.clone());
-                    ev.credential = Some(src.grant().as_str());
-                    ev.principal = principal
-                        .and_then(|p| p.split_once(' '))
-                        .map(|(_, sub)| sub.to_owned());
-                    match &r {
-                        Ok(i) => ev.reason = Some(format!("issued, expires in {} s", i.expires_in)),
-                        Err(e) => ev.reason = Some(e.to_string()),
-                    }
-                    a.emit(ev);
+            CredKind::OAuth(src) => match src.grant() {
+                bastion_auth::GrantKind::ClientCredentials => {
+                    self.fetch(src, None, principal).await?
                 }
-                r.map_err(|e| {
-                    UpstreamError::Unavailable(format!(
-                        "cannot obtain the upstream credential: {e}"
-                    ))
-                })?
-                .token
-            }
+                // The gateway's own traffic to a token-exchange upstream has
+                // no client token behind it: it uses the gateway's own
+                // client-credentials token from the same client and issuer.
+                bastion_auth::GrantKind::TokenExchange if principal == Some(GATEWAY_PRINCIPAL) => {
+                    let own = self.own.as_ref().ok_or_else(|| {
+                        UpstreamError::Unavailable("no credential of the gateway's own".into())
+                    })?;
+                    self.fetch(own, None, principal).await?
+                }
+                bastion_auth::GrantKind::TokenExchange => {
+                    // The request's own token when one is being served (a
+                    // client request, or a task spawned for it); the
+                    // principal's latest only for background traffic with no
+                    // request behind it (e.g. a GET stream's upstream
+                    // reconnect), so one request never runs on another's
+                    // credential.
+                    let subject = crate::auth::current_subject().or_else(|| {
+                        principal.and_then(|p| self.subjects.as_ref().and_then(|m| m.get(p)))
+                    });
+                    let Some(subject) = subject else {
+                        return Err(UpstreamError::Unavailable(
+                            "no current client token to exchange for an upstream token".into(),
+                        ));
+                    };
+                    self.fetch(src, Some(&subject), principal).await?
+                }
+            },
         };
         let mut v =
             reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
@@ -390,6 +385,47 @@ impl Creds {
                 })?;
         v.set_sensitive(true);
         Ok(Some(v))
+    }
+
+    /// Whether the gateway can obtain its own credential for this upstream
+    /// (what its inventories use); `Err` says why not.
+    pub async fn check_own(&self) -> Result<(), UpstreamError> {
+        self.header(Some(GATEWAY_PRINCIPAL)).await.map(|_| ())
+    }
+
+    /// A token from `src` (audited when freshly issued or refused).
+    async fn fetch(
+        &self,
+        src: &bastion_auth::TokenSource,
+        subject: Option<&crate::secret::Secret>,
+        principal: Option<&str>,
+    ) -> Result<crate::secret::Secret, UpstreamError> {
+        let r = src.token(subject).await;
+        if let Some(a) = &self.audit
+            && (r.as_ref().is_ok_and(|i| i.fresh) || r.is_err())
+        {
+            let mut ev = crate::audit::AuditEvent::new(
+                crate::audit::EventKind::Credential,
+                if r.is_ok() {
+                    crate::audit::Outcome::Ok
+                } else {
+                    crate::audit::Outcome::Error
+                },
+            );
+            ev.upstream = Some(self.upstream.clone());
+            ev.credential = Some(src.grant().as_str());
+            ev.principal = principal
+                .and_then(|p| p.split_once(' '))
+                .map(|(_, sub)| sub.to_owned());
+            match &r {
+                Ok(i) => ev.reason = Some(format!("issued, expires in {} s", i.expires_in)),
+                Err(e) => ev.reason = Some(e.to_string()),
+            }
+            a.emit(ev);
+        }
+        r.map(|i| i.token).map_err(|e| {
+            UpstreamError::Unavailable(format!("cannot obtain the upstream credential: {e}"))
+        })
     }
 }
 
@@ -469,6 +505,11 @@ impl Upstream {
     /// The upstream's name.
     pub fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    /// The gateway's credentials towards it.
+    pub fn creds(&self) -> &Creds {
+        &self.creds
     }
 
     /// The legacy revision to offer in `initialize`: the pinned one, else the
