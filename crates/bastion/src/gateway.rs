@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bastion_proto::{Era, ErrorObject, Id, ProtocolVersion, Request, Response, codes, meta};
 use futures::future::join_all;
 use http::{HeaderName, HeaderValue};
@@ -1612,6 +1611,44 @@ impl Gateway {
         }
     }
 
+    /// The gateway's cursor for the pages still to come: sealed to the
+    /// context's principal and the list method (see [`crate::seal`]).
+    fn seal_cursor(&self, ctx: &Context, method: &str, next: BTreeMap<usize, String>) -> String {
+        self.sealer.seal(
+            crate::seal::State {
+                inner: crate::seal::Inner::Cursor {
+                    c: next.into_iter().map(|(i, c)| (i.to_string(), c)).collect(),
+                },
+                p: ctx.principal.clone(),
+                m: cursor_purpose(method),
+                n: String::new(),
+                e: 0,
+            },
+            CURSOR_TTL_SECS,
+        )
+    }
+
+    /// Opens a cursor the client sent back; `None` when it is not one this
+    /// gateway issued to this principal for this list, or has expired.
+    fn open_cursor(
+        &self,
+        ctx: &Context,
+        method: &str,
+        v: &Value,
+    ) -> Option<BTreeMap<usize, String>> {
+        let st = self
+            .sealer
+            .open(v.as_str()?, &ctx.principal, &cursor_purpose(method), "")
+            .ok()?;
+        match st.inner {
+            crate::seal::Inner::Cursor { c } if !c.is_empty() => c
+                .into_iter()
+                .map(|(i, c)| Some((i.parse().ok()?, c)))
+                .collect(),
+            _ => None,
+        }
+    }
+
     /// Fans a list out, merges the pages, records routes. With a `caller`,
     /// only upstreams it may list are asked and only items it may use are
     /// shown and routed; without one (the start-up check) everything is.
@@ -1626,7 +1663,10 @@ impl Gateway {
             .params
             .as_ref()
             .and_then(|p| p.get("cursor"))
-            .map(|c| decode_cursor(c).ok_or_else(|| err(codes::INVALID_PARAMS, "invalid cursor")))
+            .map(|c| {
+                self.open_cursor(ctx, &req.method, c)
+                    .ok_or_else(|| err(codes::INVALID_PARAMS, "invalid cursor"))
+            })
             .transpose()?;
         let targets: Vec<(usize, Option<String>)> = match &cursor {
             Some(m) => m.iter().map(|(i, c)| (*i, Some(c.clone()))).collect(),
@@ -1959,7 +1999,10 @@ impl Gateway {
         let mut out = Map::new();
         out.insert(kind.key.into(), Value::Array(items));
         if !next.is_empty() {
-            out.insert("nextCursor".into(), Value::from(encode_cursor(&next)));
+            out.insert(
+                "nextCursor".into(),
+                Value::from(self.seal_cursor(ctx, &req.method, next)),
+            );
         }
         Ok(Listed {
             value: Value::Object(out),
@@ -2296,6 +2339,15 @@ impl Gateway {
     }
 }
 
+/// How long a list cursor stays valid.
+const CURSOR_TTL_SECS: u64 = 3600;
+
+/// The method a cursor is sealed under: its list's, marked so that a cursor
+/// never opens as a `requestState` of the same method.
+fn cursor_purpose(method: &str) -> String {
+    format!("{method}#cursor")
+}
+
 const TOOLS: ListKind = ListKind {
     key: "tools",
     capability: "tools",
@@ -2528,30 +2580,6 @@ pub fn merge_capabilities(into: &mut Map<String, Value>, from: &Map<String, Valu
             }
         }
     }
-}
-
-fn encode_cursor(m: &BTreeMap<usize, String>) -> String {
-    let v: Map<String, Value> = m
-        .iter()
-        .map(|(k, c)| (k.to_string(), Value::from(c.as_str())))
-        .collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object(v).to_string())
-}
-
-fn decode_cursor(v: &Value) -> Option<BTreeMap<usize, String>> {
-    let s = v.as_str()?;
-    if s.len() > 64 * 1024 {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()?;
-    let obj: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
-    let mut out = BTreeMap::new();
-    for (k, c) in obj {
-        out.insert(k.parse().ok()?, c.as_str()?.to_owned());
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 /// Adds the 2026-07-28 result fields: `resultType` and the gateway's serverInfo.

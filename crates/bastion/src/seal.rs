@@ -1,4 +1,5 @@
-//! Sealed `requestState` values (2026-07-28 multi-round-trip requests).
+//! Sealed `requestState` values (2026-07-28 multi-round-trip requests) and
+//! list cursors.
 //!
 //! Every `requestState` a client sees from the gateway is sealed here, whether it
 //! wraps an upstream's own state or names a gateway-held continuation (a bridged
@@ -41,6 +42,16 @@ pub enum Inner {
     Continuation {
         /// Registry key.
         c: String,
+    },
+    /// A list cursor of the gateway: for each upstream still paging (by
+    /// index), that upstream's own cursor. Sealed so a client can neither
+    /// point a cursor at another upstream nor hand an upstream a cursor it
+    /// did not issue, nor replay another principal's.
+    #[serde(rename = "l")]
+    Cursor {
+        /// Upstream index (decimal: keys pass through the flattened payload
+        /// as strings) → its cursor.
+        c: std::collections::BTreeMap<String, String>,
     },
 }
 

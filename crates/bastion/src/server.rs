@@ -1600,6 +1600,15 @@ async fn modern_request(
         match gw.sealer.open(sealed, &ctx.principal, &method, &target) {
             Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, Some(req.id), bad(e.to_string())),
             Ok(st) => match st.inner {
+                // A list cursor is not a request state (and is sealed under
+                // another method name, so this is only the backstop).
+                crate::seal::Inner::Cursor { .. } => {
+                    return rec.refuse(
+                        StatusCode::BAD_REQUEST,
+                        Some(req.id),
+                        bad("not a requestState".into()),
+                    );
+                }
                 crate::seal::Inner::Upstream { s } => {
                     if let Some(p) = req.params.as_mut().and_then(Value::as_object_mut) {
                         p.insert("requestState".into(), Value::from(s));

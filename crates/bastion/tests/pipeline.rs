@@ -791,3 +791,69 @@ async fn one_principal_cannot_fill_the_stateless_contexts_of_everyone() {
     assert!(env.gw.gw.stateless.read().len() <= 3);
     env.gw.stop().await;
 }
+
+#[tokio::test]
+async fn list_cursors_are_sealed_to_their_principal_and_list() {
+    let env = env_with(
+        "permit (principal, action, resource);",
+        "",
+        |dir| recorder(dir, "a", &[("REC_TOOLS", "t1,t2,t3"), ("REC_PAGE", "2")]),
+        "",
+    )
+    .await;
+    let (alice, bob) = (env.token("alice"), env.token("bob"));
+    let a = legacy_as(&env.gw.url, &alice, json!({})).await;
+    let first = a.call(2, "tools/list", json!({})).await;
+    assert_eq!(names(&first, "tools"), ["a__t1", "a__t2"]);
+    let cursor = first["result"]["nextCursor"].as_str().unwrap().to_owned();
+    assert!(
+        !cursor.contains("page-"),
+        "the upstream's cursor shows: {cursor}"
+    );
+    let second = a.call(3, "tools/list", json!({"cursor": cursor})).await;
+    assert_eq!(names(&second, "tools"), ["a__t3"], "{second}");
+    assert!(second["result"].get("nextCursor").is_none());
+
+    // A cursor the gateway did not issue (here in the old, unsealed form
+    // naming upstream 0 and a cursor of the client's choosing), another
+    // principal's cursor, and a tools cursor on another list are refused;
+    // none reaches the upstream.
+    let forged = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"0":"evil-cursor"}"#)
+    };
+    let r = a.call(4, "tools/list", json!({"cursor": forged})).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let b = legacy_as(&env.gw.url, &bob, json!({})).await;
+    let r = b.call(5, "tools/list", json!({"cursor": cursor})).await;
+    assert_eq!(
+        r["error"]["code"], -32602,
+        "another principal's cursor: {r}"
+    );
+    let r = a.call(6, "prompts/list", json!({"cursor": cursor})).await;
+    assert!(
+        r["error"]["code"] == -32602,
+        "a tools cursor on prompts/list: {r}"
+    );
+    let (status, msgs) = modern_req(
+        &env.gw.url,
+        &alice,
+        json!({}),
+        7,
+        "tools/call",
+        json!({"name": "a__t1", "arguments": {}, "requestState": cursor}),
+    )
+    .await;
+    assert_eq!(status, 400, "a cursor as requestState: {msgs:?}");
+    let cursors: Vec<Value> = env
+        .received("a", "tools/list")
+        .into_iter()
+        .filter_map(|m| m["params"].get("cursor").cloned())
+        .collect();
+    // The inventory's and alice's follow-ups: only cursors the upstream issued.
+    assert!(
+        !cursors.is_empty() && cursors.iter().all(|c| c == "page-2"),
+        "{cursors:?}"
+    );
+    env.gw.stop().await;
+}
