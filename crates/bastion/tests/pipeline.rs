@@ -857,3 +857,238 @@ async fn list_cursors_are_sealed_to_their_principal_and_list() {
     );
     env.gw.stop().await;
 }
+
+/// One client message of the property test.
+#[derive(Debug, Clone)]
+struct Sent {
+    modern: bool,
+    notification: bool,
+    method: String,
+    params: Value,
+}
+
+fn sent_strategy() -> impl proptest::strategy::Strategy<Value = Sent> {
+    use proptest::prelude::*;
+    let method = prop::sample::select(vec![
+        "tools/call",
+        "prompts/get",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "completion/complete",
+        "tasks/get",
+        "tasks/cancel",
+        "tasks/result",
+        "tools/list",
+        "prompts/list",
+        "resources/list",
+        "resources/templates/list",
+        "logging/setLevel",
+        "ping",
+        "sampling/createMessage",
+        "Tools/Call",
+        "tools/call2",
+        "x/unknown",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+        "notifications/message",
+        "notifications/tools/list_changed",
+    ]);
+    let name = prop::sample::select(vec![
+        "a__echo",
+        "a__secret_tool",
+        "b__echo",
+        "echo",
+        "secret_tool",
+        "A__SECRET_TOOL",
+        "a__secret_tool\u{0}",
+        "a__%73ecret_tool",
+        "a__secret_tool ",
+    ]);
+    let uri = prop::sample::select(vec![
+        "file:///srv/public/readme",
+        "file:///srv/public/../secret/key",
+        "file:///srv/public/%2e%2e/secret/key",
+        "file:///srv/public/..%2Fsecret/key",
+        "file:///srv/public/./.././secret/key",
+        "FILE:///srv/secret/key",
+        "file:///srv/secret/key",
+        "file://SRV/secret/key",
+        "demo://b/x",
+        "demo://B/./x",
+    ]);
+    let token = prop::sample::select(vec![
+        "",
+        "garbage",
+        "bst2.k1.AAAA",
+        "eyIwIjoiZXZpbCJ9",
+        "page-2",
+        "task-1",
+        "../../etc/passwd",
+    ]);
+    (
+        any::<bool>(),
+        any::<bool>(),
+        method,
+        proptest::option::of(name),
+        proptest::option::of(uri),
+        proptest::option::of(token.clone()),
+        proptest::option::of(token),
+        any::<u8>(),
+    )
+        .prop_map(
+            |(modern, notification, method, name, uri, cursor, task, n)| {
+                let mut p = serde_json::Map::new();
+                if let Some(name) = name {
+                    p.insert("name".into(), json!(name));
+                    if n % 3 == 0 {
+                        p.insert("ref".into(), json!({"type": "ref/prompt", "name": name}));
+                    }
+                }
+                if let Some(uri) = uri {
+                    p.insert("uri".into(), json!(uri));
+                    if n % 3 == 1 {
+                        p.insert("ref".into(), json!({"type": "ref/resource", "uri": uri}));
+                    }
+                }
+                if let Some(c) = cursor {
+                    p.insert("cursor".into(), json!(c));
+                    p.insert("requestState".into(), json!(c));
+                }
+                if let Some(t) = task {
+                    p.insert("taskId".into(), json!(t));
+                    p.insert("requestId".into(), json!(t));
+                    p.insert("progressToken".into(), json!(t));
+                }
+                p.insert(
+                    "arguments".into(),
+                    json!({"text": "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"}),
+                );
+                if n % 5 == 0 {
+                    p.insert("level".into(), json!("debug"));
+                }
+                Sent {
+                    modern,
+                    notification: notification || method.starts_with("notifications/"),
+                    method: method.to_owned(),
+                    params: Value::Object(p),
+                }
+            },
+        )
+}
+
+/// Whether upstream `name` may have received `m` from a principal allowed
+/// only `a`'s `echo` (and to list `a`'s tools): the gateway's own
+/// connection set-up, or exactly that.
+fn allowed_upstream_message(name: &str, m: &Value) -> bool {
+    let method = m["method"].as_str().unwrap_or("");
+    let setup = matches!(
+        method,
+        "initialize" | "notifications/initialized" | "server/discover" | "logging/setLevel"
+    );
+    let responses = m.get("method").is_none(); // answers to its own requests
+    setup
+        || responses
+        || name == "a"
+            && (method == "tools/list" || method == "tools/call" && m["params"]["name"] == "echo")
+}
+
+#[test]
+fn property_a_principal_allowed_one_tool_reaches_nothing_else() {
+    use proptest::strategy::Strategy as _;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let policy = r#"
+permit (principal == Bastion::User::"alice", action == Bastion::Action::"tools/list",
+        resource == Bastion::Upstream::"a");
+permit (principal == Bastion::User::"alice", action == Bastion::Action::"tools/call",
+        resource == Bastion::Tool::"a/echo");
+"#;
+    let env = rt.block_on(env_with(policy, "", a_and_b, ""));
+    let alice = env.token("alice");
+    // What the start-up inventory sent is the gateway's own; only what
+    // follows counts. (The gateway serves once the inventory is done: a
+    // first session proves it.)
+    rt.block_on(legacy_as(&env.gw.url, &alice, json!({})));
+    let start = (env.log("a").len(), env.log("b").len());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 64,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    });
+    let strategy = proptest::collection::vec(sent_strategy(), 1..7).prop_map(|v| v);
+    let result = runner.run(&strategy, |msgs| {
+        rt.block_on(async {
+            let session = legacy_as(&env.gw.url, &alice, json!({})).await;
+            for (i, m) in msgs.iter().enumerate() {
+                let id = i64::try_from(i).unwrap() + 100;
+                let mut body = json!({"jsonrpc": "2.0", "method": m.method, "params": m.params});
+                if !m.notification {
+                    body["id"] = json!(id);
+                }
+                let mut b = client
+                    .post(&env.gw.url)
+                    .bearer_auth(&alice)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream");
+                if m.modern {
+                    body["params"]["_meta"] = json!({
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                    });
+                    b = b
+                        .header("mcp-protocol-version", "2026-07-28")
+                        .header("mcp-method", &m.method);
+                    if let Some(n) = m.params["name"].as_str().or(m.params["uri"].as_str())
+                        && let Ok(v) = reqwest::header::HeaderValue::from_str(n)
+                    {
+                        b = b.header("mcp-name", v);
+                    }
+                } else {
+                    b = b
+                        .header("mcp-session-id", &session.sid)
+                        .header("mcp-protocol-version", "2025-11-25");
+                }
+                // Whatever the answer (or a timeout on a stream), what
+                // matters is what reached the upstreams.
+                if let Ok(r) = b.json(&body).send().await {
+                    let _ = tokio::time::timeout(Duration::from_secs(3), r.bytes()).await;
+                }
+            }
+        });
+        for (name, from) in [("a", start.0), ("b", start.1)] {
+            let log = env.log(name);
+            for m in log.iter().skip(from) {
+                proptest::prop_assert!(
+                    allowed_upstream_message(name, m),
+                    "upstream {name} received {m} after {msgs:?}"
+                );
+            }
+        }
+        Ok(())
+    });
+    // The allowed call does get through (the property is not vacuous).
+    rt.block_on(async {
+        let c = legacy_as(&env.gw.url, &alice, json!({})).await;
+        let r = c
+            .call(
+                1,
+                "tools/call",
+                json!({"name": "a__echo", "arguments": {"text": "hi"}}),
+            )
+            .await;
+        assert_eq!(r["result"]["content"][0]["text"], "a: hi", "{r}");
+    });
+    rt.block_on(env.gw.stop());
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
