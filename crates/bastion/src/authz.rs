@@ -625,11 +625,13 @@ impl Gateway {
         keep
     }
 
-    /// For a usable item whose call was denied: was it the arguments? Then the
-    /// client may be told the call was refused (the item's existence is no
-    /// secret to someone who may see it); otherwise it gets the unknown-item
-    /// answer.
-    pub fn denied_for_arguments(
+    /// Whether `action` on `item` is allowed when no arguments are weighed:
+    /// for a call that was denied, whether the arguments were the reason (then
+    /// the client may be told the call was refused, the item's existence being
+    /// no secret to someone who may see it; otherwise it gets the unknown-item
+    /// answer), and for the step-up check, whether the item is one the
+    /// principal may use at all.
+    pub fn allowed_without_arguments(
         &self,
         caller: &Caller,
         ctx: &Context,

@@ -1020,7 +1020,8 @@ impl Gateway {
         let grant = match self.authorize_item(caller, ctx, action, item, arguments, call) {
             bastion_policy::Decision::Allow(g) => g,
             bastion_policy::Decision::Deny(_) => {
-                if arguments.is_some() && self.denied_for_arguments(caller, ctx, action, item) {
+                if arguments.is_some() && self.allowed_without_arguments(caller, ctx, action, item)
+                {
                     return Err(ErrorObject::with_data(
                         codes::GATEWAY_REFUSED,
                         format!("{action} refused by policy for these arguments"),
@@ -1082,16 +1083,8 @@ impl Gateway {
             name: &name,
             annotations: &[],
         };
-        self.authorize_item(
-            caller,
-            ctx,
-            action,
-            item,
-            None,
-            Call::new(idx, action, None),
-        )
-        .is_allow()
-        .then_some(missing)
+        self.allowed_without_arguments(caller, ctx, action, item)
+            .then_some(missing)
     }
 
     /// Sends a permitted request to the upstream its permit names, over this

@@ -481,21 +481,34 @@ async fn metrics_are_valid_prometheus_text_behind_the_admin_token() {
     );
 }
 
-#[tokio::test]
-async fn the_admin_listener_checks_host_on_every_route_and_speaks_tls() {
-    let dir = tempfile::tempdir().unwrap();
+/// A CA and a server certificate for 127.0.0.1 and localhost, written to
+/// `dir`: the paths of the CA certificate, the certificate and its key.
+fn test_pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
         .unwrap()
         .signed_by(&leaf_key, &ca)
         .unwrap();
-    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_pem, leaf.pem()).unwrap();
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn the_admin_listener_checks_host_on_every_route_and_speaks_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, cert_pem, key_pem) = test_pki(dir.path());
+    let ca_text = std::fs::read_to_string(&ca_pem).unwrap();
     let port = free_port();
     let admin = free_port();
     let cfg = config(dir.path(), port);
@@ -522,7 +535,7 @@ async fn the_admin_listener_checks_host_on_every_route_and_speaks_tls() {
         "bastion did not start"
     );
     let tls = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_text.as_bytes()).unwrap())
         .build()
         .unwrap();
     let base = format!("https://127.0.0.1:{admin}");
@@ -648,23 +661,7 @@ impl Drop for Rsyslog {
 async fn rsyslog_receives_every_record_over_tcp_and_tls() {
     let dir = tempfile::tempdir().unwrap();
     // A CA and a collector certificate for 127.0.0.1.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let (ca_pem, cert_pem, key_pem) = (
-        dir.path().join("ca.pem"),
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-    );
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&cert_pem, leaf.pem()).unwrap();
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let (ca_pem, cert_pem, key_pem) = test_pki(dir.path());
     let plain = Rsyslog::start(dir.path(), "plain", None);
     let tls = Rsyslog::start(dir.path(), "tls", Some((&ca_pem, &cert_pem, &key_pem)));
 

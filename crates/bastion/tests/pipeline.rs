@@ -178,33 +178,10 @@ async fn modern_req(
     caps: Value,
     id: i64,
     method: &str,
-    mut params: Value,
+    params: Value,
 ) -> (u16, Vec<Value>) {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": caps,
-    });
-    let mut b = http()
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", method);
-    if let Some(n) = params
-        .get("name")
-        .or_else(|| params.get("uri"))
-        .and_then(Value::as_str)
-    {
-        b = b.header("mcp-name", n);
-    }
-    let r = b
-        .json(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, messages(r).await)
+    let (status, _, msgs) = modern_with(url, Some(token), caps, id, method, params).await;
+    (status, msgs)
 }
 
 /// Opens a `subscriptions/listen` stream; returns its status, the response

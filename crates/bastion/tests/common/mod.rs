@@ -226,12 +226,24 @@ pub async fn modern_as(
     token: Option<&str>,
     id: i64,
     method: &str,
+    params: Value,
+) -> (u16, reqwest::header::HeaderMap, Vec<Value>) {
+    modern_with(url, token, json!({}), id, method, params).await
+}
+
+/// [`modern_as`] declaring `caps` as the client's capabilities.
+pub async fn modern_with(
+    url: &str,
+    token: Option<&str>,
+    caps: Value,
+    id: i64,
+    method: &str,
     mut params: Value,
 ) -> (u16, reqwest::header::HeaderMap, Vec<Value>) {
     let obj = params.as_object_mut().unwrap();
     let m = obj.entry("_meta").or_insert_with(|| json!({}));
     m["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
-    m["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    m["io.modelcontextprotocol/clientCapabilities"] = caps;
     let mut b = http()
         .post(url)
         .header("content-type", "application/json")
