@@ -1139,17 +1139,29 @@ impl Gateway {
         match (conn.era, ctx.era) {
             // A 2026-07-28 client's envelope means nothing to a 2025-era session.
             (Era::Legacy, Era::Modern) => strip_modern_meta(&mut req),
-            // A 2025-era client's request gets the envelope its session implies.
-            (Era::Modern, Era::Legacy) => {
+            // A 2025-era client's request gets the envelope its session implies;
+            // the gateway's own requests on a 2026-07-28 context (inventory
+            // listings) get the context's, where the client's is missing.
+            (Era::Modern, client)
+                if client == Era::Legacy
+                    || req
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("_meta"))
+                        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
+                        .is_none() =>
+            {
                 let env = crate::upstream::envelope(&ctx.hello(), ctx.log_level.lock().as_ref());
                 let params = req.params.get_or_insert_with(|| json!({}));
                 if let (Some(m), Some(env)) = (meta::meta_mut(params), env.as_object()) {
                     for (k, v) in env {
-                        m.insert(k.clone(), v.clone());
+                        if client == Era::Legacy || !m.contains_key(k) {
+                            m.insert(k.clone(), v.clone());
+                        }
                     }
                 }
             }
-            (Era::Legacy, Era::Legacy) | (Era::Modern, Era::Modern) => {}
+            _ => {}
         }
         let method = req.method.clone();
         let t0 = std::time::Instant::now();
