@@ -89,8 +89,6 @@ pub struct Routes {
     /// Whether every upstream this context may list has had its resources
     /// and templates listed (claims are complete); cleared on a change.
     pub resources_complete: bool,
-    /// Task id (2026-07-28 tasks extension) → upstream that created it.
-    pub tasks: HashMap<String, usize>,
     /// When each upstream's tools were last listed in this context, and the
     /// upstream's list-change count then.
     pub tools_listed: HashMap<usize, (std::time::Instant, u64)>,

@@ -77,7 +77,7 @@ pub struct Gateway {
     /// Where session records live.
     pub store: crate::store::Store,
     /// Which principal and upstream each task belongs to.
-    pub tasks: TaskOwners,
+    pub tasks: crate::pipeline::tasks::TaskOwners,
     /// The authorization policies in force.
     pub policies: crate::authz::Policies,
     /// Prometheus metrics.
@@ -93,58 +93,6 @@ pub struct Gateway {
     /// Whether any upstream or item requires scopes (decided once from the
     /// configuration, so requests skip the step-up check when none does).
     scoped: bool,
-}
-
-/// Task id → (principal, upstream): task ids are handles a client passes back,
-/// so they are bound to the principal that created them. Bounded; entries live
-/// a day.
-#[derive(Debug, Default)]
-pub struct TaskOwners {
-    m: parking_lot::Mutex<HashMap<String, TaskOwner>>,
-}
-
-/// Who created a task, on which upstream, through which tool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct TaskOwner {
-    principal: String,
-    upstream: usize,
-    tool: String,
-    at: std::time::Instant,
-}
-
-impl TaskOwners {
-    const MAX: usize = 100_000;
-    const TTL: Duration = Duration::from_secs(86_400);
-
-    fn record(&self, task: &str, principal: &str, upstream: usize, tool: &str) {
-        let mut m = self.m.lock();
-        if m.len() >= Self::MAX {
-            m.retain(|_, o| o.at.elapsed() < Self::TTL);
-            if m.len() >= Self::MAX {
-                // Full of live tasks: forget the oldest rather than grow.
-                if let Some(k) = m.iter().min_by_key(|(_, o)| o.at).map(|(k, _)| k.clone()) {
-                    m.remove(&k);
-                }
-            }
-        }
-        m.insert(
-            task.to_owned(),
-            TaskOwner {
-                principal: principal.to_owned(),
-                upstream,
-                tool: tool.to_owned(),
-                at: std::time::Instant::now(),
-            },
-        );
-    }
-
-    /// (principal, upstream, tool) of a live task.
-    fn owner(&self, task: &str) -> Option<(String, usize, String)> {
-        let m = self.m.lock();
-        m.get(task)
-            .filter(|o| o.at.elapsed() < Self::TTL)
-            .map(|o| (o.principal.clone(), o.upstream, o.tool.clone()))
-    }
 }
 
 /// Why the gateway could not be built.
@@ -376,7 +324,7 @@ impl Gateway {
             sealer,
             event_ids: crate::streams::EventIds::new(&keyring),
             store,
-            tasks: TaskOwners::default(),
+            tasks: crate::pipeline::tasks::TaskOwners::default(),
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
@@ -643,20 +591,22 @@ impl Gateway {
                 // The upstream's result was checked against its pinned schema as
                 // sent; now what reaches the model is screened.
                 self.screen_response(ctx, origin(Direction::ToolResults), &mut resp);
-                if let Ok(r) = &resp.outcome
+                // A task the call created is handed to the client under its
+                // sealed id, and remembered as this principal's, by this tool.
+                if let Ok(r) = &mut resp.outcome
                     && (r.get("resultType").and_then(Value::as_str) == Some("task")
                         || r.get("task").is_some())
-                    && let Some(t) = r
-                        .get("taskId")
-                        .or_else(|| r.get("task").and_then(|t| t.get("taskId")))
-                    && let Some(t) = t.as_str()
                 {
-                    ctx.routes
-                        .write()
-                        .tasks
-                        .insert(t.to_owned(), route.upstream);
-                    self.tasks
-                        .record(t, &ctx.principal, route.upstream, &route.name);
+                    let up = self.upstream_name(route.upstream).to_owned();
+                    match crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, &up, r) {
+                        Ok(raw) => {
+                            for t in raw {
+                                self.tasks
+                                    .record(route.upstream, &t, &ctx.principal, &route.name);
+                            }
+                        }
+                        Err(e) => resp.outcome = Err(e),
+                    }
                 }
                 Ok(resp)
             }
@@ -704,12 +654,32 @@ impl Gateway {
                 self.screen_response(ctx, origin(Direction::Prompts), &mut resp);
                 Ok(resp)
             }
+            // 2026-07-28 removed `tasks/result` (the extension inlines the
+            // outcome in `tasks/get`): "Method not found", as the revision says.
+            "tasks/result" if lane == Lane::Modern => Err(err(
+                codes::METHOD_NOT_FOUND,
+                "Method not found: tasks/result is not part of the 2026-07-28 tasks extension",
+            )),
+            // Tasks on 2026-07-28 exist only for a request that declares the
+            // extension; without it the answer is the missing-capability error,
+            // before any task id is looked at.
+            "tasks/get" | "tasks/update" | "tasks/cancel"
+                if lane == Lane::Modern && !declares_tasks(&ctx.hello().capabilities) =>
+            {
+                Err(ErrorObject::with_data(
+                    codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    format!("Missing required client capability: {TASKS_EXTENSION}"),
+                    json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}),
+                ))
+            }
             "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result" => {
                 let task = param_str(&req, "taskId")?;
-                // Task ids are bearer-like handles: a task is served only to the
-                // principal that created it, and only while it may still use the
-                // tool that created it; any other gets the unknown-task answer
-                // (and the trail an event).
+                // Task ids are bearer-like handles: the client only ever sees
+                // sealed ones (bound to its principal and the upstream), so a
+                // task is served only to the principal it was issued to, and
+                // only while it may still use the tool that created it (or,
+                // for a task created on another instance, that upstream); any
+                // other gets the unknown-task answer, and the trail an event.
                 let unknown = || {
                     ErrorObject::with_data(
                         codes::INVALID_PARAMS,
@@ -717,71 +687,66 @@ impl Gateway {
                         json!({"taskId": task}),
                     )
                 };
-                let grant = match self.tasks.owner(&task) {
-                    Some((owner, idx, tool)) if owner == ctx.principal => {
-                        match self.authorize_item(
-                            caller,
-                            ctx,
-                            "tools/call",
-                            Item {
-                                upstream: idx,
-                                kind: ItemKind::Tool,
-                                name: &tool,
-                                annotations: &[],
-                            },
-                            None,
-                            Call::new(idx, &req.method, Some(&task)),
-                        ) {
-                            bastion_policy::Decision::Allow(g) => g,
-                            bastion_policy::Decision::Deny(_) => return Err(unknown()),
-                        }
-                    }
-                    Some(_) => {
-                        let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
-                        ev.set_principal(&ctx.principal);
-                        ev.reason = Some("task id presented by another principal".into());
-                        self.audit.emit(ev);
-                        return Err(unknown());
-                    }
-                    // A task this gateway never saw created (another instance's, or
-                    // from before a restart): with one upstream it can only be
-                    // there, and the upstream answers for it, if this principal
-                    // may use that upstream's tools at all.
-                    None if self.upstreams.len() == 1 => {
-                        match self.authorize_upstream(
-                            caller,
-                            ctx,
-                            "tools/list",
-                            Call::new(0, &req.method, Some(&task)),
-                        ) {
-                            bastion_policy::Decision::Allow(g) => g,
-                            bastion_policy::Decision::Deny(_) => return Err(unknown()),
-                        }
-                    }
-                    None => return Err(unknown()),
+                let opened = crate::pipeline::tasks::open(&self.sealer, &ctx.principal, &task)
+                    .and_then(|t| {
+                        let up = self.upstreams.iter().find(|u| u.name() == t.u)?;
+                        Some((up.index, t.t))
+                    });
+                let Some((idx, raw)) = opened else {
+                    let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
+                    ev.set_principal(&ctx.principal);
+                    ev.reason = Some("task id not issued to this principal".into());
+                    self.audit.emit(ev);
+                    return Err(unknown());
+                };
+                let tool = self.tasks.tool(idx, &raw, &ctx.principal);
+                let call = Call::new(idx, &req.method, Some(&raw));
+                let decision = match &tool {
+                    Some(tool) => self.authorize_item(
+                        caller,
+                        ctx,
+                        "tools/call",
+                        Item {
+                            upstream: idx,
+                            kind: ItemKind::Tool,
+                            name: tool,
+                            annotations: &[],
+                        },
+                        None,
+                        call,
+                    ),
+                    None => self.authorize_upstream(caller, ctx, "tools/list", call),
+                };
+                let bastion_policy::Decision::Allow(grant) = decision else {
+                    return Err(unknown());
                 };
                 let method = req.method.clone();
-                let upstream = grant.get().upstream;
+                let mut req = req;
+                set_param(&mut req, "taskId", Value::from(raw));
                 let mut resp = self
                     .send(ctx, caller, grant, req, Some(events), &client_params)
                     .await?;
                 // A task's result is its tool's result, and what `tasks/get`
                 // reports about it reaches the model too.
-                let tool = self
-                    .tasks
-                    .owner(&task)
-                    .map(|(_, _, t)| t)
-                    .unwrap_or_default();
+                let tool = tool.unwrap_or_default();
                 self.screen_response(
                     ctx,
                     Origin {
                         direction: Direction::ToolResults,
-                        upstream,
+                        upstream: idx,
                         method: &method,
                         target: &tool,
                     },
                     &mut resp,
                 );
+                if let Ok(r) = &mut resp.outcome {
+                    let up = self.upstream_name(idx).to_owned();
+                    if let Err(e) =
+                        crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, &up, r)
+                    {
+                        resp.outcome = Err(e);
+                    }
+                }
                 Ok(resp)
             }
             "completion/complete" => {
@@ -1616,6 +1581,11 @@ impl Gateway {
         }
     }
 
+    /// Upstream `idx`'s configured name ("" for none).
+    pub(crate) fn upstream_name(&self, idx: usize) -> &str {
+        self.upstreams.get(idx).map_or("", |u| u.name())
+    }
+
     /// The gateway's cursor for the pages still to come: sealed to the
     /// context's principal and the list method (see [`crate::seal`]).
     fn seal_cursor(&self, ctx: &Context, method: &str, next: BTreeMap<usize, String>) -> String {
@@ -2349,6 +2319,16 @@ const CURSOR_TTL_SECS: u64 = 3600;
 
 /// The method a cursor is sealed under: its list's, marked so that a cursor
 /// never opens as a `requestState` of the same method.
+/// The 2026-07-28 tasks extension.
+const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+
+/// Whether declared client capabilities include the tasks extension.
+fn declares_tasks(caps: &Value) -> bool {
+    caps.get("extensions")
+        .and_then(|e| e.get(TASKS_EXTENSION))
+        .is_some_and(|v| !v.is_null())
+}
+
 fn cursor_purpose(method: &str) -> String {
     format!("{method}#cursor")
 }
@@ -2616,26 +2596,5 @@ pub fn modernize_result(method: &str, result: &mut Value) {
     }
     if let Some(m) = meta::meta_mut(result) {
         m.insert(meta::SERVER_INFO.into(), server_info());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_ids_belong_to_their_principal() {
-        let t = TaskOwners::default();
-        t.record("task-1", "iss alice", 2, "long_job");
-        assert_eq!(
-            t.owner("task-1"),
-            Some(("iss alice".to_owned(), 2, "long_job".to_owned()))
-        );
-        assert_eq!(t.owner("task-2"), None);
-        // The dispatcher serves a task only when the owner is the caller.
-        assert_ne!(
-            t.owner("task-1").map(|(p, _, _)| p).as_deref(),
-            Some("iss bob")
-        );
     }
 }

@@ -8,7 +8,7 @@
 //! random key is made at start (one instance; state does not survive a restart).
 //!
 //! Purpose keys are derived with HKDF-SHA256 (one root, separate keys for
-//! `requestState` sealing, store integrity and stream event ids), so one purpose
+//! `requestState` sealing, store integrity, stream event ids and task ids), so one purpose
 //! can never be used to forge another.
 
 use base64::Engine as _;
@@ -26,6 +26,10 @@ pub enum Purpose {
     Store,
     /// MAC in resumable-stream event ids.
     EventId,
+    /// Sealing upstream task ids (AEAD).
+    TaskId,
+    /// Deriving the deterministic nonce of a sealed task id (HMAC).
+    TaskIdNonce,
 }
 
 impl Purpose {
@@ -34,6 +38,8 @@ impl Purpose {
             Purpose::RequestState => b"mcp-bastion/requestState/v2",
             Purpose::Store => b"mcp-bastion/store-integrity/v1",
             Purpose::EventId => b"mcp-bastion/event-id/v1",
+            Purpose::TaskId => b"mcp-bastion/task-id/v1",
+            Purpose::TaskIdNonce => b"mcp-bastion/task-id-nonce/v1",
         }
     }
 }

@@ -15,6 +15,16 @@
 //!
 //! Single use is enforced for continuations (taken from the registry on use);
 //! wrapped upstream states are as reusable as the upstream makes them.
+//!
+//! Task ids are sealed too ([`Sealer::seal_task`]): the id a client sees names
+//! the upstream and that upstream's own id, and opens only for the principal it
+//! was issued to, so a client can neither point a task id at another upstream
+//! nor use another principal's, and any instance sharing the keyring routes it
+//! without a table. Unlike a `requestState` the same task must keep the same id
+//! wherever it appears (the creating result, `tasks/get`, status notifications),
+//! so task ids are sealed deterministically (SIV-style: the nonce is an HMAC of
+//! key id, audience, principal and payload): equal inputs give equal ids, which
+//! reveals nothing the client does not already know.
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -23,6 +33,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "bst2.";
+const TASK_PREFIX: &str = "btk1.";
+const TASK_AAD: &[u8] = b"mcp-bastion/taskId/v1";
+/// Largest task id accepted from a client or an upstream.
+pub const MAX_TASK_ID: usize = 4096;
 const AAD: &[u8] = b"mcp-bastion/requestState/v2";
 /// Largest `requestState` accepted from a client (before opening).
 pub const MAX_STATE: usize = 64 * 1024;
@@ -88,7 +102,19 @@ pub enum SealError {
 /// The sealing keys (current first) and the audience they bind.
 pub struct Sealer {
     keys: Vec<(String, XChaCha20Poly1305)>,
+    /// Task-id keys: (key id, AEAD, nonce-derivation key), current first.
+    task_keys: Vec<(String, XChaCha20Poly1305, [u8; 32])>,
     audience: String,
+}
+
+/// What a sealed task id stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// The upstream serving the task (its configured name: stable across
+    /// instances and restarts, unlike an index).
+    pub u: String,
+    /// The upstream's own task id.
+    pub t: String,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -118,8 +144,88 @@ impl Sealer {
                 .into_iter()
                 .map(|(id, k)| (id, XChaCha20Poly1305::new(&k.into())))
                 .collect(),
+            task_keys: keyring
+                .derive_all(crate::keyring::Purpose::TaskId)
+                .into_iter()
+                .zip(keyring.derive_all(crate::keyring::Purpose::TaskIdNonce))
+                .map(|((id, k), (_, n))| (id, XChaCha20Poly1305::new(&k.into()), n))
+                .collect(),
             audience: audience.to_owned(),
         }
+    }
+
+    fn task_aad(&self, kid: &str, principal: &str) -> Vec<u8> {
+        let mut a = TASK_AAD.to_vec();
+        for part in [kid, &self.audience, principal] {
+            a.push(0);
+            a.extend_from_slice(part.as_bytes());
+        }
+        a
+    }
+
+    /// The id the client sees for upstream `upstream`'s task `task`, issued
+    /// to `principal`. Deterministic for equal inputs under the current key.
+    /// `None` when the upstream's id is too long to carry.
+    pub fn seal_task(&self, principal: &str, upstream: &str, task: &str) -> Option<String> {
+        use hmac::Mac as _;
+        if task.len() > MAX_TASK_ID {
+            return None;
+        }
+        let plain = serde_json::to_vec(&TaskRef {
+            u: upstream.to_owned(),
+            t: task.to_owned(),
+        })
+        .ok()?;
+        let (kid, aead, nk) = self.task_keys.first()?;
+        let aad = self.task_aad(kid, principal);
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(nk).ok()?;
+        mac.update(&aad);
+        mac.update(&[0]);
+        mac.update(&plain);
+        let tag = mac.finalize().into_bytes();
+        let nonce = tag.get(..24)?;
+        let ct = aead
+            .encrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
+            .ok()?;
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&ct);
+        Some(format!(
+            "{TASK_PREFIX}{kid}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        ))
+    }
+
+    /// Opens a task id a client presented; `None` unless this gateway issued
+    /// it to `principal` (another principal's id does not open at all).
+    pub fn open_task(&self, sealed: &str, principal: &str) -> Option<TaskRef> {
+        if sealed.len() > 2 * MAX_TASK_ID {
+            return None;
+        }
+        let (kid, b64) = sealed.strip_prefix(TASK_PREFIX)?.split_once('.')?;
+        let (_, aead, _) = self.task_keys.iter().find(|(id, _, _)| id == kid)?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .ok()?;
+        if raw.len() < 24 + 16 {
+            return None;
+        }
+        let (nonce, ct) = raw.split_at(24);
+        let plain = aead
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &self.task_aad(kid, principal),
+                },
+            )
+            .ok()?;
+        serde_json::from_slice(&plain).ok()
     }
 
     fn aad(&self, kid: &str) -> Vec<u8> {
@@ -309,6 +415,47 @@ mod tests {
         assert_eq!(
             during.open(&relabelled, "alice", "tools/call", "t"),
             Err(SealError::Invalid)
+        );
+    }
+
+    #[test]
+    fn task_ids_are_stable_bound_and_opaque() {
+        let s = Sealer::random();
+        let a = s.seal_task("alice", "files", "task-42").unwrap();
+        assert!(a.starts_with("btk1."));
+        assert!(!a.contains("task-42") && !a.contains("files"));
+        // The same task keeps its id wherever it appears.
+        assert_eq!(
+            s.seal_task("alice", "files", "task-42").as_deref(),
+            Some(a.as_str())
+        );
+        // Another principal, upstream or task gets another id.
+        assert_ne!(s.seal_task("bob", "files", "task-42").unwrap(), a);
+        assert_ne!(s.seal_task("alice", "mail", "task-42").unwrap(), a);
+        assert_ne!(s.seal_task("alice", "files", "task-43").unwrap(), a);
+        assert_eq!(
+            s.open_task(&a, "alice"),
+            Some(TaskRef {
+                u: "files".into(),
+                t: "task-42".into()
+            })
+        );
+        // Bound to the principal, the gateway and its keys.
+        assert_eq!(s.open_task(&a, "bob"), None);
+        assert_eq!(Sealer::random().open_task(&a, "alice"), None);
+        // Neither a raw upstream id nor a tampered or relabelled one opens.
+        assert_eq!(s.open_task("task-42", "alice"), None);
+        let mut bytes = a.clone().into_bytes();
+        let last = bytes.len() - 2;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            s.open_task(&String::from_utf8(bytes).unwrap(), "alice"),
+            None
+        );
+        assert_eq!(s.open_task(&"btk1.x.".repeat(5000), "alice"), None);
+        assert_eq!(
+            s.seal_task("alice", "files", &"t".repeat(MAX_TASK_ID + 1)),
+            None
         );
     }
 

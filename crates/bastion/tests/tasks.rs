@@ -1,7 +1,8 @@
 //! 2026-07-28 task ids are handles bound to the principal that created them:
 //! another principal presenting one gets the unknown-task answer. The upstream
 //! is the conformance fixture, whose tasks extension lets *any* caller read any
-//! task, so the refusal below is the gateway's doing.
+//! task, so the refusal below is the gateway's doing. The ids a client sees
+//! are sealed: an upstream's own id is not accepted either.
 //!
 //! Needs the test peers: `bash tests/peers/install.sh` (the test command runs it).
 
@@ -27,10 +28,30 @@ const TASKS: &str = "io.modelcontextprotocol/tasks";
 
 /// A 2026-07-28 request declaring the tasks extension; `name` goes in Mcp-Name.
 async fn modern_as(url: &str, token: &str, method: &str, name: &str, params: Value) -> Value {
+    declaring(
+        url,
+        token,
+        method,
+        name,
+        params,
+        json!({"extensions": {TASKS: {}}}),
+    )
+    .await
+}
+
+/// A 2026-07-28 request declaring `caps`.
+async fn declaring(
+    url: &str,
+    token: &str,
+    method: &str,
+    name: &str,
+    params: Value,
+    caps: Value,
+) -> Value {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}},
+        "io.modelcontextprotocol/clientCapabilities": caps,
     });
     let r = http()
         .post(url)
@@ -110,17 +131,55 @@ protocol = "2026-07-28"
     .await;
     assert_eq!(created["result"]["resultType"], "task", "{created}");
     let task = created["result"]["taskId"].as_str().unwrap().to_owned();
+    // The client sees a sealed handle, never the upstream's own id.
+    assert!(task.starts_with("btk1."), "{task}");
+
+    // An id the upstream issued (here: to a client talking to it directly)
+    // is not a handle of this gateway's: a client cannot probe or reach an
+    // upstream's tasks with ids it did not get from the gateway.
+    let direct = modern_as(
+        &format!("http://127.0.0.1:{port}/mcp"),
+        "unused",
+        "tools/call",
+        "slow_compute",
+        json!({"name": "slow_compute", "arguments": {"seconds": 0}}),
+    )
+    .await;
+    let raw = direct["result"]["taskId"].as_str().unwrap().to_owned();
+    let probed = modern_as(&gw.url, &alice, "tasks/get", &raw, json!({"taskId": raw})).await;
+    assert_eq!(probed["error"]["message"], "Unknown task", "{probed}");
 
     let stolen = modern_as(&gw.url, &bob, "tasks/get", &task, json!({"taskId": task})).await;
     assert_eq!(stolen["error"]["message"], "Unknown task", "{stolen}");
     let own = modern_as(&gw.url, &alice, "tasks/get", &task, json!({"taskId": task})).await;
     assert_eq!(own["result"]["taskId"], task.as_str(), "{own}");
+    // The revision's own answers come before any id is looked at: a request
+    // that does not declare the extension, and the removed `tasks/result`.
+    let undeclared = declaring(
+        &gw.url,
+        &alice,
+        "tasks/get",
+        &task,
+        json!({"taskId": task}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(undeclared["error"]["code"], -32021, "{undeclared}");
+    let removed = modern_as(
+        &gw.url,
+        &alice,
+        "tasks/result",
+        &task,
+        json!({"taskId": task}),
+    )
+    .await;
+    assert_eq!(removed["error"]["code"], -32601, "{removed}");
 
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     assert!(
         gw.events()
             .iter()
-            .any(|e| e.reason.as_deref() == Some("task id presented by another principal"))
+            .any(|e| e.reason.as_deref() == Some("task id not issued to this principal"))
     );
 
     // A task's results are served only while its creator may still use the

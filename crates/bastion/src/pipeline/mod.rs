@@ -14,4 +14,5 @@
 //! See `docs/architecture.md` for both, step by step.
 
 pub mod listen;
+pub mod tasks;
 pub mod to_client;

@@ -7,7 +7,8 @@
 //! client hears of it) → decide (a server request needs the capability the
 //! client declared, and sampling and elicitation a policy permit) → screen
 //! (the detection policy for server requests, on notifications as on
-//! requests) → deliver (the caller's lane: a legacy stream, a modern request
+//! requests) → seal task ids (the client knows a task only by the id
+//! [`crate::pipeline::tasks`] seals) → deliver (the caller's lane: a legacy stream, a modern request
 //! stream or `input_required`, a listen stream).
 //!
 //! Invariants: a server request that is refused is answered to its upstream
@@ -22,6 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::authz::Caller;
 use crate::context::Context;
 use crate::gateway::Gateway;
+use crate::pipeline::tasks::seal_ids;
 use crate::screen::Origin;
 use crate::upstream::{Call, Upcall};
 
@@ -64,12 +66,22 @@ impl Gateway {
                         params,
                     )
                     .ok()?;
+                    // The client knows tasks only by their sealed ids.
+                    let upstream = self.upstream_name(idx).to_owned();
+                    seal_ids(&self.sealer, &ctx.principal, &upstream, params).ok()?;
                 }
                 Some(up)
             }
             Message::Request(r) => {
                 let method = r.method.clone();
-                match self.decide_server_request(caller, ctx, idx, &method, r.params.as_mut()) {
+                let upstream = self.upstream_name(idx).to_owned();
+                let decided = self
+                    .decide_server_request(caller, ctx, idx, &method, r.params.as_mut())
+                    .and_then(|()| match r.params.as_mut() {
+                        Some(p) => seal_ids(&self.sealer, &ctx.principal, &upstream, p).map(drop),
+                        None => Ok(()),
+                    });
+                match decided {
                     Ok(()) => Some(up),
                     Err(e) => {
                         let id = r.id.clone();
