@@ -6,7 +6,7 @@
 //! accepted algorithms follows when DPoP is mandatory or the failure was about a
 //! DPoP proof.
 
-use crate::verifier::{AuthFailure, Reason};
+use crate::error::{AuthFailure, Reason};
 
 /// Quotes a value for an auth-param (the inputs are fixed strings and scope
 /// tokens, but escape anyway so a future caller cannot break the header).

@@ -15,9 +15,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use crate::error::Reason;
 use crate::jwks::key_algs;
 use crate::util::{audience_matches, b64url, now_secs, sha256};
-use crate::verifier::Reason;
 
 /// DPoP settings.
 #[derive(Debug, Clone)]

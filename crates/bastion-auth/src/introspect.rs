@@ -7,10 +7,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use crate::error::Reason;
 use crate::principal::Principal;
 use crate::secret::Secret;
 use crate::util::{now_secs, read_limited, sha256};
-use crate::verifier::Reason;
 
 /// Introspection settings.
 #[derive(Debug, Clone)]

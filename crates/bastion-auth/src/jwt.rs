@@ -12,10 +12,11 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
+use crate::error::Reason;
 use crate::jwks::{KeyCache, KeyError};
 use crate::principal::{Principal, TokenKind};
 use crate::util::{audience_matches, now_secs};
-use crate::verifier::{Reason, VerifierConfig};
+use crate::verifier::VerifierConfig;
 
 /// Whether `token` has the compact JWS shape (three base64url segments).
 pub(crate) fn looks_like_jwt(token: &str) -> bool {

@@ -29,6 +29,7 @@
 pub mod challenge;
 mod dev;
 mod dpop;
+mod error;
 mod introspect;
 mod jwks;
 mod jwt;
@@ -42,6 +43,7 @@ mod verifier;
 
 pub use dev::{DevIssuer, DevIssuerError};
 pub use dpop::{DpopConfig, ReplayCache};
+pub use error::{AuthFailure, Reason};
 pub use introspect::IntrospectionConfig;
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{KeyCache, KeySource};
@@ -50,7 +52,7 @@ pub use revocation::Revocations;
 pub use secret::Secret;
 pub use tokens::{GrantKind, Issued, TokenEndpoint, TokenError, TokenSource, TokenSourceConfig};
 pub use util::{audience_matches, now_secs};
-pub use verifier::{AuthFailure, Credentials, Reason, Verifier, VerifierConfig};
+pub use verifier::{Credentials, Verifier, VerifierConfig};
 
 /// The signature algorithms this crate accepts by default: every asymmetric JWS
 /// algorithm the crypto backend implements. HMAC and `none` are never accepted.

@@ -15,6 +15,7 @@
 //! Invariants: scanning never panics and is linear in the input; a finding never contains the
 //! matched text (so a secret cannot leak through a finding); the score is in [0, 1] and only
 //! attack categories contribute to it.
+#![forbid(unsafe_code)]
 
 mod anchors;
 pub mod hazards;

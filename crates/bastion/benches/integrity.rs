@@ -20,9 +20,9 @@
 use std::hint::black_box;
 
 use bastion::audit::MemorySink;
+use bastion::integrity::pins::Pins;
 use bastion::integrity::{self, DefKind};
-use bastion::pins::Pins;
-use bastion::store::{Sqlite, Store};
+use bastion::state::store::{Sqlite, Store};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -78,7 +78,7 @@ fn bench(c: &mut Criterion) {
                 name,
                 t,
                 &integrity::hash(t),
-                bastion::pins::Seen::Inventory,
+                bastion::integrity::pins::Seen::Inventory,
             )
             .await;
         }

@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bastion::store::{RedisStore, SessionRecord};
+use bastion::state::store::{RedisStore, SessionRecord};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 #[path = "../tests/common/redis_server.rs"]
@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
     let store = RedisStore::new(
         &format!("redis://127.0.0.1:{port}/0"),
         "bench:",
-        &bastion::keyring::Keyring::random(),
+        &bastion::state::keyring::Keyring::random(),
     )
     .unwrap();
     let sid = "bench-session-id-000000000000000000000000000";

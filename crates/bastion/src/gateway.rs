@@ -23,11 +23,11 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
-use crate::authz::{Caller, Grant, Item};
 use crate::config::Config;
-use crate::context::{Context, Session, ToolRoute};
 use crate::integrity::DefKind;
-use crate::screen::Origin;
+use crate::pipeline::authz::{Caller, Grant, Item};
+use crate::pipeline::screen::Origin;
+use crate::session::context::{Context, Session, ToolRoute};
 use crate::upstream::{Call, Conn, Internal, Pass, Upcall, UpcallTx, Upstream, UpstreamError};
 use bastion_detect::verdict::Direction;
 use bastion_policy::ItemKind;
@@ -65,27 +65,27 @@ pub struct Gateway {
     /// Audit sink.
     pub audit: Arc<dyn AuditSink>,
     /// Seals every `requestState` handed to clients.
-    pub sealer: crate::seal::Sealer,
+    pub sealer: crate::session::seal::Sealer,
     /// Bridged upstream calls waiting for client input, by id.
-    pub continuations: parking_lot::Mutex<HashMap<String, crate::bridge::Continuation>>,
+    pub continuations: parking_lot::Mutex<HashMap<String, crate::session::bridge::Continuation>>,
     /// Client authentication.
-    pub auth: crate::auth::ClientAuth,
+    pub auth: crate::transport::auth::ClientAuth,
     /// The state keys (sealed handles, store integrity, stream event ids).
-    pub keyring: crate::keyring::Keyring,
+    pub keyring: crate::state::keyring::Keyring,
     /// Mints and checks resumable-stream event ids.
-    pub event_ids: crate::streams::EventIds,
+    pub event_ids: crate::transport::streams::EventIds,
     /// Where session records live.
-    pub store: crate::store::Store,
+    pub store: crate::state::store::Store,
     /// Which principal and upstream each task belongs to.
     pub tasks: crate::pipeline::tasks::TaskOwners,
     /// The authorization policies in force.
-    pub policies: crate::authz::Policies,
+    pub policies: crate::pipeline::authz::Policies,
     /// Prometheus metrics.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: crate::audit::metrics::Metrics,
     /// Tool integrity: pins, quarantine, approvals.
-    pub pins: crate::pins::Pins,
+    pub pins: crate::integrity::pins::Pins,
     /// Bounds on open requests and streams.
-    pub limits: Arc<crate::limits::Limits>,
+    pub limits: Arc<crate::transport::limits::Limits>,
     /// Cancelled when the gateway starts to stop: long-lived streams end.
     pub closing: tokio_util::sync::CancellationToken,
     /// The detection engine (injection, secrets, personal data, argument hazards).
@@ -103,10 +103,10 @@ pub enum StartError {
     Upstream(#[from] UpstreamError),
     /// Authentication could not be set up.
     #[error("authentication: {0}")]
-    Auth(#[from] crate::auth::SetupError),
+    Auth(#[from] crate::transport::auth::SetupError),
     /// The policies could not be loaded.
     #[error("policy: {0}")]
-    Policy(#[from] crate::authz::LoadError),
+    Policy(#[from] crate::pipeline::authz::LoadError),
     /// A signed manifest could not be verified.
     #[error("upstream {0:?}: {1}")]
     Manifest(String, crate::integrity::ManifestError),
@@ -124,15 +124,15 @@ fn idp_client() -> Result<reqwest::Client, StartError> {
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|_| crate::auth::SetupError::new("cannot build the HTTP client").into())
+        .map_err(|_| crate::transport::auth::SetupError::new("cannot build the HTTP client").into())
 }
 
 /// A merged list.
-struct Listed {
+pub(crate) struct Listed {
     /// The result for the client.
     value: Value,
     /// Names two upstreams claimed (withheld).
-    collisions: Vec<String>,
+    pub(crate) collisions: Vec<String>,
     /// The upstreams that answered.
     answered: Vec<usize>,
 }
@@ -149,8 +149,8 @@ type NewRoute = (
 );
 
 /// Which object key and capability a list method uses.
-struct ListKind {
-    key: &'static str,
+pub(crate) struct ListKind {
+    pub(crate) key: &'static str,
     capability: &'static str,
     named: Option<NameSpace>,
     /// The list method without `/list`.
@@ -161,6 +161,16 @@ struct ListKind {
 enum NameSpace {
     Tools,
     Prompts,
+}
+
+/// Who a list is collected for: a client's caller (decided item by item), or
+/// the inventory, with the capability only inventory code creates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lister<'a> {
+    /// A client's request, decided by policy.
+    Caller(&'a Caller),
+    /// The gateway's own inventory pass (everything, unfiltered).
+    Inventory(&'a Internal),
 }
 
 fn list_kind(method: &str) -> Option<ListKind> {
@@ -189,7 +199,7 @@ impl Gateway {
         // first, as the slowest step, so the start-up events that follow come
         // close together.
         let detect = Arc::new(bastion_detect::Engine::new()?);
-        let policies = crate::authz::Policies::load(&cfg.policy)?;
+        let policies = crate::pipeline::authz::Policies::load(&cfg.policy)?;
         let scoped = cfg
             .upstreams
             .iter()
@@ -204,21 +214,21 @@ impl Gateway {
             audit.emit(ev);
         }
         let http = idp_client()?;
-        let auth = crate::auth::ClientAuth::new(&cfg, http.clone())?;
+        let auth = crate::transport::auth::ClientAuth::new(&cfg, http.clone())?;
         let keyring = match &cfg.state.integrity_key {
-            Some(s) => crate::keyring::Keyring::from_secret(s)
-                .map_err(|e| crate::auth::SetupError::new(&e.to_string()))?,
-            None => crate::keyring::Keyring::random(),
+            Some(s) => crate::state::keyring::Keyring::from_secret(s)
+                .map_err(|e| crate::transport::auth::SetupError::new(&e.to_string()))?,
+            None => crate::state::keyring::Keyring::random(),
         };
-        let sealer = crate::seal::Sealer::new(&keyring, cfg.server.public_url.as_str());
+        let sealer = crate::session::seal::Sealer::new(&keyring, cfg.server.public_url.as_str());
         let store = match &cfg.state.backend {
             crate::config::StateBackend::Embedded { path } => {
-                crate::store::Store::Embedded(crate::store::Sqlite::new(path.clone()))
+                crate::state::store::Store::Embedded(crate::state::store::Sqlite::new(path.clone()))
             }
             crate::config::StateBackend::Redis { url, prefix, .. } => {
-                crate::store::Store::Redis(Box::new(
-                    crate::store::RedisStore::new(url.expose_secret(), prefix, &keyring)
-                        .map_err(|e| crate::auth::SetupError::new(&e.to_string()))?,
+                crate::state::store::Store::Redis(Box::new(
+                    crate::state::store::RedisStore::new(url.expose_secret(), prefix, &keyring)
+                        .map_err(|e| crate::transport::auth::SetupError::new(&e.to_string()))?,
                 ))
             }
         };
@@ -301,13 +311,13 @@ impl Gateway {
                 manifests.insert(u.name.clone(), loaded);
             }
         }
-        let pins = crate::pins::Pins::new(
+        let pins = crate::integrity::pins::Pins::new(
             &cfg.upstreams,
             manifests,
             detect.clone(),
             cfg.detection.tool_definitions,
         );
-        let limits = crate::limits::Limits::new(
+        let limits = crate::transport::limits::Limits::new(
             cfg.server.max_concurrent_requests,
             cfg.server.max_streams_per_principal,
         );
@@ -322,14 +332,14 @@ impl Gateway {
             stateless: RwLock::new(HashMap::new()),
             audit,
             sealer,
-            event_ids: crate::streams::EventIds::new(&keyring),
+            event_ids: crate::transport::streams::EventIds::new(&keyring),
             store,
             tasks: crate::pipeline::tasks::TaskOwners::default(),
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
             policies,
-            metrics: crate::metrics::Metrics::new(),
+            metrics: crate::audit::metrics::Metrics::new(),
             scoped,
         }))
     }
@@ -498,7 +508,7 @@ impl Gateway {
                                 ctx,
                                 &list_request(&req, "tools/list"),
                                 &TOOLS,
-                                Some(caller),
+                                Lister::Caller(caller),
                             )
                             .await
                             .map(|l| l.answered)
@@ -895,7 +905,7 @@ impl Gateway {
                         codes::GATEWAY_REFUSED,
                         format!(
                             "too many resource subscriptions in this session (at most {})",
-                            crate::context::MAX_SUBSCRIPTIONS
+                            crate::session::context::MAX_SUBSCRIPTIONS
                         ),
                     ));
                 }
@@ -1500,7 +1510,10 @@ impl Gateway {
             let mut req = list_request(like, &format!("{}/list", kind.method_base));
             let mut done = false;
             for _ in 0..MAX_LIST_PAGES {
-                match self.list_collecting(ctx, &req, &kind, Some(caller)).await {
+                match self
+                    .list_collecting(ctx, &req, &kind, Lister::Caller(caller))
+                    .await
+                {
                     Ok(l) => match l.value.get("nextCursor").cloned() {
                         Some(c) => set_param(&mut req, "cursor", c),
                         None => {
@@ -1529,56 +1542,9 @@ impl Gateway {
             // Resource ownership is decided on every upstream's claims.
             self.ensure_resource_claims(ctx, caller, req).await;
         }
-        self.list_collecting(ctx, req, kind, Some(caller))
+        self.list_collecting(ctx, req, kind, Lister::Caller(caller))
             .await
             .map(|l| l.value)
-    }
-
-    /// With an empty prefix, two upstreams can expose the same tool or prompt
-    /// name. Start-up lists every upstream once and refuses to start on such a
-    /// collision (it would otherwise only be found, and withheld, at run time).
-    /// An upstream that cannot be reached now is skipped with a warning: its
-    /// names are still checked, and withheld on collision, whenever they are listed.
-    pub async fn startup_name_check(&self) -> Result<(), String> {
-        if self.upstreams.len() < 2 || !self.upstreams.iter().any(|u| u.cfg.prefix.is_empty()) {
-            return Ok(());
-        }
-        let hello = crate::upstream::ClientHello {
-            version: ProtocolVersion::LATEST_LEGACY,
-            capabilities: json!({}),
-            client_info: server_info(),
-        };
-        let ctx = Context::new(
-            hello,
-            self.upstreams.len(),
-            Era::Legacy,
-            "bastion-startup-check",
-        );
-        let mut found = Vec::new();
-        for kind in [TOOLS, PROMPTS] {
-            let req = Request {
-                id: Id::Num(0),
-                method: format!("{}/list", kind.key),
-                params: Some(json!({})),
-            };
-            match self.list_collecting(&ctx, &req, &kind, None).await {
-                Ok(l) => found.extend(
-                    l.collisions
-                        .into_iter()
-                        .map(|n| format!("{} {n:?}", kind.key)),
-                ),
-                Err(e) => tracing::warn!(error = %e.message, "start-up name check incomplete"),
-            }
-        }
-        ctx.close().await;
-        if found.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "upstreams expose colliding names (give one of them a prefix): {}",
-                found.join(", ")
-            ))
-        }
     }
 
     /// Upstream `idx`'s configured name ("" for none).
@@ -1587,11 +1553,11 @@ impl Gateway {
     }
 
     /// The gateway's cursor for the pages still to come: sealed to the
-    /// context's principal and the list method (see [`crate::seal`]).
+    /// context's principal and the list method (see [`crate::session::seal`]).
     fn seal_cursor(&self, ctx: &Context, method: &str, next: BTreeMap<usize, String>) -> String {
         self.sealer.seal(
-            crate::seal::State {
-                inner: crate::seal::Inner::Cursor {
+            crate::session::seal::State {
+                inner: crate::session::seal::Inner::Cursor {
                     c: next.into_iter().map(|(i, c)| (i.to_string(), c)).collect(),
                 },
                 p: ctx.principal.clone(),
@@ -1616,7 +1582,7 @@ impl Gateway {
             .open(v.as_str()?, &ctx.principal, &cursor_purpose(method), "")
             .ok()?;
         match st.inner {
-            crate::seal::Inner::Cursor { c } if !c.is_empty() => c
+            crate::session::seal::Inner::Cursor { c } if !c.is_empty() => c
                 .into_iter()
                 .map(|(i, c)| Some((i.parse().ok()?, c)))
                 .collect(),
@@ -1624,16 +1590,21 @@ impl Gateway {
         }
     }
 
-    /// Fans a list out, merges the pages, records routes. With a `caller`,
+    /// Fans a list out, merges the pages, records routes. For a caller,
     /// only upstreams it may list are asked and only items it may use are
-    /// shown and routed; without one (the start-up check) everything is.
-    async fn list_collecting(
+    /// shown and routed; for the inventory (which holds its own capability)
+    /// everything is.
+    pub(crate) async fn list_collecting(
         &self,
         ctx: &Context,
         req: &Request,
         kind: &ListKind,
-        caller: Option<&Caller>,
+        lister: Lister<'_>,
     ) -> Result<Listed, ErrorObject> {
+        let (caller, internal) = match lister {
+            Lister::Caller(c) => (Some(c), None),
+            Lister::Inventory(i) => (None, Some(i)),
+        };
         let cursor = req
             .params
             .as_ref()
@@ -1654,12 +1625,11 @@ impl Gateway {
             .iter()
             .map(|u| u.list_changes.load(std::sync::atomic::Ordering::SeqCst))
             .collect();
-        // Each upstream asked is a permit of its own (or, for the start-up
-        // check, which no client asked for, the gateway's inventory pass).
-        let internal = Internal::inventory();
-        let targets: Vec<(usize, Option<String>, Pass<'_>)> = match caller {
-            Some(c) => {
-                let action = crate::authz::list_action(&req.method);
+        // Each upstream asked is a permit of its own (or, for the inventory,
+        // which no client asked for, the capability it holds).
+        let targets: Vec<(usize, Option<String>, Pass<'_>)> = match (caller, internal) {
+            (Some(c), _) => {
+                let action = crate::pipeline::authz::list_action(&req.method);
                 targets
                     .into_iter()
                     .filter_map(|(i, cur)| {
@@ -1675,10 +1645,11 @@ impl Gateway {
                     })
                     .collect()
             }
-            None => targets
+            (None, Some(internal)) => targets
                 .into_iter()
-                .map(|(i, cur)| (i, cur, Pass::Internal(&internal)))
+                .map(|(i, cur)| (i, cur, Pass::Internal(internal)))
                 .collect(),
+            (None, None) => Vec::new(),
         };
         let results = join_all(targets.into_iter().map(|(idx, cur, pass)| {
             let mut sub = req.clone();
@@ -1754,7 +1725,7 @@ impl Gateway {
                             } else {
                                 raw.to_owned()
                             };
-                            (name, crate::authz::annotations_of(i))
+                            (name, crate::pipeline::authz::annotations_of(i))
                         })
                         .collect();
                     self.visible_items(c, ctx, &req.method, idx, item_kind, names)
@@ -1771,7 +1742,10 @@ impl Gateway {
                 // unapproved tool or prompt is still routed (with its hash)
                 // so a call to it is refused with a clear error.
                 let (hash, approved) = match def_kind {
-                    Some(k) => self.judge(idx, k, item, crate::pins::Seen::Session).await,
+                    Some(k) => {
+                        self.judge(idx, k, item, crate::integrity::pins::Seen::Session)
+                            .await
+                    }
                     None => (String::new(), true),
                 };
                 let mut item = item.clone();
@@ -1782,7 +1756,7 @@ impl Gateway {
                         else {
                             continue;
                         };
-                        let annotations = crate::authz::annotations_of(&item);
+                        let annotations = crate::pipeline::authz::annotations_of(&item);
                         let params = match ns {
                             NameSpace::Tools => {
                                 let schema = item.get("inputSchema").unwrap_or(&Value::Null);
@@ -2038,11 +2012,11 @@ impl Gateway {
         &self,
         issuer: &str,
         subject: &str,
-    ) -> Result<usize, crate::store::StoreError> {
+    ) -> Result<usize, crate::state::store::StoreError> {
         let key = format!("{issuer} {subject}");
         let shared = match &self.store {
-            crate::store::Store::Redis(r) => Some(r.invalidate_principal(&key).await?),
-            crate::store::Store::Embedded(_) => None,
+            crate::state::store::Store::Redis(r) => Some(r.invalidate_principal(&key).await?),
+            crate::state::store::Store::Embedded(_) => None,
         };
         let ids: Vec<String> = self
             .sessions
@@ -2082,9 +2056,9 @@ impl Gateway {
         &self,
         jti: &str,
         until: u64,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<(), crate::state::store::StoreError> {
         self.store
-            .add_revocation(crate::store::RevocationKind::Token, jti, until)
+            .add_revocation(crate::state::store::RevocationKind::Token, jti, until)
             .await?;
         if let Some(v) = self.auth.verifier() {
             v.revocations().revoke_token(jti, until);
@@ -2099,10 +2073,10 @@ impl Gateway {
         &self,
         issuer: &str,
         subject: &str,
-    ) -> Result<usize, crate::store::StoreError> {
+    ) -> Result<usize, crate::state::store::StoreError> {
         self.store
             .add_revocation(
-                crate::store::RevocationKind::Subject,
+                crate::state::store::RevocationKind::Subject,
                 &format!("{issuer} {subject}"),
                 0,
             )
@@ -2119,11 +2093,11 @@ impl Gateway {
         &self,
         issuer: &str,
         subject: &str,
-    ) -> Result<bool, crate::store::StoreError> {
+    ) -> Result<bool, crate::state::store::StoreError> {
         let had = self
             .store
             .remove_revocation(
-                crate::store::RevocationKind::Subject,
+                crate::state::store::RevocationKind::Subject,
                 &format!("{issuer} {subject}"),
             )
             .await?;
@@ -2136,7 +2110,7 @@ impl Gateway {
 
     /// Loads the store's revocations into the verifier (at start, and every
     /// second with a shared store so a revocation on one instance holds on all).
-    pub async fn sync_revocations(&self) -> Result<(), crate::store::StoreError> {
+    pub async fn sync_revocations(&self) -> Result<(), crate::state::store::StoreError> {
         let Some(v) = self.auth.verifier() else {
             return Ok(());
         };
@@ -2147,9 +2121,9 @@ impl Gateway {
             .collect();
         match &self.store {
             // The shared list is the whole truth: mirror it.
-            crate::store::Store::Redis(_) => v.revocations().replace(tokens, subjects),
+            crate::state::store::Store::Redis(_) => v.revocations().replace(tokens, subjects),
             // The file only adds to what this process holds.
-            crate::store::Store::Embedded(_) => {
+            crate::state::store::Store::Embedded(_) => {
                 for (jti, until) in tokens {
                     v.revocations().revoke_token(&jti, until);
                 }
@@ -2189,7 +2163,7 @@ impl Gateway {
         for (id, why) in stale {
             self.end_session_because(&id, why, Outcome::Ok).await;
         }
-        let expired: Vec<crate::bridge::Continuation> = {
+        let expired: Vec<crate::session::bridge::Continuation> = {
             let mut c = self.continuations.lock();
             let now = std::time::Instant::now();
             let keys: Vec<String> = c
@@ -2333,14 +2307,14 @@ fn cursor_purpose(method: &str) -> String {
     format!("{method}#cursor")
 }
 
-const TOOLS: ListKind = ListKind {
+pub(crate) const TOOLS: ListKind = ListKind {
     key: "tools",
     capability: "tools",
     named: Some(NameSpace::Tools),
     method_base: "tools",
 };
 
-const PROMPTS: ListKind = ListKind {
+pub(crate) const PROMPTS: ListKind = ListKind {
     key: "prompts",
     capability: "prompts",
     named: Some(NameSpace::Prompts),

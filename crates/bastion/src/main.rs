@@ -118,7 +118,7 @@ enum Cmd {
     Detect {
         /// What the rows hold.
         #[arg(long, value_enum)]
-        kind: bastion::detect_cli::DetectKind,
+        kind: bastion::cli::detect::DetectKind,
         /// Score at or above which a row is an attack.
         #[arg(long, default_value_t = 0.5)]
         threshold: f32,
@@ -143,11 +143,11 @@ struct ItemArgs {
 }
 
 impl ItemArgs {
-    fn into_item(self) -> anyhow::Result<bastion::tools_cli::ItemArg> {
+    fn into_item(self) -> anyhow::Result<bastion::cli::tools::ItemArg> {
         if self.kind != "instructions" && self.name.is_none() {
             anyhow::bail!("name the {} (or use --kind instructions)", self.kind);
         }
-        Ok(bastion::tools_cli::ItemArg {
+        Ok(bastion::cli::tools::ItemArg {
             upstream: self.upstream,
             kind: self.kind,
             name: self.name.unwrap_or_default(),
@@ -320,7 +320,7 @@ impl LogArgs {
         let mut files = self.files.clone();
         if let Some(c) = &self.config {
             let cfg = Config::load(c)?;
-            files.extend(bastion::forensics::log_files(&cfg.audit.path));
+            files.extend(bastion::audit::forensics::log_files(&cfg.audit.path));
             let text = match &cfg.audit.signing_key {
                 Some(s) => Some(s.expose_secret().to_owned()),
                 None => std::fs::read_to_string(format!("{}.key", cfg.audit.path.display())).ok(),
@@ -341,7 +341,7 @@ fn since_ms(since: Option<&str>) -> anyhow::Result<u64> {
     Ok(match since {
         None => 0,
         Some(s) => {
-            let secs = bastion::policy_tools::parse_since(s).map_err(anyhow::Error::msg)?;
+            let secs = bastion::cli::policy::parse_since(s).map_err(anyhow::Error::msg)?;
             bastion_auth::now_secs().saturating_sub(secs) * 1000
         }
     })
@@ -392,7 +392,7 @@ fn load_policies(
     if let Some(c) = config
         && !c.policy.files.is_empty()
     {
-        let (s, _) = bastion::authz::read_sources(&c.policy.files)?;
+        let (s, _) = bastion::pipeline::authz::read_sources(&c.policy.files)?;
         sources.extend(s);
     }
     for f in files {
@@ -421,7 +421,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.cmd {
-        Cmd::DemoUpstream => rt.block_on(bastion::demo::run_upstream())?,
+        Cmd::DemoUpstream => rt.block_on(bastion::cli::demo::run_upstream())?,
         Cmd::Detect {
             kind,
             threshold,
@@ -434,11 +434,11 @@ fn main() -> anyhow::Result<()> {
             let stdout = std::io::stdout().lock();
             let out = std::io::BufWriter::new(stdout);
             let clean = if file.as_os_str() == "-" {
-                bastion::detect_cli::run(&engine, kind, threshold, std::io::stdin().lock(), out)?
+                bastion::cli::detect::run(&engine, kind, threshold, std::io::stdin().lock(), out)?
             } else {
                 let input = std::fs::File::open(&file)
                     .with_context(|| format!("open {}", file.display()))?;
-                bastion::detect_cli::run(
+                bastion::cli::detect::run(
                     &engine,
                     kind,
                     threshold,
@@ -522,12 +522,12 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("give --principal and/or --session");
             }
             let (files, _) = log.resolve()?;
-            let filter = bastion::forensics::Filter {
+            let filter = bastion::audit::forensics::Filter {
                 principal,
                 session,
                 since_ms: since_ms(since.as_deref())?,
             };
-            let records = bastion::forensics::read(&files).map_err(anyhow::Error::msg)?;
+            let records = bastion::audit::forensics::read(&files).map_err(anyhow::Error::msg)?;
             let mut out = std::io::stdout().lock();
             let mut n = 0;
             for r in &records {
@@ -539,7 +539,11 @@ fn main() -> anyhow::Result<()> {
                 if json {
                     writeln!(out, "{}", serde_json::json!({"seq": r.seq, "event": ev}))?;
                 } else {
-                    writeln!(out, "{}", bastion::forensics::timeline_line(r.seq, ev))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        bastion::audit::forensics::timeline_line(r.seq, ev)
+                    )?;
                 }
             }
             if !json {
@@ -560,12 +564,12 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("give --session and/or --principal");
             }
             let (files, keys) = log.resolve()?;
-            let filter = bastion::forensics::Filter {
+            let filter = bastion::audit::forensics::Filter {
                 principal,
                 session,
                 since_ms: since_ms(since.as_deref())?,
             };
-            let n = bastion::forensics::export(
+            let n = bastion::audit::forensics::export(
                 &files,
                 &filter,
                 &out,
@@ -588,8 +592,12 @@ fn main() -> anyhow::Result<()> {
                 },
         } => {
             let (files, _) = log.resolve()?;
-            let records = bastion::forensics::read(&files).map_err(anyhow::Error::msg)?;
-            let im = bastion::forensics::impact(&records, &principal, since_ms(since.as_deref())?);
+            let records = bastion::audit::forensics::read(&files).map_err(anyhow::Error::msg)?;
+            let im = bastion::audit::forensics::impact(
+                &records,
+                &principal,
+                since_ms(since.as_deref())?,
+            );
             if json {
                 println!("{}", serde_json::to_string_pretty(&im)?);
             } else {
@@ -659,17 +667,16 @@ fn main() -> anyhow::Result<()> {
             let cfg = config.as_deref().map(Config::load).transpose()?;
             let (engine, _) = load_policies(cfg.as_ref(), &policies)?;
             let who =
-                bastion::policy_tools::Subject::parse(&principal).map_err(anyhow::Error::msg)?;
-            let what =
-                bastion::policy_tools::Named::parse(&resource).map_err(anyhow::Error::msg)?;
-            let sit = bastion::policy_tools::Situation::parse(context.as_deref())
+                bastion::cli::policy::Subject::parse(&principal).map_err(anyhow::Error::msg)?;
+            let what = bastion::cli::policy::Named::parse(&resource).map_err(anyhow::Error::msg)?;
+            let sit = bastion::cli::policy::Situation::parse(context.as_deref())
                 .map_err(anyhow::Error::msg)?;
             let e =
-                bastion::policy_tools::explain(&engine, cfg.as_ref(), &who, &action, &what, &sit);
+                bastion::cli::policy::explain(&engine, cfg.as_ref(), &who, &action, &what, &sit);
             if json {
                 println!("{}", serde_json::to_string_pretty(&e)?);
             } else {
-                print!("{}", bastion::policy_tools::explain_text(&e));
+                print!("{}", bastion::cli::policy::explain_text(&e));
             }
             if e.decision != "allow" {
                 std::process::exit(3);
@@ -683,26 +690,26 @@ fn main() -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(&config)?;
             let (engine, _) = load_policies(Some(&cfg), &[])?;
-            let secs = bastion::policy_tools::parse_since(&since).map_err(anyhow::Error::msg)?;
+            let secs = bastion::cli::policy::parse_since(&since).map_err(anyhow::Error::msg)?;
             let since_ms = bastion_auth::now_secs().saturating_sub(secs) * 1000;
             let paths: Vec<&std::path::Path> = if audit.is_empty() {
                 vec![cfg.audit.path.as_path()]
             } else {
                 audit.iter().map(PathBuf::as_path).collect()
             };
-            let r = bastion::policy_tools::access_review(&engine, Some(&cfg), &paths, since_ms)
+            let r = bastion::cli::policy::access_review(&engine, Some(&cfg), &paths, since_ms)
                 .map_err(anyhow::Error::msg)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&bastion::policy_tools::review_json(&r))?
+                    serde_json::to_string_pretty(&bastion::cli::policy::review_json(&r))?
                 );
             } else {
-                print!("{}", bastion::policy_tools::review_table(&r));
+                print!("{}", bastion::cli::policy::review_table(&r));
             }
         }
         Cmd::Tools { config, json, cmd } => {
-            use bastion::tools_cli::ToolsAction;
+            use bastion::cli::tools::ToolsAction;
             let cfg = Config::load(&config)?;
             let action = match cmd {
                 ToolsCmd::List { upstream } => ToolsAction::List { upstream },
@@ -721,7 +728,7 @@ fn main() -> anyhow::Result<()> {
                 ToolsCmd::History { item } => ToolsAction::History(item.into_item()?),
                 ToolsCmd::Rollback { item, to } => ToolsAction::Rollback(item.into_item()?, to),
             };
-            match rt.block_on(bastion::tools_cli::run(&cfg, action, json)) {
+            match rt.block_on(bastion::cli::tools::run(&cfg, action, json)) {
                 Ok(out) => print!("{out}"),
                 Err(e) => {
                     eprintln!("bastion tools: {}", e.0);
@@ -732,10 +739,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Manifest { cmd } => {
             let r = match cmd {
                 ManifestCmd::Sign { key, manifest } => {
-                    bastion::tools_cli::manifest_sign(&manifest, &key)
+                    bastion::cli::tools::manifest_sign(&manifest, &key)
                 }
                 ManifestCmd::Verify { key, manifest } => {
-                    bastion::tools_cli::manifest_verify(&manifest, &key)
+                    bastion::cli::tools::manifest_verify(&manifest, &key)
                 }
             };
             match r {
@@ -760,8 +767,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let out =
-                bastion::import::convert(&text).with_context(|| file.display().to_string())?;
+            let out = bastion::config::import::convert(&text)
+                .with_context(|| file.display().to_string())?;
             print!("{}", out.toml);
             for (var, why) in &out.required_env {
                 eprintln!(
@@ -803,10 +810,10 @@ fn main() -> anyhow::Result<()> {
             let audit = dir.join("demo-audit.jsonl").display().to_string();
             let key = dir.join("demo-dev-issuer.key").display().to_string();
             let policy = dir.join("demo-policy.cedar");
-            std::fs::write(&policy, bastion::demo::DEMO_POLICY)
+            std::fs::write(&policy, bastion::cli::demo::DEMO_POLICY)
                 .with_context(|| format!("writing {}", policy.display()))?;
             let policy = policy.display().to_string();
-            let text = bastion::demo::demo_config_toml(&listen, &exe, &audit, &key, &policy);
+            let text = bastion::cli::demo::demo_config_toml(&listen, &exe, &audit, &key, &policy);
             let cfg = Config::parse(&text, "<demo>")?;
             let url = cfg.server.public_url.to_string();
             let token = dev_token(
@@ -818,7 +825,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             rt.block_on(serve(
                 cfg,
-                Some(bastion::demo::banner(&url, &audit, &token, &policy)),
+                Some(bastion::cli::demo::banner(&url, &audit, &token, &policy)),
             ))?;
         }
     }
@@ -865,7 +872,7 @@ fn dev_token(
     let issuer = format!(
         "{}{}",
         public.origin().ascii_serialization(),
-        bastion::auth::DEV_ISSUER_PATH
+        bastion::transport::auth::DEV_ISSUER_PATH
     );
     let dev = bastion_auth::DevIssuer::load_or_create(&issuer, key_file)?;
     Ok(dev.mint(public.as_str(), sub, scopes, ttl, client_id)?)
@@ -889,7 +896,7 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
     if let Some(b) = banner {
         println!("{b}");
     }
-    let router = bastion::server::router(gw.clone());
+    let router = bastion::transport::http::router(gw.clone());
     // The admin listener (metrics) runs beside the MCP one and stops with the
     // process.
     if let Some(admin) = gw.cfg.admin.listen {
@@ -899,12 +906,12 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         // A certificate that cannot be loaded stops the start (fail closed),
         // rather than leaving the admin API silently absent.
         if let Some(t) = &gw.cfg.admin.tls {
-            bastion::listener::tls_config(t).context("the admin listener's TLS")?;
+            bastion::transport::listener::tls_config(t).context("the admin listener's TLS")?;
         }
         tracing::info!(%admin, tls = gw.cfg.admin.tls.is_some(), "admin listener (metrics, admin API)");
         let g = gw.clone();
         tokio::spawn(async move {
-            if let Err(e) = bastion::listener::serve_admin(g, l).await {
+            if let Err(e) = bastion::transport::listener::serve_admin(g, l).await {
                 tracing::error!(error = %e, "admin listener stopped");
             }
         });
@@ -927,7 +934,7 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         .syslog
         .iter()
         .map(|s| {
-            tokio::spawn(bastion::export::syslog(
+            tokio::spawn(bastion::audit::export::syslog(
                 s.clone(),
                 gw.cfg.audit.path.clone(),
                 stop_rx.clone(),
@@ -935,19 +942,19 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         })
         .collect();
     if gw.cfg.audit.stdout {
-        exporters.push(tokio::spawn(bastion::export::stdout(
+        exporters.push(tokio::spawn(bastion::audit::export::stdout(
             gw.cfg.audit.path.clone(),
             stop_rx.clone(),
         )));
     }
     if let Some(o) = &gw.cfg.audit.otlp {
-        exporters.push(tokio::spawn(bastion::export::otlp(
+        exporters.push(tokio::spawn(bastion::audit::export::otlp(
             o.clone(),
             gw.cfg.audit.path.clone(),
             stop_rx.clone(),
         )));
     }
-    let res = bastion::listener::serve(gw, listener, router, shutdown).await;
+    let res = bastion::transport::listener::serve(gw, listener, router, shutdown).await;
     let mut ev = AuditEvent::new(EventKind::Gateway, Outcome::Ok);
     ev.reason = Some("gateway stopped".into());
     sink.emit(ev);

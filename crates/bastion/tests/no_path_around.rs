@@ -85,11 +85,11 @@ fn where_is(files: &[(String, String)], needle: &str) -> Vec<String> {
 #[test]
 fn only_session_and_inventory_code_holds_the_internal_capability() {
     let files = crate_sources();
-    // Inventory listings (and the start-up collision check, which lists as
-    // the inventory does), and session housekeeping (logging/setLevel).
+    // Inventory listings (the periodic inventory and the start-up collision
+    // check), and session housekeeping (logging/setLevel).
     assert_eq!(
         where_is(&files, "Internal::inventory()"),
-        ["gateway.rs", "inventory.rs"]
+        ["integrity/inventory.rs"]
     );
     assert_eq!(where_is(&files, "Internal::session()"), ["gateway.rs"]);
     // Only its own module builds one.

@@ -393,10 +393,10 @@ async fn users_see_what_they_may_use_and_nothing_else() {
     }
     std::fs::write(&audit, lines).unwrap();
     let cfg = bastion::config::Config::parse(&config(&idp.issuer, dir.path()), "t.toml").unwrap();
-    let (sources, _) = bastion::authz::read_sources(&cfg.policy.files).unwrap();
+    let (sources, _) = bastion::pipeline::authz::read_sources(&cfg.policy.files).unwrap();
     let engine = bastion_policy::Engine::new(&sources, false).unwrap();
     let review =
-        bastion::policy_tools::access_review(&engine, Some(&cfg), &[audit.as_path()], 0).unwrap();
+        bastion::cli::policy::access_review(&engine, Some(&cfg), &[audit.as_path()], 0).unwrap();
     let a = review
         .principals
         .iter()

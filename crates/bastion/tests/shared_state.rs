@@ -236,7 +236,7 @@ async fn tampered_values_are_refused_and_an_outage_fails_closed_then_recovers() 
     let r = init(&p.a.url, &alice).await;
     let sid = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     // Widen the stored scopes directly in Redis: the MAC no longer matches.
-    let key = format!("bastion:s:{}", bastion::store::digest(&sid));
+    let key = format!("bastion:s:{}", bastion::state::store::digest(&sid));
     let mut c = redis.conn().await;
     let v: String = redis::cmd("GET")
         .arg(&key)
@@ -418,8 +418,8 @@ async fn two_bastion_processes_share_sessions_through_redis() {
 
 #[tokio::test]
 async fn a_tool_decision_on_one_instance_holds_on_the_other_within_a_second() {
+    use bastion::integrity::pins::OperatorAction;
     use bastion::integrity::{self, DefKind};
-    use bastion::pins::OperatorAction;
     let redis = Redis::start(free_port());
     let p = Pair::start(redis.port).await;
     let alice = p.token("alice");
@@ -444,7 +444,7 @@ async fn a_tool_decision_on_one_instance_holds_on_the_other_within_a_second() {
             "echo",
             &def,
             &hash,
-            bastion::pins::Seen::Session,
+            bastion::integrity::pins::Seen::Session,
         )
         .await;
     p.a.gw

@@ -21,9 +21,9 @@ use bastion_policy::{Decision, ItemKind};
 use bastion_proto::{ErrorObject, Notification, Request, codes};
 use serde_json::{Map, Value, json};
 
-use crate::authz::{Caller, Grant, Item};
-use crate::context::Context;
 use crate::gateway::Gateway;
+use crate::pipeline::authz::{Caller, Grant, Item};
+use crate::session::context::Context;
 use crate::upstream::Call;
 
 /// Most resource URIs one `subscriptions/listen` may name.

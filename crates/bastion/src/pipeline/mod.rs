@@ -13,6 +13,8 @@
 //!
 //! See `docs/architecture.md` for both, step by step.
 
+pub mod authz;
 pub mod listen;
+pub mod screen;
 pub mod tasks;
 pub mod to_client;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bastion_proto::{ErrorObject, codes};
 use serde_json::Value;
 
-use crate::seal::{Sealer, TaskRef};
+use crate::session::seal::{Sealer, TaskRef};
 
 /// The `_meta` key of the task a message belongs to (2025-11-25 tasks).
 pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
@@ -79,7 +79,7 @@ pub fn seal_ids(
             .ok_or_else(|| {
                 ErrorObject::new(
                     codes::UPSTREAM_UNAVAILABLE,
-                    format!("upstream protocol error: {upstream} sent a task id that is not a string of at most {} bytes", crate::seal::MAX_TASK_ID),
+                    format!("upstream protocol error: {upstream} sent a task id that is not a string of at most {} bytes", crate::session::seal::MAX_TASK_ID),
                 )
             })?;
         *slot = Value::from(sealed);
@@ -116,7 +116,7 @@ impl TaskOwners {
 
     /// Records that `principal` created upstream `upstream`'s `task` with `tool`.
     pub fn record(&self, upstream: usize, task: &str, principal: &str, tool: &str) {
-        if task.len() > crate::seal::MAX_TASK_ID {
+        if task.len() > crate::session::seal::MAX_TASK_ID {
             return;
         }
         let mut m = self.m.lock();

@@ -20,11 +20,11 @@ use bastion_detect::verdict::Direction;
 use bastion_proto::{ErrorObject, Message, Response, codes};
 use serde_json::{Map, Value, json};
 
-use crate::authz::Caller;
-use crate::context::Context;
 use crate::gateway::Gateway;
+use crate::pipeline::authz::Caller;
+use crate::pipeline::screen::Origin;
 use crate::pipeline::tasks::seal_ids;
-use crate::screen::Origin;
+use crate::session::context::Context;
 use crate::upstream::{Call, Upcall};
 
 /// What a server request needs to reach a client: the client capability

@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 
 use super::{ReplyPath, Upcall, UpcallTx, UpstreamError};
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 
 /// Largest upstream message accepted.
 pub const MAX_MESSAGE: usize = 32 << 20;

@@ -303,7 +303,7 @@ pub struct Creds {
     /// Upstream name, for audit records.
     pub upstream: String,
     /// Latest client tokens (token exchange).
-    pub subjects: Option<Arc<crate::auth::SubjectTokens>>,
+    pub subjects: Option<Arc<crate::transport::auth::SubjectTokens>>,
     /// Where issuance events go.
     pub audit: Option<Arc<dyn crate::audit::AuditSink>>,
     /// Token exchange: the gateway's own client-credentials source at the
@@ -327,7 +327,7 @@ pub enum CredKind {
     #[default]
     None,
     /// `Authorization: Bearer <secret>`.
-    Static(crate::secret::Secret),
+    Static(crate::config::secret::Secret),
     /// Client credentials or token exchange.
     OAuth(Arc<bastion_auth::TokenSource>),
 }
@@ -366,7 +366,7 @@ impl Creds {
                     // request behind it (e.g. a GET stream's upstream
                     // reconnect), so one request never runs on another's
                     // credential.
-                    let subject = crate::auth::current_subject().or_else(|| {
+                    let subject = crate::transport::auth::current_subject().or_else(|| {
                         principal.and_then(|p| self.subjects.as_ref().and_then(|m| m.get(p)))
                     });
                     let Some(subject) = subject else {
@@ -397,9 +397,9 @@ impl Creds {
     async fn fetch(
         &self,
         src: &bastion_auth::TokenSource,
-        subject: Option<&crate::secret::Secret>,
+        subject: Option<&crate::config::secret::Secret>,
         principal: Option<&str>,
-    ) -> Result<crate::secret::Secret, UpstreamError> {
+    ) -> Result<crate::config::secret::Secret, UpstreamError> {
         let r = src.token(subject).await;
         if let Some(a) = &self.audit
             && (r.as_ref().is_ok_and(|i| i.fresh) || r.is_err())

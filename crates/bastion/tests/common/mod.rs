@@ -88,11 +88,11 @@ pub async fn start_on(listener: tokio::net::TcpListener, toml: &str) -> Gw {
     let cfg = Config::parse(&toml, "test.toml").unwrap();
     let audit = Arc::new(MemorySink::default());
     let gw = Gateway::new(cfg, audit.clone()).unwrap();
-    let router = bastion::server::router(gw.clone());
+    let router = bastion::transport::http::router(gw.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let g = gw.clone();
     let task = tokio::spawn(async move {
-        let _ = bastion::listener::serve(g, listener, router, async {
+        let _ = bastion::transport::listener::serve(g, listener, router, async {
             let _ = rx.await;
         })
         .await;

@@ -182,7 +182,7 @@ pub fn convert(batch: &[(u64, String)]) -> (Vec<LogRecord>, Vec<Span>) {
     (logs, spans)
 }
 
-impl crate::export::Destination for Otlp {
+impl crate::audit::export::Destination for Otlp {
     fn name(&self) -> &str {
         self.cfg.endpoint.as_str()
     }

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 
 /// What a derived key is for.
 #[derive(Debug, Clone, Copy)]

@@ -158,8 +158,8 @@ impl Named {
     /// The Cedar spelling.
     pub fn uid(&self) -> String {
         match self {
-            Named::Upstream(u) => crate::authz::upstream_uid(u),
-            Named::Item(k, u, n) => crate::authz::item_uid(*k, u, n),
+            Named::Upstream(u) => crate::pipeline::authz::upstream_uid(u),
+            Named::Item(k, u, n) => crate::pipeline::authz::item_uid(*k, u, n),
             Named::Gateway => "Bastion::Gateway::\"gateway\"".to_owned(),
         }
     }
@@ -337,7 +337,7 @@ pub fn explain(
                 },
                 (),
             );
-            steps.push(step(list, crate::authz::upstream_uid(u), &gate));
+            steps.push(step(list, crate::pipeline::authz::upstream_uid(u), &gate));
             let settings = uc.and_then(|c| c.item(*kind, n));
             let d = engine.decide(
                 &Access {
@@ -563,7 +563,7 @@ pub fn access_review(
             .iter()
             .filter(|it| {
                 let Named::Item(k, ..) = it else { return false };
-                let action = crate::authz::use_action(*k);
+                let action = crate::pipeline::authz::use_action(*k);
                 explain(engine, cfg, &subject, action, it, &sit).decision == "allow"
             })
             .map(Named::uid)

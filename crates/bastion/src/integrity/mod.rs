@@ -14,6 +14,9 @@
 //!   a linear-time regex engine, since both come from the upstream;
 //! - validation messages name the failing path and never echo the value.
 
+pub mod inventory;
+pub mod pins;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
 use crate::config::PolicyConfig;
-use crate::context::Context;
 use crate::gateway::Gateway;
+use crate::session::context::Context;
 use crate::upstream::Call;
 
 /// Who a request comes from, with what policies may test about it.

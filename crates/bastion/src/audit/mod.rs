@@ -12,6 +12,11 @@
 //! failure or a queue past its bound makes the sink unhealthy and the gateway
 //! refuses new requests (fail closed) rather than serve without a trail.
 
+pub mod export;
+pub mod forensics;
+pub mod metrics;
+pub mod otlp;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -220,7 +220,7 @@ impl Store {
     pub async fn revocations(&self) -> Result<RevocationList, StoreError> {
         match self {
             Store::Embedded(db) => {
-                let now = crate::store::now() as i64;
+                let now = crate::state::store::now() as i64;
                 let rows = db
                     .with(move |c| {
                         let mut st = c.prepare(
@@ -378,7 +378,7 @@ impl RedisStore {
     pub fn new(
         url: &str,
         prefix: &str,
-        keyring: &crate::keyring::Keyring,
+        keyring: &crate::state::keyring::Keyring,
     ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|_| StoreError::Unavailable("invalid Redis URL".into()))?;
@@ -386,7 +386,7 @@ impl RedisStore {
             client,
             conn: tokio::sync::OnceCell::new(),
             prefix: prefix.to_owned(),
-            keys: keyring.derive_all(crate::keyring::Purpose::Store),
+            keys: keyring.derive_all(crate::state::keyring::Purpose::Store),
             timeout: Duration::from_secs(2),
         })
     }
@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn values_are_bound_to_their_key_and_tampering_is_detected() {
-        let kr = crate::keyring::Keyring::random();
+        let kr = crate::state::keyring::Keyring::random();
         let s = RedisStore::new("redis://127.0.0.1:1/", "t:", &kr).unwrap();
         let v = s.seal("t:s:a", r#"{"x":1}"#);
         assert_eq!(s.open("t:s:a", &v).unwrap(), r#"{"x":1}"#);
@@ -799,7 +799,7 @@ mod tests {
         let other = RedisStore::new(
             "redis://127.0.0.1:1/",
             "t:",
-            &crate::keyring::Keyring::random(),
+            &crate::state::keyring::Keyring::random(),
         )
         .unwrap();
         assert!(

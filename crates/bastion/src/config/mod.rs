@@ -9,6 +9,9 @@
 //! - every knob that weakens security is named `dangerous_*` and listed by
 //!   [`Config::dangerous_settings`] so start-up can log it.
 
+pub mod import;
+pub mod secret;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use bastion_proto::ProtocolVersion;
 use serde::Deserialize;
 use url::Url;
 
-use crate::secret::{Secret, SecretRef};
+use crate::config::secret::{Secret, SecretRef};
 use bastion_detect::spotlight::Mode as SpotlightMode;
 use bastion_detect::verdict::{
     Direction, OnHazard, OnInjection, OnSensitive, Policy as DetectPolicy,
@@ -1608,7 +1611,7 @@ impl Validator<'_> {
             None => None,
             Some(r) => {
                 let s = self.secret("state.integrity_key", &r)?;
-                crate::keyring::Keyring::from_secret(&s)
+                crate::state::keyring::Keyring::from_secret(&s)
                     .map_err(|e| self.err("state.integrity_key", e.to_string()))?;
                 Some(s)
             }

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
 use crate::config::{PinMode, UpstreamConfig};
 use crate::integrity::{self, Assessment, DefKind, ForeignTool, Manifest, Schema};
-use crate::store::{Store, StoreError};
+use crate::state::store::{Store, StoreError};
 
 /// A version's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,7 +60,7 @@ pub fn frame(line: &str, host: &str, pid: u32) -> Vec<u8> {
     let pri = 13 * 8 + severity;
     let msg = format!(
         "<{pri}>1 {} {host} bastion {pid} {msgid} - {line}",
-        crate::forensics::rfc3339(ts)
+        crate::audit::forensics::rfc3339(ts)
     );
     let mut out = format!("{} ", msg.len()).into_bytes();
     out.extend_from_slice(msg.as_bytes());
@@ -114,7 +114,8 @@ fn pending(log: &Path, c: &mut Cursor) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     if first != c.live_first || len < c.live_offset {
         // Rotation (or start): read every file for what is still to send.
-        if let Ok(records) = crate::forensics::read(&crate::forensics::log_files(log)) {
+        if let Ok(records) = crate::audit::forensics::read(&crate::audit::forensics::log_files(log))
+        {
             for r in records {
                 if r.seq >= c.next_seq {
                     out.push((r.seq, r.line));
@@ -299,7 +300,7 @@ pub async fn otlp(
             return;
         }
     };
-    let d = crate::otlp::Otlp::new(cfg, client, hostname());
+    let d = crate::audit::otlp::Otlp::new(cfg, client, hostname());
     run(d, log, stop).await;
 }
 

@@ -105,7 +105,7 @@ pub async fn serve(
     let syncer = {
         let gw = gw.clone();
         tokio::spawn(async move {
-            if !matches!(gw.store, crate::store::Store::Redis(_)) {
+            if !matches!(gw.store, crate::state::store::Store::Redis(_)) {
                 return;
             }
             let mut t = tokio::time::interval(Duration::from_secs(1));
@@ -178,7 +178,7 @@ pub async fn serve(
 /// set (required off loopback, see the configuration), plain HTTP on
 /// loopback. Runs until the process ends.
 pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener) -> Result<(), ListenError> {
-    let router = crate::server::admin_router(gw.clone());
+    let router = crate::transport::http::admin_router(gw.clone());
     match &gw.cfg.admin.tls {
         None => axum::serve(
             listener,

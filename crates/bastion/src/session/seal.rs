@@ -133,21 +133,21 @@ fn now() -> u64 {
 impl Sealer {
     /// A sealer with a fresh random key and no audience (tests, single use).
     pub fn random() -> Self {
-        Sealer::new(&crate::keyring::Keyring::random(), "")
+        Sealer::new(&crate::state::keyring::Keyring::random(), "")
     }
 
     /// A sealer over `keyring`'s request-state keys, for `audience`.
-    pub fn new(keyring: &crate::keyring::Keyring, audience: &str) -> Self {
+    pub fn new(keyring: &crate::state::keyring::Keyring, audience: &str) -> Self {
         Sealer {
             keys: keyring
-                .derive_all(crate::keyring::Purpose::RequestState)
+                .derive_all(crate::state::keyring::Purpose::RequestState)
                 .into_iter()
                 .map(|(id, k)| (id, XChaCha20Poly1305::new(&k.into())))
                 .collect(),
             task_keys: keyring
-                .derive_all(crate::keyring::Purpose::TaskId)
+                .derive_all(crate::state::keyring::Purpose::TaskId)
                 .into_iter()
-                .zip(keyring.derive_all(crate::keyring::Purpose::TaskIdNonce))
+                .zip(keyring.derive_all(crate::state::keyring::Purpose::TaskIdNonce))
                 .map(|((id, k), (_, n))| (id, XChaCha20Poly1305::new(&k.into()), n))
                 .collect(),
             audience: audience.to_owned(),
@@ -389,8 +389,8 @@ mod tests {
 
     #[test]
     fn keys_rotate_without_breaking_live_state_and_audience_is_bound() {
-        use crate::keyring::Keyring;
-        use crate::secret::Secret;
+        use crate::config::secret::Secret;
+        use crate::state::keyring::Keyring;
         let b = |n: u8| base64::engine::general_purpose::STANDARD.encode([n; 32]);
         let old = Keyring::from_secret(&Secret::new(format!("k1:{}", b(1)))).unwrap();
         let rotated =

@@ -48,7 +48,7 @@ pub struct Continuation {
     /// Its messages toward the client.
     pub rx: mpsc::Receiver<Upcall>,
     /// The client context.
-    pub ctx: std::sync::Arc<crate::context::Context>,
+    pub ctx: std::sync::Arc<crate::session::context::Context>,
     /// Requests still unanswered.
     pub asks: Vec<Ask>,
     /// Whether the client asked for log messages.

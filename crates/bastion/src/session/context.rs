@@ -350,7 +350,7 @@ impl Context {
         fut: impl Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
         let mut tasks = self.tasks.lock();
-        let task = tokio::spawn(crate::auth::carry(fut));
+        let task = tokio::spawn(crate::transport::auth::carry(fut));
         tasks.insert(id.clone(), task.abort_handle());
         task
     }
@@ -406,5 +406,5 @@ pub struct Session {
     /// Whether a GET stream is open (one at a time).
     pub listening: AtomicBool,
     /// Logs of its SSE streams, for resumption.
-    pub streams: crate::streams::StreamLogs,
+    pub streams: crate::transport::streams::StreamLogs,
 }

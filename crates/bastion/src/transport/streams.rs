@@ -44,9 +44,9 @@ impl std::fmt::Debug for EventIds {
 
 impl EventIds {
     /// Event ids under `keyring`'s event-id keys.
-    pub fn new(keyring: &crate::keyring::Keyring) -> Self {
+    pub fn new(keyring: &crate::state::keyring::Keyring) -> Self {
         EventIds {
-            keys: keyring.derive_all(crate::keyring::Purpose::EventId),
+            keys: keyring.derive_all(crate::state::keyring::Purpose::EventId),
         }
     }
 
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn event_ids_bind_session_and_principal() {
-        let ids = EventIds::new(&crate::keyring::Keyring::random());
+        let ids = EventIds::new(&crate::state::keyring::Keyring::random());
         let id = ids.mint("s1", "iss alice", 3, 7);
         assert_eq!(ids.verify(&id, "s1", "iss alice"), Some((3, 7)));
         assert_eq!(ids.verify(&id, "s2", "iss alice"), None);
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(ids.verify(&moved, "s1", "iss alice"), None);
         assert_eq!(ids.verify("garbage", "s1", "iss alice"), None);
         // Another gateway's keys.
-        let other = EventIds::new(&crate::keyring::Keyring::random());
+        let other = EventIds::new(&crate::state::keyring::Keyring::random());
         assert_eq!(other.verify(&id, "s1", "iss alice"), None);
     }
 

@@ -25,8 +25,8 @@ use rand::RngCore as _;
 use serde_json::{Value, json};
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::context::Context;
 use crate::gateway::Gateway;
+use crate::session::context::Context;
 
 /// What a screened message is and where it comes from or goes.
 #[derive(Debug, Clone, Copy)]

@@ -31,11 +31,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tower::ServiceBuilder;
 
 use crate::audit::{AuditEvent, EventKind, Outcome, session_digest};
-use crate::authz::Caller;
 use crate::config::is_loopback_host;
-use crate::context::{Context, Session};
 use crate::gateway::{Gateway, Lane, modernize_result, server_info};
+use crate::pipeline::authz::Caller;
 use crate::pipeline::listen::Filter;
+use crate::session::context::{Context, Session};
 use crate::upstream::{ClientHello, Pass, Upcall};
 
 /// Builds the router with its middleware stack.
@@ -50,13 +50,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     if gw.auth.dev_issuer().is_some() {
         r = r
             .route(
-                &format!("{}/jwks", crate::auth::DEV_ISSUER_PATH),
+                &format!("{}/jwks", crate::transport::auth::DEV_ISSUER_PATH),
                 axum::routing::get(dev_jwks),
             )
             .route(
                 &format!(
                     "/.well-known/oauth-authorization-server{}",
-                    crate::auth::DEV_ISSUER_PATH
+                    crate::transport::auth::DEV_ISSUER_PATH
                 ),
                 axum::routing::get(dev_metadata),
             );
@@ -86,7 +86,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 // the limit, never queued).
                 .layer(axum::middleware::from_fn_with_state(
                     (limits, overloaded as fn() -> HttpResponse),
-                    crate::limits::concurrency,
+                    crate::transport::limits::concurrency,
                 )),
         )
 }
@@ -340,7 +340,10 @@ impl Rec {
     fn auth_event(
         &self,
         r: &Result<
-            (bastion_auth::Principal, Option<crate::secret::Secret>),
+            (
+                bastion_auth::Principal,
+                Option<crate::config::secret::Secret>,
+            ),
             bastion_auth::AuthFailure,
         >,
     ) {
@@ -631,7 +634,7 @@ async fn serve_mcp(gw: Arc<Gateway>, mut req: HttpRequest) -> HttpResponse {
     };
     rec.principal(&principal);
     rec.who = Some(principal);
-    crate::auth::with_subject(subject, async move {
+    crate::transport::auth::with_subject(subject, async move {
         match *req.method() {
             Method::POST => post(gw, req, rec).await,
             Method::GET => get(gw, req, rec).await,
@@ -663,7 +666,11 @@ fn missing_session() -> ErrorObject {
 
 /// Rebuilds a session another instance created from its stored record: the
 /// same binding, a fresh context whose upstream connections open on demand.
-fn rehydrate(gw: &Gateway, sid: &str, r: crate::store::SessionRecord) -> Option<Arc<Session>> {
+fn rehydrate(
+    gw: &Gateway,
+    sid: &str,
+    r: crate::state::store::SessionRecord,
+) -> Option<Arc<Session>> {
     let version = ProtocolVersion::parse(&r.version)?;
     let age = bastion_auth::now_secs().saturating_sub(r.created);
     let created = std::time::Instant::now()
@@ -676,7 +683,7 @@ fn rehydrate(gw: &Gateway, sid: &str, r: crate::store::SessionRecord) -> Option<
     };
     let session = Arc::new(Session {
         digest: session_digest(sid),
-        binding: crate::context::Binding {
+        binding: crate::session::context::Binding {
             client_id: r.client_id,
             scopes: r.scopes.into_iter().collect(),
             origin: r.origin,
@@ -693,7 +700,7 @@ fn rehydrate(gw: &Gateway, sid: &str, r: crate::store::SessionRecord) -> Option<
             &r.principal,
         ),
         listening: std::sync::atomic::AtomicBool::new(false),
-        streams: crate::streams::StreamLogs::default(),
+        streams: crate::transport::streams::StreamLogs::default(),
     });
     let mut map = gw.sessions.write();
     if map.len() >= gw.cfg.server.max_sessions {
@@ -703,10 +710,10 @@ fn rehydrate(gw: &Gateway, sid: &str, r: crate::store::SessionRecord) -> Option<
 }
 
 /// The stored form of a session.
-fn record_of(s: &Session) -> crate::store::SessionRecord {
+fn record_of(s: &Session) -> crate::state::store::SessionRecord {
     let hello = s.ctx.hello();
     let age = s.binding.created.elapsed().as_secs();
-    crate::store::SessionRecord {
+    crate::state::store::SessionRecord {
         principal: s.ctx.principal.clone(),
         client_id: s.binding.client_id.clone(),
         scopes: s.binding.scopes.iter().cloned().collect(),
@@ -759,10 +766,10 @@ async fn session_of(
     // another instance means gone here too; a session another instance created
     // is rebuilt here from its record.
     let s = match &gw.store {
-        crate::store::Store::Embedded(_) => local,
-        crate::store::Store::Redis(r) => {
+        crate::state::store::Store::Embedded(_) => local,
+        crate::state::store::Store::Redis(r) => {
             match r.get_session(sid, gw.cfg.server.session_idle_timeout).await {
-                Err(crate::store::StoreError::Unavailable(m)) => {
+                Err(crate::state::store::StoreError::Unavailable(m)) => {
                     return Err((
                         StatusCode::SERVICE_UNAVAILABLE,
                         ErrorObject::new(
@@ -771,7 +778,7 @@ async fn session_of(
                         ),
                     ));
                 }
-                Err(crate::store::StoreError::Tampered) => {
+                Err(crate::state::store::StoreError::Tampered) => {
                     event(
                         session_digest(sid),
                         "session record failed its integrity check".into(),
@@ -1030,7 +1037,7 @@ async fn initialize(
         }
     }
     let header = |n: &str| header_str(headers, n).map(str::to_owned);
-    let binding = crate::context::Binding {
+    let binding = crate::session::context::Binding {
         client_id: rec.who.as_ref().and_then(|p| p.client_id.clone()),
         scopes: rec
             .who
@@ -1054,7 +1061,7 @@ async fn initialize(
             &rec.pkey,
         ),
         listening: std::sync::atomic::AtomicBool::new(false),
-        streams: crate::streams::StreamLogs::default(),
+        streams: crate::transport::streams::StreamLogs::default(),
     });
     let (caps, instructions) = gw.open_all(&session.ctx).await;
     let mut result = json!({
@@ -1066,7 +1073,7 @@ async fn initialize(
         obj.insert("instructions".into(), Value::from(i));
     }
     gw.sessions.write().insert(id.clone(), session.clone());
-    if let crate::store::Store::Redis(store) = &gw.store {
+    if let crate::state::store::Store::Redis(store) = &gw.store {
         match store
             .put_session(
                 &id,
@@ -1081,7 +1088,7 @@ async fn initialize(
                     .sessions
                     .read()
                     .keys()
-                    .filter(|k| evicted.contains(&crate::store::digest(k)))
+                    .filter(|k| evicted.contains(&crate::state::store::digest(k)))
                     .cloned()
                     .collect();
                 for e in ids {
@@ -1481,7 +1488,7 @@ async fn legacy_request(
     // logged after the client drops the connection, so it can resume with GET +
     // Last-Event-ID (C3.4).
     let n = session.streams.open();
-    tokio::spawn(crate::auth::carry(async move {
+    tokio::spawn(crate::transport::auth::carry(async move {
         let emit = |m: &Message| -> Bytes {
             let data = Bytes::from(m.to_vec());
             let seq = session.streams.record(n, data.clone());
@@ -1602,19 +1609,19 @@ async fn modern_request(
             Ok(st) => match st.inner {
                 // A list cursor is not a request state (and is sealed under
                 // another method name, so this is only the backstop).
-                crate::seal::Inner::Cursor { .. } => {
+                crate::session::seal::Inner::Cursor { .. } => {
                     return rec.refuse(
                         StatusCode::BAD_REQUEST,
                         Some(req.id),
                         bad("not a requestState".into()),
                     );
                 }
-                crate::seal::Inner::Upstream { s } => {
+                crate::session::seal::Inner::Upstream { s } => {
                     if let Some(p) = req.params.as_mut().and_then(Value::as_object_mut) {
                         p.insert("requestState".into(), Value::from(s));
                     }
                 }
-                crate::seal::Inner::Continuation { c } => {
+                crate::session::seal::Inner::Continuation { c } => {
                     let cont = gw.continuations.lock().remove(&c);
                     let Some(cont) = cont else {
                         return rec.refuse(
@@ -1628,7 +1635,7 @@ async fn modern_request(
                         .as_ref()
                         .and_then(|p| p.get("inputResponses"))
                         .and_then(Value::as_object);
-                    let left = crate::bridge::answer(cont.asks, responses).await;
+                    let left = crate::session::bridge::answer(cont.asks, responses).await;
                     let flight = Flight {
                         task: cont.task,
                         caller: rec.caller(),
@@ -1660,7 +1667,7 @@ async fn modern_request(
         let gw = gw.clone();
         let ctx = ctx.clone();
         let caller = caller.clone();
-        tokio::spawn(crate::auth::carry(async move {
+        tokio::spawn(crate::transport::auth::carry(async move {
             gw.dispatch(&ctx, Lane::Modern, req, tx, client_params, &caller)
                 .await
         }))
@@ -1688,7 +1695,11 @@ fn finish_modern(gw: &Gateway, f: &Flight, mut resp: Response) -> Response {
             if r.get("resultType").and_then(Value::as_str) == Some("input_required")
                 && let Some(s) = r.get("requestState").and_then(Value::as_str)
             {
-                let sealed = seal_for(gw, f, crate::seal::Inner::Upstream { s: s.to_owned() });
+                let sealed = seal_for(
+                    gw,
+                    f,
+                    crate::session::seal::Inner::Upstream { s: s.to_owned() },
+                );
                 if let Some(o) = r.as_object_mut() {
                     o.insert("requestState".into(), Value::from(sealed));
                 }
@@ -1702,16 +1713,16 @@ fn finish_modern(gw: &Gateway, f: &Flight, mut resp: Response) -> Response {
 }
 
 /// Seals `inner` for this flight's principal, method and target.
-fn seal_for(gw: &Gateway, f: &Flight, inner: crate::seal::Inner) -> String {
+fn seal_for(gw: &Gateway, f: &Flight, inner: crate::session::seal::Inner) -> String {
     gw.sealer.seal(
-        crate::seal::State {
+        crate::session::seal::State {
             inner,
             p: f.ctx.principal.clone(),
             m: f.method.clone(),
             n: f.target.clone(),
             e: 0,
         },
-        crate::bridge::CONTINUATION_TTL_SECS,
+        crate::session::bridge::CONTINUATION_TTL_SECS,
     )
 }
 
@@ -1720,9 +1731,9 @@ fn seal_for(gw: &Gateway, f: &Flight, inner: crate::seal::Inner) -> String {
 async fn collect_asks(
     gw: &Gateway,
     f: &mut Flight,
-    first: crate::bridge::Ask,
+    first: crate::session::bridge::Ask,
     n: &mut usize,
-) -> Vec<crate::bridge::Ask> {
+) -> Vec<crate::session::bridge::Ask> {
     let mut asks = vec![first];
     while let Ok(more) = f.rx.try_recv() {
         if let Step::Ask(a) = step(gw, f, more, n).await {
@@ -1737,7 +1748,7 @@ enum Step {
     /// Send this notification on the request's stream.
     Send(Message),
     /// The upstream needs client input (bridged server request).
-    Ask(crate::bridge::Ask),
+    Ask(crate::session::bridge::Ask),
     /// Nothing to send.
     Skip,
 }
@@ -1761,7 +1772,7 @@ async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
             }
         }
         Message::Request(r) => {
-            let declared = crate::bridge::capability_for(&r.method)
+            let declared = crate::session::bridge::capability_for(&r.method)
                 .is_some_and(|cap| f.ctx.hello().capabilities.get(cap).is_some());
             if !declared {
                 // MUST NOT send inputRequests the client has not declared support for.
@@ -1785,7 +1796,7 @@ async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
             if let (Some(p), Some(o)) = (r.params, request.as_object_mut()) {
                 o.insert("params".into(), p);
             }
-            Step::Ask(crate::bridge::Ask {
+            Step::Ask(crate::session::bridge::Ask {
                 key: format!("bastion-{n}"),
                 reply: up.reply,
                 upstream_id: r.id,
@@ -1797,21 +1808,26 @@ async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
 }
 
 /// Parks the flight as a continuation and returns the `input_required` result.
-fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::bridge::Ask>) -> Response {
+fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::session::bridge::Ask>) -> Response {
     let mut key = [0u8; 16];
     rand::rng().fill_bytes(&mut key);
     let c: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let state = seal_for(gw, &f, crate::seal::Inner::Continuation { c: c.clone() });
-    let mut result = crate::bridge::input_required(&asks, state);
+    let state = seal_for(
+        gw,
+        &f,
+        crate::session::seal::Inner::Continuation { c: c.clone() },
+    );
+    let mut result = crate::session::bridge::input_required(&asks, state);
     modernize_result(&f.method, &mut result);
     let id = f.client_id.clone();
-    let cont = crate::bridge::Continuation {
+    let cont = crate::session::bridge::Continuation {
         task: f.task,
         rx: f.rx,
         ctx: f.ctx,
         asks,
         log: f.log,
-        expires: Instant::now() + Duration::from_secs(crate::bridge::CONTINUATION_TTL_SECS),
+        expires: Instant::now()
+            + Duration::from_secs(crate::session::bridge::CONTINUATION_TTL_SECS),
     };
     // Bounded per principal and in all: a call over the bound is given up
     // (its upstream requests refused) rather than held.
@@ -1821,8 +1837,8 @@ fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::bridge::Ask>) -> Response {
             .values()
             .filter(|k| k.ctx.principal == cont.ctx.principal)
             .count();
-        if mine >= crate::bridge::MAX_CONTINUATIONS_PER_PRINCIPAL
-            || m.len() >= crate::bridge::MAX_CONTINUATIONS
+        if mine >= crate::session::bridge::MAX_CONTINUATIONS_PER_PRINCIPAL
+            || m.len() >= crate::session::bridge::MAX_CONTINUATIONS
         {
             Some(cont)
         } else {
@@ -1883,7 +1899,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
         }
     };
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(crate::auth::carry(async move {
+    tokio::spawn(crate::transport::auth::carry(async move {
         if btx
             .send(Ok(sse::encode_message(None, &first.to_vec())))
             .await
@@ -1992,7 +2008,7 @@ async fn listen(
                 })),
             };
             let tx = utx.clone();
-            upstream_tasks.push(tokio::spawn(crate::auth::carry(async move {
+            upstream_tasks.push(tokio::spawn(crate::transport::auth::carry(async move {
                 let _ = conn
                     .send(Pass::Permit(permit), listen_req, Some(tx), &[], false)
                     .await;
@@ -2046,7 +2062,7 @@ async fn listen(
         method: "notifications/subscriptions/acknowledged".into(),
         params: Some(json!({"notifications": acked.to_value()})),
     });
-    tokio::spawn(crate::auth::carry(async move {
+    tokio::spawn(crate::transport::auth::carry(async move {
         // Held for the stream's life: it counts against the principal's streams.
         let _stream = stream_permit;
         // Relays one upcall through the upstream → client pipeline if its
@@ -2130,7 +2146,7 @@ async fn listen(
 }
 
 /// Completes when the stream's credential expires (never without one).
-async fn expired(life: Option<&crate::auth::Lifetime>) {
+async fn expired(life: Option<&crate::transport::auth::Lifetime>) {
     match life {
         Some(l) => l.expired().await,
         None => std::future::pending().await,
@@ -2138,8 +2154,8 @@ async fn expired(life: Option<&crate::auth::Lifetime>) {
 }
 
 /// Whether the stream's credential was revoked.
-fn revoked(life: Option<&crate::auth::Lifetime>) -> bool {
-    life.is_some_and(crate::auth::Lifetime::revoked)
+fn revoked(life: Option<&crate::transport::auth::Lifetime>) -> bool {
+    life.is_some_and(crate::transport::auth::Lifetime::revoked)
 }
 
 async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
@@ -2265,7 +2281,7 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
     };
     let caller = rec.caller();
     let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(crate::auth::carry(async move {
+    tokio::spawn(crate::transport::auth::carry(async move {
         // Held for the stream's life: it counts against the principal's streams.
         let _stream = stream_permit;
         let mut rx = session.ctx.unsolicited_rx.lock().await;
@@ -2331,7 +2347,7 @@ async fn delete(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpRespons
         Err((status, e)) => return rec.refuse(status, None, e),
     };
     rec.ev.session = Some(session.digest.clone());
-    if let crate::store::Store::Redis(store) = &gw.store
+    if let crate::state::store::Store::Redis(store) = &gw.store
         && let Err(e) = store
             .delete_session(&session.id, &session.ctx.principal)
             .await

@@ -20,10 +20,10 @@ use bastion_proto::{Era, ErrorObject, Id, ProtocolVersion, Request, codes};
 use serde_json::{Value, json};
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::context::{Context, ToolRoute};
 use crate::gateway::Gateway;
+use crate::integrity::pins::{Seen, Standing};
 use crate::integrity::{self, DefKind, Schema};
-use crate::pins::{Seen, Standing};
+use crate::session::context::{Context, ToolRoute};
 use crate::upstream::GATEWAY_PRINCIPAL;
 
 /// Most pages one inventory reads from one upstream list.
@@ -45,7 +45,7 @@ pub fn route_for(idx: usize, def: &Value, hash: String) -> Option<ToolRoute> {
         upstream: idx,
         name,
         params,
-        annotations: crate::authz::annotations_of(def),
+        annotations: crate::pipeline::authz::annotations_of(def),
         hash,
     })
 }
@@ -58,7 +58,7 @@ impl Gateway {
         idx: usize,
         kind: DefKind,
         def: &Value,
-        seen: crate::pins::Seen,
+        seen: crate::integrity::pins::Seen,
     ) -> (String, bool) {
         let Some(up) = self.upstreams.get(idx) else {
             return (String::new(), false);
@@ -547,11 +547,68 @@ impl Gateway {
         out
     }
 
+    /// With an empty prefix, two upstreams can expose the same tool or prompt
+    /// name. Start-up lists every upstream once and refuses to start on such a
+    /// collision (it would otherwise only be found, and withheld, at run time).
+    /// An upstream that cannot be reached now is skipped with a warning: its
+    /// names are still checked, and withheld on collision, whenever they are listed.
+    pub async fn startup_name_check(&self) -> Result<(), String> {
+        if self.upstreams.len() < 2 || !self.upstreams.iter().any(|u| u.cfg.prefix.is_empty()) {
+            return Ok(());
+        }
+        let hello = crate::upstream::ClientHello {
+            version: ProtocolVersion::LATEST_LEGACY,
+            capabilities: json!({}),
+            client_info: crate::gateway::server_info(),
+        };
+        let ctx = Context::new(
+            hello,
+            self.upstreams.len(),
+            Era::Legacy,
+            "bastion-startup-check",
+        );
+        // The gateway's own listing: no client asked for it.
+        let internal = crate::upstream::Internal::inventory();
+        let mut found = Vec::new();
+        for kind in [crate::gateway::TOOLS, crate::gateway::PROMPTS] {
+            let req = Request {
+                id: Id::Num(0),
+                method: format!("{}/list", kind.key),
+                params: Some(json!({})),
+            };
+            match self
+                .list_collecting(
+                    &ctx,
+                    &req,
+                    &kind,
+                    crate::gateway::Lister::Inventory(&internal),
+                )
+                .await
+            {
+                Ok(l) => found.extend(
+                    l.collisions
+                        .into_iter()
+                        .map(|n| format!("{} {n:?}", kind.key)),
+                ),
+                Err(e) => tracing::warn!(error = %e.message, "start-up name check incomplete"),
+            }
+        }
+        ctx.close().await;
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "upstreams expose colliding names (give one of them a prefix): {}",
+                found.join(", ")
+            ))
+        }
+    }
+
     /// Start-up: the pins are loaded and every upstream inventoried before
     /// the first client is served.
     /// Returns whether the inventory was complete.
     pub async fn start_integrity(&self) -> Result<bool, String> {
-        if matches!(&self.store, crate::store::Store::Embedded(_))
+        if matches!(&self.store, crate::state::store::Store::Embedded(_))
             && matches!(
                 &self.cfg.state.backend,
                 crate::config::StateBackend::Embedded { path: None }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::gateway::Gateway;
 use crate::integrity::DefKind;
-use crate::pins::{ActionError, OperatorAction};
+use crate::integrity::pins::{ActionError, OperatorAction};
 
 /// The header a CLI user names themselves in (recorded next to the token's
 /// identity; informative only, since the token is shared).
@@ -92,7 +92,7 @@ async fn authorize(
         .authenticate(&mut h, &Method::POST)
         .await
         .map_err(|_| unauthorized())?;
-    let caller = crate::authz::Caller::new(principal, Some(peer.ip()), None);
+    let caller = crate::pipeline::authz::Caller::new(principal, Some(peer.ip()), None);
     if !gw.authorize_admin(&caller, action) {
         return Err(error(
             StatusCode::FORBIDDEN,
