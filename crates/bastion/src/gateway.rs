@@ -78,10 +78,12 @@ pub struct Gateway {
     pub store: crate::state::store::Store,
     /// Which principal and upstream each task belongs to.
     pub tasks: crate::pipeline::tasks::TaskOwners,
-    /// The authorization policies in force.
-    pub policies: crate::pipeline::authz::Policies,
-    /// Prometheus metrics.
-    pub metrics: crate::audit::metrics::Metrics,
+    /// Authorization: the policies in force and the decisions they make.
+    pub authz: crate::pipeline::authz::Authorizer,
+    /// Prometheus metrics (shared with the screener).
+    pub metrics: Arc<crate::audit::metrics::Metrics>,
+    /// Carries out the detection engine's verdicts on the request path.
+    pub screen: crate::pipeline::screen::Screener,
     /// Tool integrity: pins, quarantine, approvals.
     pub pins: crate::integrity::pins::Pins,
     /// Bounds on open requests and streams.
@@ -321,8 +323,25 @@ impl Gateway {
             cfg.server.max_concurrent_requests,
             cfg.server.max_streams_per_principal,
         );
+        let metrics = Arc::new(crate::audit::metrics::Metrics::new());
+        let screen = crate::pipeline::screen::Screener::new(
+            detect.clone(),
+            cfg.detection.clone(),
+            audit.clone(),
+            metrics.clone(),
+            cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
+        );
+        let authz = crate::pipeline::authz::Authorizer::new(
+            policies,
+            upstreams.clone(),
+            metrics.clone(),
+            audit.clone(),
+            auth.required_scopes().to_vec(),
+        );
         Ok(Arc::new(Gateway {
             closing: tokio_util::sync::CancellationToken::new(),
+            screen,
+            authz,
             limits,
             pins,
             detect,
@@ -338,8 +357,7 @@ impl Gateway {
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
-            policies,
-            metrics: crate::audit::metrics::Metrics::new(),
+            metrics,
             scoped,
         }))
     }
@@ -568,7 +586,8 @@ impl Gateway {
                     target: &name,
                 };
                 let redacted =
-                    self.screen_arguments(ctx, origin(Direction::Arguments), &route.name, args)?;
+                    self.screen
+                        .arguments(ctx, origin(Direction::Arguments), &route.name, args)?;
                 let mut headers = param_headers_for(&route, &req, lane, &client_params)?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(route.name.clone()));
@@ -652,7 +671,8 @@ impl Gateway {
                     target: &name,
                 };
                 let redacted =
-                    self.screen_arguments(ctx, origin(Direction::Arguments), &original, args)?;
+                    self.screen
+                        .arguments(ctx, origin(Direction::Arguments), &original, args)?;
                 let mut req = req;
                 set_param(&mut req, "name", Value::from(original));
                 if let Some(a) = redacted {
@@ -712,7 +732,7 @@ impl Gateway {
                 let tool = self.tasks.tool(idx, &raw, &ctx.principal);
                 let call = Call::new(idx, &req.method, Some(&raw));
                 let decision = match &tool {
-                    Some(tool) => self.authorize_item(
+                    Some(tool) => self.authz.authorize_item(
                         caller,
                         ctx,
                         "tools/call",
@@ -725,7 +745,9 @@ impl Gateway {
                         None,
                         call,
                     ),
-                    None => self.authorize_upstream(caller, ctx, "tools/list", call),
+                    None => self
+                        .authz
+                        .authorize_upstream(caller, ctx, "tools/list", call),
                 };
                 let bastion_policy::Decision::Allow(grant) = decision else {
                     return Err(unknown());
@@ -950,7 +972,7 @@ impl Gateway {
                 if self.upstreams.len() != 1 {
                     return Err(not_found());
                 }
-                match self.authorize_upstream(
+                match self.authz.authorize_upstream(
                     caller,
                     ctx,
                     &req.method,
@@ -992,10 +1014,16 @@ impl Gateway {
             m => m,
         };
         let call = Call::new(item.upstream, method, Some(item.name));
-        let grant = match self.authorize_item(caller, ctx, action, item, arguments, call) {
+        let grant = match self
+            .authz
+            .authorize_item(caller, ctx, action, item, arguments, call)
+        {
             bastion_policy::Decision::Allow(g) => g,
             bastion_policy::Decision::Deny(_) => {
-                if arguments.is_some() && self.allowed_without_arguments(caller, ctx, action, item)
+                if arguments.is_some()
+                    && self
+                        .authz
+                        .allowed_without_arguments(caller, ctx, action, item)
                 {
                     return Err(ErrorObject::with_data(
                         codes::GATEWAY_REFUSED,
@@ -1009,6 +1037,7 @@ impl Gateway {
         // The HTTP layer already answered a missing scope with a 403 step-up
         // challenge (see `Gateway::step_up`); this is the backstop.
         if self
+            .authz
             .missing_scopes(caller, item.upstream, Some((item.kind, item.name)))
             .is_some()
         {
@@ -1051,14 +1080,17 @@ impl Gateway {
             }
             _ => return None,
         };
-        let missing = self.missing_scopes(caller, idx, Some((kind, &name)))?;
+        let missing = self
+            .authz
+            .missing_scopes(caller, idx, Some((kind, &name)))?;
         let item = Item {
             upstream: idx,
             kind,
             name: &name,
             annotations: &[],
         };
-        self.allowed_without_arguments(caller, ctx, action, item)
+        self.authz
+            .allowed_without_arguments(caller, ctx, action, item)
             .then_some(missing)
     }
 
@@ -1225,7 +1257,7 @@ impl Gateway {
                         .await
                         .is_ok()
                     {
-                        sent += 1;
+                        sent = sent.saturating_add(1);
                     }
                 }
                 if sent == 0 {
@@ -1266,7 +1298,7 @@ impl Gateway {
                 method: &n.method,
                 target: &n.method,
             };
-            match self.screen_arguments(ctx, origin, &n.method, p) {
+            match self.screen.arguments(ctx, origin, &n.method, p) {
                 Ok(Some(redacted)) => n.params = Some(redacted),
                 Ok(None) => {}
                 Err(e) => return Err(e.message),
@@ -1293,7 +1325,8 @@ impl Gateway {
             "resources/templates/list",
         ] {
             if let bastion_policy::Decision::Allow(g) =
-                self.authorize_upstream(caller, ctx, action, call.clone())
+                self.authz
+                    .authorize_upstream(caller, ctx, action, call.clone())
             {
                 return Some(g);
             }
@@ -1327,7 +1360,7 @@ impl Gateway {
                     method: &pending.method,
                     target: &pending.method,
                 };
-                match self.screen_arguments(ctx, origin, &pending.method, &v) {
+                match self.screen.arguments(ctx, origin, &pending.method, &v) {
                     Ok(Some(redacted)) => Ok(redacted),
                     Ok(None) => Ok(v),
                     Err(e) => Err(e),
@@ -1357,7 +1390,7 @@ impl Gateway {
                 // model) too. It cannot be marked, so an injection in it is
                 // refused whatever the policy's mark would be.
                 let mut v = json!({"message": e.message, "data": e.data});
-                match self.screen_inbound(ctx, origin, &mut v) {
+                match self.screen.inbound(ctx, origin, &mut v) {
                     Ok(()) => {
                         if let Some(m) = v.get("message").and_then(Value::as_str) {
                             e.message = m.to_owned();
@@ -1375,7 +1408,7 @@ impl Gateway {
         if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
             return;
         }
-        if let Err(e) = self.screen_inbound(ctx, origin, result) {
+        if let Err(e) = self.screen.inbound(ctx, origin, result) {
             resp.outcome = Err(e);
         }
     }
@@ -1633,7 +1666,7 @@ impl Gateway {
                 targets
                     .into_iter()
                     .filter_map(|(i, cur)| {
-                        match self.authorize_upstream(
+                        match self.authz.authorize_upstream(
                             c,
                             ctx,
                             action,
@@ -1728,7 +1761,8 @@ impl Gateway {
                             (name, crate::pipeline::authz::annotations_of(i))
                         })
                         .collect();
-                    self.visible_items(c, ctx, &req.method, idx, item_kind, names)
+                    self.authz
+                        .visible_items(c, ctx, &req.method, idx, item_kind, names)
                 }
             };
             let def_kind = match (kind.named, kind.key) {
@@ -1830,7 +1864,8 @@ impl Gateway {
                         // the resource itself; one that is blocked is withheld.
                         if caller.is_some()
                             && self
-                                .screen_inbound(
+                                .screen
+                                .inbound(
                                     ctx,
                                     Origin {
                                         direction: Direction::Resources,
@@ -2025,13 +2060,13 @@ impl Gateway {
             .filter(|s| s.ctx.principal == key)
             .map(|s| s.id.clone())
             .collect();
-        let mut n = 0;
+        let mut n: usize = 0;
         for id in ids {
             if self
                 .end_session_because(&id, "invalidated (incident response)", Outcome::Refused)
                 .await
             {
-                n += 1;
+                n = n.saturating_add(1);
             }
         }
         let prefix = format!("{key}\u{0}");

@@ -342,7 +342,9 @@ fn since_ms(since: Option<&str>) -> anyhow::Result<u64> {
         None => 0,
         Some(s) => {
             let secs = bastion::cli::policy::parse_since(s).map_err(anyhow::Error::msg)?;
-            bastion_auth::now_secs().saturating_sub(secs) * 1000
+            bastion_auth::now_secs()
+                .saturating_sub(secs)
+                .saturating_mul(1000)
         }
     })
 }
@@ -529,13 +531,13 @@ fn main() -> anyhow::Result<()> {
             };
             let records = bastion::audit::forensics::read(&files).map_err(anyhow::Error::msg)?;
             let mut out = std::io::stdout().lock();
-            let mut n = 0;
+            let mut n: u64 = 0;
             for r in &records {
                 let Some(ev) = &r.event else { continue };
                 if !filter.matches(ev) {
                     continue;
                 }
-                n += 1;
+                n = n.saturating_add(1);
                 if json {
                     writeln!(out, "{}", serde_json::json!({"seq": r.seq, "event": ev}))?;
                 } else {
@@ -691,7 +693,9 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             let (engine, _) = load_policies(Some(&cfg), &[])?;
             let secs = bastion::cli::policy::parse_since(&since).map_err(anyhow::Error::msg)?;
-            let since_ms = bastion_auth::now_secs().saturating_sub(secs) * 1000;
+            let since_ms = bastion_auth::now_secs()
+                .saturating_sub(secs)
+                .saturating_mul(1000);
             let paths: Vec<&std::path::Path> = if audit.is_empty() {
                 vec![cfg.audit.path.as_path()]
             } else {
@@ -948,7 +952,7 @@ async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result<()> {
         )));
     }
     if let Some(o) = &gw.cfg.audit.otlp {
-        exporters.push(tokio::spawn(bastion::audit::export::otlp(
+        exporters.push(tokio::spawn(bastion::audit::otlp::export(
             o.clone(),
             gw.cfg.audit.path.clone(),
             stop_rx.clone(),

@@ -7,6 +7,7 @@
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
+    clippy::arithmetic_side_effects,
     clippy::disallowed_methods,
     reason = "test code that runs the gateway binary as an operator would"
 )]

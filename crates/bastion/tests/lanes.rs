@@ -4,6 +4,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
     reason = "test code: a failed expectation is the test failing"
 )]

@@ -93,7 +93,7 @@ async fn authorize(
         .await
         .map_err(|_| unauthorized())?;
     let caller = crate::pipeline::authz::Caller::new(principal, Some(peer.ip()), None);
-    if !gw.authorize_admin(&caller, action) {
+    if !gw.authz.authorize_admin(&caller, action) {
         return Err(error(
             StatusCode::FORBIDDEN,
             format!("{action} is not allowed for this principal"),

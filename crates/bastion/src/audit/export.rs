@@ -21,7 +21,7 @@ use crate::config::SyslogConfig;
 /// A connected collector.
 type Conn = Box<dyn AsyncWrite + Unpin + Send>;
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let h = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let h: String = h
         .trim()
@@ -52,12 +52,17 @@ pub fn frame(line: &str, host: &str, pid: u32) -> Vec<u8> {
                 .collect::<String>(),
             e.get("ts_ms")
                 .and_then(Value::as_u64)
-                .unwrap_or_else(|| bastion_auth::now_secs() * 1000),
+                .unwrap_or_else(|| bastion_auth::now_secs().saturating_mul(1000)),
         ),
-        None => (6, "checkpoint".to_owned(), bastion_auth::now_secs() * 1000),
+        None => (
+            6,
+            "checkpoint".to_owned(),
+            bastion_auth::now_secs().saturating_mul(1000),
+        ),
     };
     // Facility 13: log audit.
-    let pri = 13 * 8 + severity;
+    // Severity is 3..=6, so the priority (13 * 8 + severity) is 107..=110.
+    let pri = 104u8.saturating_add(severity);
     let msg = format!(
         "<{pri}>1 {} {host} bastion {pid} {msgid} - {line}",
         crate::audit::forensics::rfc3339(ts)
@@ -136,12 +141,18 @@ fn pending(log: &Path, c: &mut Cursor) -> Vec<(u64, String)> {
         return out;
     }
     let mut buf = Vec::new();
-    if f.take(len - c.live_offset).read_to_end(&mut buf).is_err() {
+    if f.take(len.saturating_sub(c.live_offset))
+        .read_to_end(&mut buf)
+        .is_err()
+    {
         return out;
     }
     // Only whole lines; a line being written is read next time.
-    let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    c.live_offset += whole as u64;
+    let whole = buf
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i.saturating_add(1));
+    c.live_offset = c.live_offset.saturating_add(whole as u64);
     for line in buf.get(..whole).unwrap_or_default().split(|b| *b == b'\n') {
         if line.is_empty() {
             continue;
@@ -282,28 +293,6 @@ pub async fn stdout(log: PathBuf, stop: tokio::sync::watch::Receiver<bool>) {
     run(Stdout, log, stop).await;
 }
 
-/// Sends the log at `log` to an OpenTelemetry collector (OTLP/HTTP, protobuf):
-/// every record as a log record, every client request as a span.
-pub async fn otlp(
-    cfg: Arc<crate::config::OtlpConfig>,
-    log: PathBuf,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "OTLP exporter: cannot build the HTTP client");
-            return;
-        }
-    };
-    let d = crate::audit::otlp::Otlp::new(cfg, client, hostname());
-    run(d, log, stop).await;
-}
-
 /// Waits `backoff` (or until asked to stop); returns the next, doubled up to
 /// 30 s.
 async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, backoff: Duration) -> Duration {
@@ -311,10 +300,14 @@ async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, backoff: Duration)
         _ = tokio::time::sleep(backoff) => {}
         _ = stop.changed() => {}
     }
-    (backoff * 2).min(Duration::from_secs(30))
+    backoff.saturating_mul(2).min(Duration::from_secs(30))
 }
 
-async fn run<D: Destination>(mut d: D, log: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn run<D: Destination>(
+    mut d: D,
+    log: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let pos = pos_file(&log, d.name());
     let mut c = Cursor {
         next_seq: std::fs::read_to_string(&pos)
@@ -352,7 +345,7 @@ async fn run<D: Destination>(mut d: D, log: PathBuf, mut stop: tokio::sync::watc
             match d.send(chunk).await {
                 Ok(()) => {
                     if let Some((seq, _)) = chunk.last() {
-                        c.next_seq = seq + 1;
+                        c.next_seq = seq.saturating_add(1);
                         save_pos(&pos, c.next_seq);
                     }
                 }

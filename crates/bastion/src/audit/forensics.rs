@@ -49,11 +49,14 @@ pub fn read(files: &[PathBuf]) -> Result<Vec<Record>, String> {
                 continue;
             }
             let v: Value = serde_json::from_str(line)
-                .map_err(|_| format!("{}:{}: not a record", f.display(), i + 1))?;
-            let seq = v
-                .get("seq")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| format!("{}:{}: no sequence number", f.display(), i + 1))?;
+                .map_err(|_| format!("{}:{}: not a record", f.display(), i.saturating_add(1)))?;
+            let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(|| {
+                format!(
+                    "{}:{}: no sequence number",
+                    f.display(),
+                    i.saturating_add(1)
+                )
+            })?;
             out.push(Record {
                 seq,
                 line: line.to_owned(),
@@ -108,7 +111,16 @@ impl Filter {
     }
 }
 
+/// Counts one more (saturating: a count never wraps).
+fn bump(n: &mut u64) {
+    *n = n.saturating_add(1);
+}
+
 /// RFC 3339 (UTC, milliseconds) for ms since the epoch.
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "days <= u64::MAX / 86_400_000 (about 2.1e11), so every intermediate of the civil-from-days arithmetic stays below 2^48"
+)]
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
@@ -216,7 +228,7 @@ pub fn impact(records: &[Record], principal: &str, since_ms: u64) -> Impact {
         if ts < since_ms {
             continue;
         }
-        im.events += 1;
+        im.events = im.events.saturating_add(1);
         first = first.min(ts);
         last = last.max(ts);
         for (set, key) in [
@@ -231,7 +243,7 @@ pub fn impact(records: &[Record], principal: &str, since_ms: u64) -> Impact {
         }
         match s("kind").as_str() {
             "request" => {
-                *im.requests.entry(s("outcome")).or_default() += 1;
+                bump(im.requests.entry(s("outcome")).or_default());
                 let sess = s("session");
                 if !sess.is_empty() {
                     requests_of_session.insert(sess);
@@ -256,13 +268,13 @@ pub fn impact(records: &[Record], principal: &str, since_ms: u64) -> Impact {
                         if let Some(b) = bucket
                             && !res.starts_with("Bastion::Upstream")
                         {
-                            *b.entry(res.clone()).or_default() += 1;
+                            bump(b.entry(res.clone()).or_default());
                             if !up.is_empty() {
-                                *im.upstreams.entry(up).or_default() += 1;
+                                bump(im.upstreams.entry(up).or_default());
                             }
                         }
                     }
-                    "deny" => *im.denied.entry(res).or_default() += 1,
+                    "deny" => bump(im.denied.entry(res).or_default()),
                     _ => {}
                 }
             }
@@ -310,7 +322,7 @@ pub fn export(
             Some(ev) if filter.matches(ev) => {
                 events.push_str(&r.line);
                 events.push('\n');
-                n += 1;
+                n = n.saturating_add(1);
                 first.get_or_insert(r.seq);
                 last = Some(r.seq);
             }
@@ -343,7 +355,7 @@ pub fn export(
     }
     let manifest = json!({
         "bundle": "mcp-bastion audit evidence v1",
-        "exported_at": rfc3339(bastion_auth::now_secs() * 1000),
+        "exported_at": rfc3339(bastion_auth::now_secs().saturating_mul(1000)),
         "selection": {
             "principal": filter.principal,
             "session_digest": filter.session_digest(),

@@ -300,14 +300,14 @@ pub fn redact_arguments(
                     }
                     let lk = k.to_ascii_lowercase().replace('-', "_");
                     let secret = SECRET_NAMES.iter().any(|n| lk.contains(n));
-                    *budget = budget.saturating_sub(k.len() + 4);
+                    *budget = budget.saturating_sub(k.len().saturating_add(4));
                     let key: String = k.chars().take(64).collect();
                     out.insert(
                         key,
                         if secret {
                             Value::from("[REDACTED]")
                         } else {
-                            walk(engine, all, x, depth + 1, budget)
+                            walk(engine, all, x, depth.saturating_add(1), budget)
                         },
                     );
                 }
@@ -316,7 +316,7 @@ pub fn redact_arguments(
             Value::Array(a) => Value::Array(
                 a.iter()
                     .take(32)
-                    .map(|x| walk(engine, all, x, depth + 1, budget))
+                    .map(|x| walk(engine, all, x, depth.saturating_add(1), budget))
                     .collect(),
             ),
             Value::String(s) => {
@@ -331,7 +331,7 @@ pub fn redact_arguments(
                 let s = redacted.as_deref().unwrap_or(s);
                 let n = s.chars().count();
                 let kept: String = s.chars().take(256.min(*budget)).collect();
-                *budget = budget.saturating_sub(kept.len() + 2);
+                *budget = budget.saturating_sub(kept.len().saturating_add(2));
                 if n > kept.chars().count() {
                     Value::from(format!("{kept}…[{n} chars]"))
                 } else {
@@ -435,7 +435,10 @@ pub fn ocsf(ev: &AuditEvent) -> serde_json::Map<String, serde_json::Value> {
     m.insert("category_uid".into(), Value::from(category));
     m.insert("activity_id".into(), Value::from(activity));
     m.insert("activity_name".into(), Value::from(name));
-    m.insert("type_uid".into(), Value::from(class * 100 + activity));
+    m.insert(
+        "type_uid".into(),
+        Value::from(class.saturating_mul(100).saturating_add(activity)),
+    );
     m.insert("status_id".into(), Value::from(status));
     m.insert("severity_id".into(), Value::from(severity));
     m

@@ -2,7 +2,9 @@
 //! OpenTelemetry log record (body: the record line, byte for byte), and every
 //! client request a server span (start = answer time - duration).
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -96,7 +98,7 @@ fn severity(outcome: Option<&str>) -> (i32, &'static str) {
 
 /// The log records and spans for `batch`.
 pub fn convert(batch: &[(u64, String)]) -> (Vec<LogRecord>, Vec<Span>) {
-    let now = bastion_auth::now_secs() * 1_000_000_000;
+    let now = bastion_auth::now_secs().saturating_mul(1_000_000_000);
     let mut logs = Vec::with_capacity(batch.len());
     let mut spans = Vec::new();
     for (seq, line) in batch {
@@ -180,6 +182,28 @@ pub fn convert(batch: &[(u64, String)]) -> (Vec<LogRecord>, Vec<Span>) {
         }
     }
     (logs, spans)
+}
+
+/// Sends the log at `log` to an OpenTelemetry collector (OTLP/HTTP, protobuf):
+/// every record as a log record, every client request as a span.
+pub async fn export(
+    cfg: Arc<crate::config::OtlpConfig>,
+    log: PathBuf,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "OTLP exporter: cannot build the HTTP client");
+            return;
+        }
+    };
+    let d = Otlp::new(cfg, client, crate::audit::export::hostname());
+    crate::audit::export::run(d, log, stop).await;
 }
 
 impl crate::audit::export::Destination for Otlp {

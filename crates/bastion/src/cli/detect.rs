@@ -36,10 +36,10 @@ struct Counts {
 impl Counts {
     fn add(&mut self, attack: bool, flagged: bool) {
         match (attack, flagged) {
-            (true, true) => self.tp += 1,
-            (true, false) => self.fn_ += 1,
-            (false, true) => self.fp += 1,
-            (false, false) => self.tn += 1,
+            (true, true) => self.tp = self.tp.saturating_add(1),
+            (true, false) => self.fn_ = self.fn_.saturating_add(1),
+            (false, true) => self.fp = self.fp.saturating_add(1),
+            (false, false) => self.tn = self.tn.saturating_add(1),
         }
     }
 
@@ -53,11 +53,11 @@ impl Counts {
             }
         };
         json!({
-            "rows": self.tp + self.fp + self.tn + self.fn_,
+            "rows": self.tp.saturating_add(self.fp).saturating_add(self.tn).saturating_add(self.fn_),
             "tp": self.tp, "fp": self.fp, "tn": self.tn, "fn": self.fn_,
-            "precision": ratio(self.tp, self.tp + self.fp),
-            "recall": ratio(self.tp, self.tp + self.fn_),
-            "false_positive_rate": ratio(self.fp, self.fp + self.tn),
+            "precision": ratio(self.tp, self.tp.saturating_add(self.fp)),
+            "recall": ratio(self.tp, self.tp.saturating_add(self.fn_)),
+            "false_positive_rate": ratio(self.fp, self.fp.saturating_add(self.tn)),
         })
     }
 }
@@ -123,7 +123,7 @@ pub fn run(
                 writeln!(
                     out,
                     "{}",
-                    json!({"line": index + 1, "error": format!("not JSON: {e}")})
+                    json!({"line": index.saturating_add(1), "error": format!("not JSON: {e}")})
                 )?;
                 continue;
             }
@@ -133,7 +133,11 @@ pub fn run(
             Ok(report) => report,
             Err(e) => {
                 clean = false;
-                writeln!(out, "{}", json!({"line": index + 1, "id": id, "error": e}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"line": index.saturating_add(1), "id": id, "error": e})
+                )?;
                 continue;
             }
         };
@@ -161,8 +165,8 @@ pub fn run(
             let entry = per_category
                 .entry(category.to_owned())
                 .or_insert_with(|| (label.to_owned(), 0, 0));
-            entry.1 += 1;
-            entry.2 += u64::from(flagged);
+            entry.1 = entry.1.saturating_add(1);
+            entry.2 = entry.2.saturating_add(u64::from(flagged));
         }
     }
     if labelled {

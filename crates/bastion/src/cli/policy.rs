@@ -484,7 +484,7 @@ pub fn access_review(
                 continue;
             }
             let Ok(mut ev) = serde_json::from_str::<Value>(&line) else {
-                unreadable += 1;
+                unreadable = unreadable.saturating_add(1);
                 continue;
             };
             // A chained record carries the event inside; checkpoints carry none.
@@ -494,7 +494,7 @@ pub fn access_review(
             if let Some(inner) = ev.get_mut("event").map(Value::take) {
                 ev = inner;
             }
-            records += 1;
+            records = records.saturating_add(1);
             if ev.get("kind").and_then(Value::as_str) != Some("authz") {
                 continue;
             }
@@ -536,7 +536,7 @@ pub fn access_review(
                         && item_kind_of_action(&action).is_some()
                     {
                         let u = used.entry(key).or_default().entry(res.uid()).or_default();
-                        u.count += 1;
+                        u.count = u.count.saturating_add(1);
                         u.last_ms = u
                             .last_ms
                             .max(ev.get("ts_ms").and_then(Value::as_u64).unwrap_or(0));
@@ -544,7 +544,8 @@ pub fn access_review(
                     }
                 }
                 Some("deny") => {
-                    *denied.entry(key).or_default() += 1;
+                    let n = denied.entry(key).or_default();
+                    *n = n.saturating_add(1);
                     if let Named::Item(..) = res {
                         items.insert(res);
                     }

@@ -298,7 +298,7 @@ fn history_text(v: &Value) -> String {
             s(g(x, "state")),
             g(x, "first_seen")
                 .as_u64()
-                .map(|t| crate::audit::forensics::rfc3339(t * 1000))
+                .map(|t| crate::audit::forensics::rfc3339(t.saturating_mul(1000)))
                 .unwrap_or_default(),
             s(g(x, "decided_by")),
             s(g(x, "risk")),

@@ -181,7 +181,7 @@ fn walk_diff(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange>, t
         old: Option<&Value>,
         new: Option<&Value>,
     ) {
-        *total += 1;
+        *total = total.saturating_add(1);
         if out.len() < MAX_CHANGES {
             out.push(FieldChange {
                 path,
@@ -413,7 +413,7 @@ pub fn depth_exceeds(v: &Value, limit: usize) -> Option<String> {
     let mut stack: Vec<(&Value, usize, String)> = vec![(v, 0, String::new())];
     let mut visited = 0usize;
     while let Some((x, d, path)) = stack.pop() {
-        visited += 1;
+        visited = visited.saturating_add(1);
         if d > limit {
             return Some(if path.is_empty() { "/".into() } else { path });
         }
@@ -424,14 +424,18 @@ pub fn depth_exceeds(v: &Value, limit: usize) -> Option<String> {
             Value::Object(m) => {
                 for (k, y) in m {
                     if matches!(y, Value::Object(_) | Value::Array(_)) {
-                        stack.push((y, d + 1, format!("{path}/{}", pointer_escape(k))));
+                        stack.push((
+                            y,
+                            d.saturating_add(1),
+                            format!("{path}/{}", pointer_escape(k)),
+                        ));
                     }
                 }
             }
             Value::Array(a) => {
                 for (i, y) in a.iter().enumerate() {
                     if matches!(y, Value::Object(_) | Value::Array(_)) {
-                        stack.push((y, d + 1, format!("{path}/{i}")));
+                        stack.push((y, d.saturating_add(1), format!("{path}/{i}")));
                     }
                 }
             }
@@ -449,7 +453,7 @@ pub fn size_exceeds(v: &Value, limit: usize) -> bool {
     }
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.n += b.len();
+            self.n = self.n.saturating_add(b.len());
             if self.n > self.limit {
                 return Err(std::io::Error::other("over"));
             }

@@ -537,7 +537,13 @@ impl Pins {
                 Some(b) => (VersionState::Approved, Some(b.clone()), true),
                 None => (VersionState::Pending, None, false),
             };
-            let version = r.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+            let version = r
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .max()
+                .unwrap_or(0)
+                .saturating_add(1);
             let t = now();
             r.versions.push(Version {
                 version,
@@ -564,7 +570,7 @@ impl Pins {
             if unapproved.len() > MAX_UNAPPROVED {
                 let drop: HashSet<u32> = unapproved
                     .iter()
-                    .take(unapproved.len() - MAX_UNAPPROVED)
+                    .take(unapproved.len().saturating_sub(MAX_UNAPPROVED))
                     .copied()
                     .collect();
                 r.versions.retain(|v| !drop.contains(&v.version));
@@ -609,7 +615,7 @@ impl Pins {
                 .pin_cas(&store_key(upstream, kind, name), r.rev, &body)
                 .await?
             {
-                r.rev += 1;
+                r.rev = r.rev.saturating_add(1);
                 let r = Arc::new(r);
                 self.records.write().insert(key, r.clone());
                 return Ok(r);
@@ -687,7 +693,7 @@ impl Pins {
             let body = serde_json::to_string(&Body::Baseline(b.clone()))
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             if store.pin_cas(&baseline_key(upstream), b.rev, &body).await? {
-                b.rev += 1;
+                b.rev = b.rev.saturating_add(1);
                 let first = prev.is_none();
                 self.baselines.write().insert(upstream.to_owned(), b);
                 if first {

@@ -27,11 +27,11 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::audit::metrics::Metrics;
 use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
 use crate::config::PolicyConfig;
-use crate::gateway::Gateway;
 use crate::session::context::Context;
-use crate::upstream::Call;
+use crate::upstream::{Call, Upstream};
 
 /// Who a request comes from, with what policies may test about it.
 #[derive(Debug, Clone)]
@@ -361,7 +361,46 @@ pub struct Item<'a> {
     pub annotations: &'a [String],
 }
 
-impl Gateway {
+/// The decisions the request path asks for, with what they need and nothing
+/// else of the gateway: the policy set in force, the upstreams (names,
+/// labels, item settings), the trail and the metrics.
+pub struct Authorizer {
+    /// The policy set in force and its reload.
+    pub policies: Policies,
+    upstreams: Vec<Arc<Upstream>>,
+    metrics: Arc<Metrics>,
+    audit: Arc<dyn AuditSink>,
+    /// The scopes every request needs (named in a step-up challenge).
+    baseline_scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("policies", &self.policies)
+            .field("upstreams", &self.upstreams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// An authorizer over `policies` for `upstreams` (by index).
+    pub fn new(
+        policies: Policies,
+        upstreams: Vec<Arc<Upstream>>,
+        metrics: Arc<Metrics>,
+        audit: Arc<dyn AuditSink>,
+        baseline_scopes: Vec<String>,
+    ) -> Self {
+        Authorizer {
+            policies,
+            upstreams,
+            metrics,
+            audit,
+            baseline_scopes,
+        }
+    }
+
     /// Decides `q` for `caller` and records the decision.
     fn decide_audited<T>(
         &self,
@@ -680,7 +719,7 @@ impl Gateway {
         if caller.principal.has_scopes(needed.iter()) {
             return None;
         }
-        let mut all = self.auth.required_scopes().to_vec();
+        let mut all = self.baseline_scopes.clone();
         for s in needed {
             if !all.contains(&s) {
                 all.push(s);

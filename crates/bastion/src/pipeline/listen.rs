@@ -171,7 +171,7 @@ impl Gateway {
                 name: &uri,
                 annotations: &[],
             };
-            let sub = self.authorize_item(
+            let sub = self.authz.authorize_item(
                 caller,
                 ctx,
                 "resources/read",
@@ -180,7 +180,7 @@ impl Gateway {
                 Call::new(idx, "resources/subscribe", Some(&uri)),
             );
             let Decision::Allow(sub) = sub else { continue };
-            let listen = self.authorize_item(
+            let listen = self.authz.authorize_item(
                 caller,
                 ctx,
                 "resources/read",
@@ -214,7 +214,7 @@ impl Gateway {
                 if !asked_kind {
                     continue;
                 }
-                if let Decision::Allow(l) = self.authorize_upstream(
+                if let Decision::Allow(l) = self.authz.authorize_upstream(
                     caller,
                     ctx,
                     action,

@@ -24,9 +24,31 @@ use bastion_proto::{ErrorObject, codes};
 use rand::RngCore as _;
 use serde_json::{Value, json};
 
-use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::gateway::Gateway;
+use std::sync::Arc;
+
+use crate::audit::metrics::Metrics;
+use crate::audit::{AuditEvent, AuditSink, EventKind, Outcome};
+use crate::config::DetectionConfig;
 use crate::session::context::Context;
+
+/// Carries out the detection engine's verdicts: what it needs and nothing
+/// else of the gateway (the engine, the `[detection]` policy, the trail, the
+/// metrics, the upstreams' names).
+pub struct Screener {
+    engine: Arc<bastion_detect::Engine>,
+    detection: DetectionConfig,
+    audit: Arc<dyn AuditSink>,
+    metrics: Arc<Metrics>,
+    upstreams: Vec<String>,
+}
+
+impl std::fmt::Debug for Screener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Screener")
+            .field("upstreams", &self.upstreams)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What a screened message is and where it comes from or goes.
 #[derive(Debug, Clone, Copy)]
@@ -71,30 +93,48 @@ fn each_text(v: &mut Value, depth: usize, f: &mut dyn FnMut(&mut String)) {
                 {
                     f(s);
                 } else {
-                    each_text(item, depth + 1, f);
+                    each_text(item, depth.saturating_add(1), f);
                 }
             }
         }
         Value::Array(items) => {
             for item in items.iter_mut() {
-                each_text(item, depth + 1, f);
+                each_text(item, depth.saturating_add(1), f);
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
     }
 }
 
-impl Gateway {
+impl Screener {
+    /// A screener over `engine` with the `[detection]` policy; `upstreams`
+    /// are the upstreams' names by index (for events and provenance).
+    pub fn new(
+        engine: Arc<bastion_detect::Engine>,
+        detection: DetectionConfig,
+        audit: Arc<dyn AuditSink>,
+        metrics: Arc<Metrics>,
+        upstreams: Vec<String>,
+    ) -> Self {
+        Screener {
+            engine,
+            detection,
+            audit,
+            metrics,
+            upstreams,
+        }
+    }
+
     /// Screens a message on its way to the client (a result, a resource, a
     /// prompt, a server request's params) in place. `Err` when it is blocked.
-    pub fn screen_inbound(
+    pub fn inbound(
         &self,
         ctx: &Context,
         origin: Origin<'_>,
         message: &mut Value,
     ) -> Result<(), ErrorObject> {
-        let report = self.detect.scan_value(message);
-        let policy = self.cfg.detection.policy(origin.direction);
+        let report = self.engine.scan_value(message);
+        let policy = self.detection.policy(origin.direction);
         let mut verdict = decide(&report, policy);
         if verdict.injection && policy.injection == OnInjection::Spotlight {
             // Spotlighting marks content blocks' text only; an injection elsewhere
@@ -116,10 +156,13 @@ impl Gateway {
             return Err(self.refusal(origin, policy, &verdict));
         }
         if verdict.redact.secrets || verdict.redact.personal_data {
-            self.detect.redact_value(message, verdict.redact);
+            self.engine.redact_value(message, verdict.redact);
         }
         if let Some(mode) = verdict.spotlight {
-            let upstream = self.upstreams.get(origin.upstream).map_or("", |u| u.name());
+            let upstream = self
+                .upstreams
+                .get(origin.upstream)
+                .map_or("", String::as_str);
             let source = match origin.direction {
                 Direction::ToolResults => format!("result of tool \"{}\"", origin.target),
                 Direction::Resources => format!("resource {}", origin.target),
@@ -143,7 +186,7 @@ impl Gateway {
     /// Screens a call's arguments on their way to `origin.upstream`, for the
     /// tool (or prompt) whose upstream-side name is `name`. Returns redacted
     /// arguments when the policy redacts; `Err` when the call is refused.
-    pub fn screen_arguments(
+    pub fn arguments(
         &self,
         ctx: &Context,
         origin: Origin<'_>,
@@ -151,7 +194,6 @@ impl Gateway {
         arguments: &Value,
     ) -> Result<Option<Value>, ErrorObject> {
         let exempt = self
-            .cfg
             .detection
             .dangerous_exempt_tools
             .iter()
@@ -159,8 +201,8 @@ impl Gateway {
         // Hazards are about where a tool sends its arguments: a prompt's
         // arguments fill a template.
         let tool = (origin.method == "tools/call" && !exempt).then_some(name);
-        let report = self.detect.scan_arguments(tool, arguments);
-        let policy = self.cfg.detection.policy(Direction::Arguments);
+        let report = self.engine.scan_arguments(tool, arguments);
+        let policy = self.detection.policy(Direction::Arguments);
         let verdict = decide(&report, policy);
         self.record(ctx, origin, &verdict, &report);
         if verdict.action == Action::Block {
@@ -168,7 +210,7 @@ impl Gateway {
         }
         if verdict.redact.secrets || verdict.redact.personal_data {
             let mut redacted = arguments.clone();
-            self.detect.redact_value(&mut redacted, verdict.redact);
+            self.engine.redact_value(&mut redacted, verdict.redact);
             return Ok(Some(redacted));
         }
         Ok(None)
@@ -256,10 +298,7 @@ impl Gateway {
         ev.set_principal(&ctx.principal);
         ev.method = Some(origin.method.to_owned());
         ev.target = Some(origin.target.to_owned());
-        ev.upstream = self
-            .upstreams
-            .get(origin.upstream)
-            .map(|u| u.name().to_owned());
+        ev.upstream = self.upstreams.get(origin.upstream).cloned();
         ev.reason = Some(format!(
             "{} {}",
             origin.direction.as_str(),

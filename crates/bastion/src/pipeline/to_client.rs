@@ -55,17 +55,18 @@ impl Gateway {
                 }
                 if let Some(params) = n.params.as_mut() {
                     let method = n.method.clone();
-                    self.screen_inbound(
-                        ctx,
-                        Origin {
-                            direction: Direction::ServerRequests,
-                            upstream: idx,
-                            method: &method,
-                            target: &method,
-                        },
-                        params,
-                    )
-                    .ok()?;
+                    self.screen
+                        .inbound(
+                            ctx,
+                            Origin {
+                                direction: Direction::ServerRequests,
+                                upstream: idx,
+                                method: &method,
+                                target: &method,
+                            },
+                            params,
+                        )
+                        .ok()?;
                     // The client knows tasks only by their sealed ids.
                     let upstream = self.upstream_name(idx).to_owned();
                     seal_ids(&self.sealer, &ctx.principal, &upstream, params).ok()?;
@@ -124,6 +125,7 @@ impl Gateway {
         }
         if let Some(action) = action
             && !self
+                .authz
                 .authorize_upstream(caller, ctx, action, Call::new(idx, action, None))
                 .is_allow()
         {
@@ -135,7 +137,7 @@ impl Gateway {
         // What the server asks the client's model or user is screened like
         // any content reaching them (C4.1).
         if let Some(p) = params {
-            self.screen_inbound(
+            self.screen.inbound(
                 ctx,
                 Origin {
                     direction: Direction::ServerRequests,

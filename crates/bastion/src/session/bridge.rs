@@ -21,6 +21,14 @@ use crate::upstream::{ReplyPath, Upcall};
 /// How long a continuation waits for the client's retry.
 pub const CONTINUATION_TTL_SECS: u64 = 300;
 
+/// When a continuation parked now expires (now, i.e. already expired, if the
+/// clock could not represent it: fail closed).
+pub fn continuation_deadline() -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(std::time::Duration::from_secs(CONTINUATION_TTL_SECS))
+        .unwrap_or(now)
+}
+
 /// Continuations one principal may have waiting at once.
 pub const MAX_CONTINUATIONS_PER_PRINCIPAL: usize = 64;
 

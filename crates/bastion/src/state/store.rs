@@ -495,7 +495,7 @@ impl RedisStore {
         }
         let evicted: Vec<(String, f64)> = redis::cmd("ZPOPMIN")
             .arg(&pkey)
-            .arg(count - cap)
+            .arg(count.saturating_sub(cap))
             .query_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -584,7 +584,7 @@ impl RedisStore {
     async fn pin_cas(&self, field: &str, expected: u64, body: &str) -> Result<bool, StoreError> {
         let mut c = self.conn().await?;
         let key = self.pins_key();
-        let rev = expected + 1;
+        let rev = expected.saturating_add(1);
         let bound = format!("{key}\u{0}{field}\u{0}{rev}");
         let script = redis::Script::new(
             r"local cur = redis.call('HGET', KEYS[1], ARGV[1] .. '#rev') or '0'

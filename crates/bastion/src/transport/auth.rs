@@ -126,9 +126,9 @@ impl SubjectTokens {
         let now = bastion_auth::now_secs();
         // A token without an expiry is kept for five minutes at most.
         let exp = if exp == 0 {
-            now + 300
+            now.saturating_add(300)
         } else {
-            exp.min(now + 86_400)
+            exp.min(now.saturating_add(86_400))
         };
         let mut m = self.m.lock();
         if m.len() >= Self::MAX {
@@ -469,7 +469,7 @@ mod tests {
 
     fn lifetime(p: &Principal, revocations: &Arc<Revocations>, secs: u64) -> Lifetime {
         Lifetime {
-            until: Some(tokio::time::Instant::now() + Duration::from_secs(secs)),
+            until: Some(deadline(tokio::time::Instant::now(), secs)),
             principal: p.clone(),
             revocations: Some(revocations.clone()),
         }

@@ -155,7 +155,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> HttpResp
         gw.audit.queue_depth(),
         gw.audit.healthy(),
         gw.sessions.read().len(),
-        gw.policies.engine().len(),
+        gw.authz.policies.engine().len(),
     );
     (
         StatusCode::OK,
@@ -1791,7 +1791,7 @@ async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
                     .await;
                 return Step::Skip;
             }
-            *n += 1;
+            *n = n.saturating_add(1);
             let mut request = json!({"method": r.method});
             if let (Some(p), Some(o)) = (r.params, request.as_object_mut()) {
                 o.insert("params".into(), p);
@@ -1826,8 +1826,7 @@ fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::session::bridge::Ask>) -> R
         ctx: f.ctx,
         asks,
         log: f.log,
-        expires: Instant::now()
-            + Duration::from_secs(crate::session::bridge::CONTINUATION_TTL_SECS),
+        expires: crate::session::bridge::continuation_deadline(),
     };
     // Bounded per principal and in all: a call over the bound is given up
     // (its upstream requests refused) rather than held.

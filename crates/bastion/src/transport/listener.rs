@@ -128,7 +128,7 @@ pub async fn serve(
         let gw = gw.clone();
         tokio::spawn(async move {
             let mut hup = hup;
-            let mut t = tokio::time::interval(gw.policies.interval());
+            let mut t = tokio::time::interval(gw.authz.policies.interval());
             t.tick().await;
             loop {
                 let why = tokio::select! {
@@ -140,7 +140,7 @@ pub async fn serve(
                         }
                     } => "SIGHUP",
                 };
-                gw.policies.reload(gw.audit.as_ref(), why).await;
+                gw.authz.policies.reload(gw.audit.as_ref(), why).await;
             }
         })
     };

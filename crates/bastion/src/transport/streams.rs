@@ -188,9 +188,9 @@ impl StreamLogs {
             // A resumer that cannot keep up is dropped; the log still has it.
             log.resumer = None;
         }
-        log.bytes += msg.len();
+        log.bytes = log.bytes.saturating_add(msg.len());
         log.events.push_back((seq, msg));
-        let mut over = total + log.bytes > MAX_BYTES;
+        let mut over = total.saturating_add(log.bytes) > MAX_BYTES;
         while log.events.len() > MAX_EVENTS || (over && log.events.len() > 1) {
             if let Some((_, old)) = log.events.pop_front() {
                 log.bytes = log.bytes.saturating_sub(old.len());

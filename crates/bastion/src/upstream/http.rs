@@ -314,7 +314,7 @@ impl HttpConn {
                     Ok(c) => c,
                     Err(_) => {
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
+                        delay = delay.saturating_mul(2).min(Duration::from_secs(30));
                         continue;
                     }
                 };
@@ -328,7 +328,7 @@ impl HttpConn {
                     Ok(r) => r,
                     Err(_) => {
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
+                        delay = delay.saturating_mul(2).min(Duration::from_secs(30));
                         continue;
                     }
                 };
@@ -342,7 +342,7 @@ impl HttpConn {
                     }
                     _ => {
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
+                        delay = delay.saturating_mul(2).min(Duration::from_secs(30));
                         continue;
                     }
                 }
@@ -418,7 +418,7 @@ async fn read_bounded(resp: reqwest::Response) -> Result<bytes::Bytes, UpstreamE
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|_| UpstreamError::Unavailable("response body broke".into()))?;
-        if out.len() + chunk.len() > MAX_MESSAGE {
+        if out.len().saturating_add(chunk.len()) > MAX_MESSAGE {
             return Err(UpstreamError::Protocol("response too large".into()));
         }
         out.extend_from_slice(&chunk);

@@ -534,7 +534,7 @@ impl Upstream {
                 return Err(UpstreamError::Unavailable(format!(
                     "restarting after {} failure(s); retry in {} ms",
                     b.failures,
-                    (t - now).as_millis()
+                    t.saturating_duration_since(now).as_millis()
                 )));
             }
         }
@@ -551,7 +551,7 @@ impl Upstream {
             // 250 ms doubling up to 30 s: a crash loop costs little, a fixed
             // upstream is back quickly.
             let ms = 250u64.saturating_mul(1 << b.failures.min(7)).min(30_000);
-            b.not_before = Some(Instant::now() + Duration::from_millis(ms));
+            b.not_before = Instant::now().checked_add(Duration::from_millis(ms));
         }
     }
 
