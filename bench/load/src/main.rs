@@ -385,10 +385,10 @@ async fn calls(plan: &Plan, index: usize, headers: &HeaderMap, out: &mut WorkerR
         // that is connection management, not a failed call.
         if c.send.ready().await.is_err() {
             conn = None;
-            out.reconnects += 1;
+            out.reconnects = out.reconnects.saturating_add(1);
             continue;
         }
-        seq += 1;
+        seq = seq.saturating_add(1);
         let id = (index as u64) << 40 | seq;
         let body = format!("{}{id}{}", plan.body_prefix, plan.body_suffix);
         let t0 = Instant::now();
@@ -406,12 +406,17 @@ async fn calls(plan: &Plan, index: usize, headers: &HeaderMap, out: &mut WorkerR
             Ok(Err(e)) => {
                 // The connection broke while the call was in flight.
                 conn = None;
-                out.reconnects += 1;
+                out.reconnects = out.reconnects.saturating_add(1);
                 Some(format!("transport: {e:#}"))
             }
             Ok(Ok((status, headers, body))) => check_call(status, &headers, &body, &json!(id)),
         };
-        out.record(plan, done, Some(done - t0), failure);
+        out.record(
+            plan,
+            done,
+            Some(done.saturating_duration_since(t0)),
+            failure,
+        );
     }
 }
 
@@ -422,7 +427,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     }
     let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
     sorted
-        .get(rank.clamp(1, sorted.len()) - 1)
+        .get(rank.clamp(1, sorted.len()).saturating_sub(1))
         .copied()
         .unwrap_or(0)
 }
@@ -464,8 +469,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         + &serde_json::to_string(&params)?
         + r#","id":"#;
     let start = Instant::now();
-    let measure_from = start + Duration::from_secs_f64(args.warmup_secs);
-    let stop_at = measure_from + Duration::from_secs_f64(args.duration_secs);
+    let measure_from = start
+        .checked_add(Duration::from_secs_f64(args.warmup_secs))
+        .context("--warmup-secs is too large")?;
+    let stop_at = measure_from
+        .checked_add(Duration::from_secs_f64(args.duration_secs))
+        .context("--duration-secs is too large")?;
     let plan = Arc::new(Plan {
         target: target.clone(),
         body_prefix,
@@ -477,8 +486,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|i| {
-            let headers = sessions
-                .get(i % sessions.len())
+            let headers = i
+                .checked_rem(sessions.len())
+                .and_then(|j| sessions.get(j))
                 .cloned()
                 .unwrap_or_default();
             tokio::spawn(worker(plan.clone(), i, headers, stop_rx.clone()))
@@ -527,7 +537,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mean = if lat.is_empty() {
         0
     } else {
-        lat.iter().sum::<u64>() / requests
+        lat.iter()
+            .fold(0u64, |a, b| a.saturating_add(*b))
+            .checked_div(requests)
+            .unwrap_or(0)
     };
     let (p50, p90, p99) = (
         percentile(&lat, 50.0),

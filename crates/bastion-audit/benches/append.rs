@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 
 fn event(i: u64) -> serde_json::Value {
-    json!({"ts_ms": 1_732_000_000_000u64 + i, "kind": "request", "outcome": "ok",
+    json!({"ts_ms": 1_732_000_000_000u64.saturating_add(i), "kind": "request", "outcome": "ok",
            "request_id": format!("req-{i}"), "principal": "alice", "issuer": "https://idp.example",
            "client_id": "app", "session": "3f2a9c0d11e2b3a4", "lane": "legacy", "http_method": "POST",
            "method": "tools/call", "target": "files__read_file", "status": 200, "duration_us": 812})

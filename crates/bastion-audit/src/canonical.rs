@@ -104,17 +104,19 @@ fn es_number(f: f64, out: &mut Vec<u8>) {
     let digits = if digits.is_empty() { "0" } else { digits };
     let k = digits.len() as i64;
     // The value is 0.d1d2…dk × 10^n.
-    let n = exp.parse::<i64>().unwrap_or(0) + 1;
+    // `{:e}` of a finite f64 has an exponent in -324..=308 and at most 17
+    // digits, so none of the saturating operations below ever saturates.
+    let n = exp.parse::<i64>().unwrap_or(0).saturating_add(1);
     let s = if k <= n && n <= 21 {
-        format!("{digits}{}", "0".repeat((n - k) as usize))
+        format!("{digits}{}", "0".repeat(n.saturating_sub(k) as usize))
     } else if 0 < n && n <= 21 {
         let (a, b) = digits.split_at(n as usize);
         format!("{a}.{b}")
     } else if -6 < n && n <= 0 {
-        format!("0.{}{digits}", "0".repeat((-n) as usize))
+        format!("0.{}{digits}", "0".repeat(n.saturating_neg() as usize))
     } else {
         let (first, rest) = digits.split_at(1);
-        let e = n - 1;
+        let e = n.saturating_sub(1);
         let sign = if e < 0 { '-' } else { '+' };
         if rest.is_empty() {
             format!("{first}e{sign}{}", e.abs())

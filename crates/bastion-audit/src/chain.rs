@@ -39,7 +39,7 @@ pub fn hash(line: &[u8]) -> String {
 }
 
 fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
+    let mut s = String::with_capacity(b.len().saturating_mul(2));
     for x in b {
         s.push_str(&format!("{x:02x}"));
     }
@@ -284,7 +284,7 @@ pub fn verify(paths: &[PathBuf], opts: &VerifyOptions) -> Report {
             }
         };
         if !data.is_empty() && data.last() != Some(&b'\n') {
-            let line = data.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            let line = (data.iter().filter(|b| **b == b'\n').count() as u64).saturating_add(1);
             r.problem = Some(Problem {
                 file: path.clone(),
                 line,
@@ -294,7 +294,7 @@ pub fn verify(paths: &[PathBuf], opts: &VerifyOptions) -> Report {
             return r;
         }
         for (i, raw) in data.split(|b| *b == b'\n').enumerate() {
-            let lineno = i as u64 + 1;
+            let lineno = (i as u64).saturating_add(1);
             if raw.is_empty() {
                 // Only the split after the final newline is empty.
                 continue;
@@ -376,18 +376,24 @@ pub fn verify(paths: &[PathBuf], opts: &VerifyOptions) -> Report {
                 if !r.keys.contains(&kid) {
                     r.keys.push(kid);
                 }
-                r.checkpoints += 1;
+                r.checkpoints = r.checkpoints.saturating_add(1);
                 r.last_checkpoint = Some(seq);
                 last_was_checkpoint = true;
             } else if v.get("event").is_some_and(Value::is_object) {
-                r.records += 1;
+                r.records = r.records.saturating_add(1);
                 last_was_checkpoint = false;
             } else {
                 r.problem = Some(fail("neither an event nor a checkpoint".into(), Some(seq)));
                 return r;
             }
             prev = hash(raw);
-            expect_seq = Some(seq + 1);
+            // No chain reaches 2^64 records: a record numbered u64::MAX has no
+            // successor and is refused rather than wrapped back to 0.
+            let Some(next) = seq.checked_add(1) else {
+                r.problem = Some(fail("sequence number out of range".into(), Some(seq)));
+                return r;
+            };
+            expect_seq = Some(next);
         }
     }
     if expect_seq.is_none() {

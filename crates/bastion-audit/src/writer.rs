@@ -127,11 +127,21 @@ pub fn rotated(path: &Path) -> Vec<(u64, PathBuf)> {
 /// (seq, hash, is a checkpoint) of the last line.
 fn last_record(data: &[u8]) -> Option<(u64, String, bool)> {
     let body = data.strip_suffix(b"\n")?;
-    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let line = body.get(start..)?;
+    let line = body.rsplit(|b| *b == b'\n').next()?;
     let v = serde_json::from_slice::<Value>(line).ok()?;
     let seq = v.get("seq")?.as_u64()?;
     Some((seq, chain::hash(line), v.get("checkpoint").is_some()))
+}
+
+/// The sequence number after `seq`, the last one in `path`: an error when
+/// there is none (no chain reaches 2^64 records; wrapping to 0 would restart it).
+fn next_after(seq: u64, path: &Path) -> std::io::Result<u64> {
+    seq.checked_add(1).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "{}: sequence number {seq} has no successor",
+            path.display()
+        ))
+    })
 }
 
 /// Reads where the chain stands; moves a torn tail aside. Returns the state
@@ -143,7 +153,10 @@ fn recover(path: &Path) -> std::io::Result<(State, Option<String>)> {
         Err(e) => return Err(e),
     };
     let mut note = None;
-    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let complete = data
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i.saturating_add(1));
     if complete < data.len() {
         let torn = data.get(complete..).unwrap_or_default().to_vec();
         // A whole record that only lacks its newline is kept.
@@ -154,7 +167,9 @@ fn recover(path: &Path) -> std::io::Result<(State, Option<String>)> {
                 let seq = v.get("seq").and_then(Value::as_u64);
                 let prev = v.get("prev").and_then(Value::as_str);
                 match &expected {
-                    Some((s, h, _)) => seq == Some(s + 1) && prev == Some(h.as_str()),
+                    Some((s, h, _)) => {
+                        s.checked_add(1).is_some_and(|n| seq == Some(n)) && prev == Some(h.as_str())
+                    }
                     None => seq == Some(0) && prev == Some(GENESIS),
                 }
             })
@@ -192,20 +207,19 @@ fn recover(path: &Path) -> std::io::Result<(State, Option<String>)> {
         .and_then(|l| serde_json::from_slice::<Value>(l).ok())
         .and_then(|v| v.get("seq").and_then(Value::as_u64));
     let (next_seq, prev, uncovered) = match last_record(&data) {
-        Some((s, h, cp)) => (s + 1, h, !cp),
+        Some((s, h, cp)) => (next_after(s, path)?, h, !cp),
         None => {
             // An empty live file continues the newest rotated one.
             match rotated(path).last() {
                 Some((_, p)) => {
                     let d = std::fs::read(p)?;
-                    last_record(&d)
-                        .map(|(s, h, cp)| (s + 1, h, !cp))
-                        .ok_or_else(|| {
-                            std::io::Error::other(format!(
-                                "{}: cannot continue the chain from this rotated file",
-                                p.display()
-                            ))
-                        })?
+                    let (s, h, cp) = last_record(&d).ok_or_else(|| {
+                        std::io::Error::other(format!(
+                            "{}: cannot continue the chain from this rotated file",
+                            p.display()
+                        ))
+                    })?;
+                    (next_after(s, p)?, h, !cp)
                 }
                 None => (0, GENESIS.to_owned(), false),
             }
@@ -271,7 +285,11 @@ impl Writer {
         let was_empty = q.is_empty();
         q.push_back(event);
         self.shared.depth.store(q.len(), Ordering::Relaxed);
-        let n = self.shared.enqueued.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = self
+            .shared
+            .enqueued
+            .fetch_add(1, Ordering::SeqCst)
+            .saturating_add(1);
         drop(q);
         if was_empty {
             self.shared.wake.notify_one();
@@ -349,11 +367,22 @@ struct Run {
 
 impl Run {
     fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        // Checked before anything is written: the record numbered u64::MAX
+        // would have no successor, so the trail fails (closed) instead.
+        let next_seq = self
+            .st
+            .next_seq
+            .checked_add(1)
+            .ok_or_else(|| std::io::Error::other("audit sequence numbers exhausted"))?;
         self.file.write_all(line)?;
         self.file.write_all(b"\n")?;
         self.st.prev = chain::hash(line);
-        self.st.next_seq += 1;
-        self.st.bytes += line.len() as u64 + 1;
+        self.st.next_seq = next_seq;
+        self.st.bytes = self
+            .st
+            .bytes
+            .saturating_add(line.len() as u64)
+            .saturating_add(1);
         Ok(())
     }
 
@@ -370,7 +399,7 @@ impl Run {
             .map_err(std::io::Error::other)?,
         };
         self.line(&line)?;
-        self.since_checkpoint += 1;
+        self.since_checkpoint = self.since_checkpoint.saturating_add(1);
         if self.cfg.fsync == Fsync::Always {
             self.sync()?;
         }
@@ -485,7 +514,7 @@ fn run(cfg: WriterConfig, shared: Arc<Shared>, file: std::fs::File, st: State) {
             shared.durable.send_modify(|_| {});
             return;
         }
-        done += n;
+        done = done.saturating_add(n);
         shared.durable.send_replace(done);
         if closing && shared.queue.lock().is_empty() {
             return;

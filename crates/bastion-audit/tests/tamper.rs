@@ -34,7 +34,7 @@ fn write_events(w: &Writer, from: u64, n: u64) {
         .build()
         .unwrap();
     let mut last = 0;
-    for i in from..from + n {
+    for i in from..from.saturating_add(n) {
         last = w.append(json!({"kind": "request", "n": i, "principal": "alice"}));
     }
     rt.block_on(w.wait_durable(last));
@@ -288,4 +288,41 @@ fn a_queue_past_its_bound_reports_unhealthy_and_drops_nothing() {
     let r = verify(std::slice::from_ref(&p), &opts(&public));
     assert!(r.ok(), "{:?}", r.problem);
     assert_eq!(r.records, 300, "nothing dropped");
+}
+
+#[test]
+fn a_record_numbered_u64_max_ends_the_chain_instead_of_wrapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, public) = key();
+    let p = dir.path().join("audit.jsonl");
+    let mut last =
+        bastion_audit::chain::event_line(u64::MAX, "x", &json!({"kind": "request"})).unwrap();
+    last.push(b'\n');
+    std::fs::write(&p, &last).unwrap();
+    // The verifier refuses it (even for a partial, live log) ...
+    let r = verify(
+        std::slice::from_ref(&p),
+        &VerifyOptions {
+            partial: true,
+            open_tail: true,
+            ..opts(&public)
+        },
+    );
+    assert_eq!(
+        r.problem.map(|p| (p.seq, p.what)),
+        Some((Some(u64::MAX), "sequence number out of range".to_owned()))
+    );
+    // ... and the writer does not continue from it at record 0.
+    let e = Writer::open(WriterConfig {
+        path: p.clone(),
+        signer: Signer::from_text(&text).unwrap(),
+        checkpoint_every: 10,
+        checkpoint_idle: Duration::from_secs(60),
+        fsync: Fsync::Batch,
+        rotate_bytes: 1 << 30,
+        max_queue: 100,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("has no successor"), "{e}");
+    assert_eq!(std::fs::read(&p).unwrap(), last, "the log is untouched");
 }

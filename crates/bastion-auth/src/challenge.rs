@@ -11,7 +11,7 @@ use crate::error::{AuthFailure, Reason};
 /// Quotes a value for an auth-param (the inputs are fixed strings and scope
 /// tokens, but escape anyway so a future caller cannot break the header).
 fn quoted(v: &str) -> String {
-    let mut s = String::with_capacity(v.len() + 2);
+    let mut s = String::with_capacity(v.len().saturating_add(2));
     s.push('"');
     for c in v.chars() {
         if c == '"' || c == '\\' {

@@ -30,7 +30,7 @@ pub enum DevIssuerError {
         /// What went wrong (never the key).
         msg: String,
     },
-    /// Signing failed.
+    /// Signing failed (or the requested lifetime does not fit in a timestamp).
     #[error("cannot sign a dev token")]
     Sign,
 }
@@ -123,6 +123,9 @@ impl DevIssuer {
         client_id: &str,
     ) -> Result<String, DevIssuerError> {
         let now = now_secs();
+        // An expiry past the end of time is refused rather than wrapped into
+        // the past (or clamped into a token that never expires).
+        let exp = now.checked_add(ttl_secs).ok_or(DevIssuerError::Sign)?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("at+jwt".into());
         header.kid = Some(self.kid.clone());
@@ -135,9 +138,29 @@ impl DevIssuer {
             "client_id": client_id,
             "scope": scopes.join(" "),
             "iat": now,
-            "exp": now + ttl_secs,
+            "exp": exp,
             "jti": b64url(&jti),
         });
         jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| DevIssuerError::Sign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_past_the_end_of_time_is_refused() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let dev = DevIssuer::from_pkcs8("https://gw.example/dev", doc.as_ref()).unwrap();
+        assert!(
+            dev.mint("https://gw.example/mcp", "alice", &[], 60, "app")
+                .is_ok()
+        );
+        assert!(matches!(
+            dev.mint("https://gw.example/mcp", "alice", &[], u64::MAX, "app"),
+            Err(DevIssuerError::Sign)
+        ));
     }
 }

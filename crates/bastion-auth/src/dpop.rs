@@ -80,7 +80,7 @@ impl ReplayCache {
     /// Records a proof id; `false` if it was seen before, or its key or the
     /// cache is over its bound.
     fn insert(&self, jkt: &str, jti: &str, forget_at: u64) -> bool {
-        let mut key = Vec::with_capacity(jkt.len() + jti.len() + 1);
+        let mut key = Vec::with_capacity(jkt.len().saturating_add(jti.len()).saturating_add(1));
         key.extend_from_slice(jkt.as_bytes());
         key.push(0);
         key.extend_from_slice(jti.as_bytes());
@@ -102,7 +102,8 @@ impl ReplayCache {
             }
         }
         if r.seen.insert(k, (forget_at, kk)).is_none() {
-            *r.per_key.entry(kk).or_insert(0) += 1;
+            let c = r.per_key.entry(kk).or_insert(0);
+            *c = c.saturating_add(1);
         }
         true
     }
@@ -189,17 +190,26 @@ pub(crate) fn verify(
         .and_then(Value::as_u64)
         .ok_or(bad("proof has no iat"))?;
     let now = now_secs();
-    if iat > now + cfg.skew.as_secs() {
+    let (skew, max_age) = (cfg.skew.as_secs(), cfg.max_age.as_secs());
+    // `iat > now + skew` and `iat + max_age < now`, rearranged so that neither
+    // side can overflow (`iat` is the client's; a saturated subtraction is
+    // exact here: below zero, neither condition can hold).
+    if iat.saturating_sub(skew) > now {
         return Err(bad("proof issued in the future"));
     }
-    if iat + cfg.max_age.as_secs() < now {
+    if iat < now.saturating_sub(max_age) {
         return Err(bad("proof too old"));
     }
     let ath = b64url(&sha256(want.access_token.as_bytes()));
     if s("ath") != Some(ath.as_str()) {
         return Err(bad("proof ath does not match the access token"));
     }
-    let forget_at = iat + cfg.max_age.as_secs() + cfg.skew.as_secs() + 1;
+    // Saturating: a proof whose window would end past the end of time is
+    // remembered for good, never forgotten early.
+    let forget_at = iat
+        .saturating_add(max_age)
+        .saturating_add(skew)
+        .saturating_add(1);
     if !replay.insert(want.jkt, jti, forget_at) {
         return Err(bad("proof replayed"));
     }

@@ -134,7 +134,9 @@ pub(crate) fn remember(
                 cache.put(token, Entry::Active(Box::new(p.clone()), until));
             }
         }
-        Err(Reason::Inactive) => cache.put(token, Entry::Inactive(now + NEGATIVE_TTL)),
+        Err(Reason::Inactive) => {
+            cache.put(token, Entry::Inactive(now.saturating_add(NEGATIVE_TTL)))
+        }
         Err(_) => {}
     }
 }

@@ -110,7 +110,7 @@ pub(crate) fn key_algs(jwk: &Jwk) -> Option<Vec<Algorithm>> {
                 p.n.trim_end_matches('='),
             )
             .ok()?;
-            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            let bits = n.iter().skip_while(|b| **b == 0).count().saturating_mul(8);
             if bits < 2048 {
                 return None;
             }

@@ -20,9 +20,9 @@ use crate::verifier::VerifierConfig;
 
 /// Whether `token` has the compact JWS shape (three base64url segments).
 pub(crate) fn looks_like_jwt(token: &str) -> bool {
-    let mut n = 0;
+    let mut n = 0u32;
     for part in token.split('.') {
-        n += 1;
+        n = n.saturating_add(1);
         if part.is_empty()
             || !part
                 .bytes()

@@ -39,7 +39,11 @@ impl Revocations {
     /// then refuse the subject instead; nothing is silently dropped).
     pub fn revoke_token(&self, jti: &str, until: u64) -> bool {
         let now = now_secs();
-        let until = if until == 0 { now + 86_400 } else { until };
+        let until = if until == 0 {
+            now.saturating_add(86_400)
+        } else {
+            until
+        };
         let mut m = self.jti.write();
         if m.len() >= MAX_JTI {
             m.retain(|_, exp| *exp > now);

@@ -149,15 +149,19 @@ impl TokenSource {
             .cfg
             .refresh_margin
             .min(Duration::from_secs(expires_in / 2));
-        let until = now + Duration::from_secs(expires_in).saturating_sub(margin);
-        let mut cache = self.cache.lock();
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, (_, t)| *t > now);
+        // `expires_in` is at most a day, so this fits any real clock; were it
+        // not to, the token is handed out uncached rather than cached wrongly.
+        if let Some(until) = now.checked_add(Duration::from_secs(expires_in).saturating_sub(margin))
+        {
+            let mut cache = self.cache.lock();
             if cache.len() >= MAX_CACHED {
-                cache.clear();
+                cache.retain(|_, (_, t)| *t > now);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
             }
+            cache.insert(key, (token.clone(), until));
         }
-        cache.insert(key, (token.clone(), until));
         Ok(Issued {
             token,
             fresh: true,
@@ -172,7 +176,10 @@ impl TokenSource {
         (*until > now).then(|| Issued {
             token: tok.clone(),
             fresh: false,
-            expires_in: until.duration_since(now).as_secs() + self.cfg.refresh_margin.as_secs(),
+            expires_in: until
+                .duration_since(now)
+                .as_secs()
+                .saturating_add(self.cfg.refresh_margin.as_secs()),
         })
     }
 

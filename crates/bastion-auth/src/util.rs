@@ -33,7 +33,7 @@ pub(crate) async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>,
         .await
         .map_err(|_| "body read failed".to_owned())?
     {
-        if out.len() + chunk.len() > MAX_BODY {
+        if out.len().saturating_add(chunk.len()) > MAX_BODY {
             return Err(format!("response larger than {MAX_BODY} bytes"));
         }
         out.extend_from_slice(&chunk);

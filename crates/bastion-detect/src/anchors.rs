@@ -134,8 +134,15 @@ impl AnchorSet {
         };
         long.values_mut().for_each(longest_first);
         short.values_mut().for_each(longest_first);
-        let mut slots = vec![(0u32, 0u32); (long.len() * 4).next_power_of_two().max(16)];
-        let mask = slots.len() - 1;
+        // At most a quarter full; a power of two, so that a mask reduces a key to a slot.
+        let size = long
+            .len()
+            .checked_mul(4)
+            .and_then(usize::checked_next_power_of_two)
+            .ok_or_else(|| CompileError::new("too many anchors"))?
+            .max(16);
+        let mut slots = vec![(0u32, 0u32); size];
+        let mask = size.saturating_sub(1);
         let mut groups = Vec::with_capacity(long.len());
         for (key, list) in long {
             groups.push(list);
@@ -143,7 +150,8 @@ impl AnchorSet {
                 u32::try_from(groups.len()).map_err(|_| CompileError::new("too many anchors"))?;
             let mut at = filter_index(key) & mask;
             while slots.get(at).is_some_and(|s| s.1 != 0) {
-                at = (at + 1) & mask;
+                // The next slot, round the table (`at` is at most `mask`).
+                at = at.wrapping_add(1) & mask;
             }
             if let Some(slot) = slots.get_mut(at) {
                 *slot = (key, group);
@@ -192,7 +200,8 @@ impl AnchorSet {
             if k == key {
                 return self.long.get(usize::try_from(group).ok()?.checked_sub(1)?);
             }
-            at = (at + 1) & mask;
+            // The next slot, round the table (`at` is at most `mask`).
+            at = at.wrapping_add(1) & mask;
         }
     }
 
@@ -239,7 +248,7 @@ impl AnchorSet {
         // that is neither a letter nor a space (digits and punctuation open anchors anywhere). Non-ASCII bytes are left to the automaton. `longest_at` then
         // drops the bytes no anchor opens with.
         let mut carry_alnum = 0u64;
-        for (chunk_index, chunk) in lower.chunks(64).enumerate() {
+        for (base, chunk) in (0..lower.len()).step_by(64).zip(lower.chunks(64)) {
             let [alnum, letter, other] = masks64(chunk, |x| {
                 // The text is lower-cased: letters are lower-case here.
                 let letters = swar::lower(x);
@@ -253,15 +262,17 @@ impl AnchorSet {
             let previous_alnum = (alnum << 1) | carry_alnum;
             carry_alnum = alnum >> 63;
             let mut candidates = (letter & !previous_alnum) | other;
-            let base = chunk_index * 64;
             while candidates != 0 {
-                let at = base + usize::try_from(candidates.trailing_zeros()).unwrap_or(0);
-                candidates &= candidates - 1;
+                let at =
+                    base.saturating_add(usize::try_from(candidates.trailing_zeros()).unwrap_or(0));
+                // Clear the lowest set bit (`candidates` is not zero).
+                candidates &= candidates.wrapping_sub(1);
                 if let Some(pattern) = self.longest_at(&lower, at) {
                     let len = self.patterns.get(pattern).map_or(0, |p| p.len());
                     out.push(AnchorHit {
                         start: at,
-                        end: at + len,
+                        // An anchor found at `at` ends within the text.
+                        end: at.saturating_add(len),
                         pattern,
                     });
                 }
@@ -321,12 +332,16 @@ mod tests {
             }
             let Some(i) = best else { continue };
             let word = anchors[i].as_bytes()[0].is_ascii_alphabetic();
-            if word && at > 0 && lower[at - 1].is_ascii_alphanumeric() {
+            if word
+                && at
+                    .checked_sub(1)
+                    .is_some_and(|p| lower[p].is_ascii_alphanumeric())
+            {
                 continue;
             }
             out.push(AnchorHit {
                 start: at,
-                end: at + anchors[i].len(),
+                end: at.saturating_add(anchors[i].len()),
                 pattern: i,
             });
         }

@@ -231,12 +231,20 @@ fn walk(
     }
     match v {
         Value::String(s) => {
-            budget.strings -= 1;
+            // Not zero: checked above.
+            budget.strings = budget.strings.saturating_sub(1);
             check(s, sinks, path, out);
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                walk(item, sinks, &format!("{path}/{i}"), depth + 1, budget, out);
+                walk(
+                    item,
+                    sinks,
+                    &format!("{path}/{i}"),
+                    depth.saturating_add(1),
+                    budget,
+                    out,
+                );
             }
         }
         Value::Object(map) => {
@@ -253,7 +261,7 @@ fn walk(
                     item,
                     merged,
                     &format!("{path}/{}", escape_pointer(k)),
-                    depth + 1,
+                    depth.saturating_add(1),
                     budget,
                     out,
                 );
@@ -311,7 +319,7 @@ fn shell(s: &str, path: &str, out: &mut Vec<Hazard>) {
     let mut redirect = false;
     for (i, &c) in b.iter().enumerate() {
         let prev = i.checked_sub(1).and_then(|j| b.get(j)).copied();
-        let next = b.get(i + 1).copied();
+        let next = i.checked_add(1).and_then(|j| b.get(j)).copied();
         match c {
             b'&' if prev != Some(b'&') && next != Some(b'&') && prev != Some(b'>') => {
                 chain = true;
@@ -402,9 +410,10 @@ fn file_path(s: &str, path: &str, out: &mut Vec<Hazard>) {
         .next()
         .is_some_and(|last| last == ".env" || last.starts_with(".env."));
     let at_segment = |x: &str| {
-        lower
-            .match_indices(x)
-            .any(|(i, _)| i == 0 || matches!(lower.as_bytes().get(i - 1), Some(b'/' | b'~')))
+        lower.match_indices(x).any(|(i, _)| {
+            i.checked_sub(1)
+                .is_none_or(|j| matches!(lower.as_bytes().get(j), Some(b'/' | b'~')))
+        })
     };
     if env_file
         || SENSITIVE_ABSOLUTE.iter().any(|x| lower.contains(x))

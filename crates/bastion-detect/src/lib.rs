@@ -500,7 +500,7 @@ impl Collector<'_> {
                     }
                 }
                 ("default" | "const" | "example", v) => {
-                    self.values(v, Place::SchemaValue, &here, depth + 1)
+                    self.values(v, Place::SchemaValue, &here, depth.saturating_add(1))
                 }
                 (
                     "properties" | "patternProperties" | "$defs" | "definitions"
@@ -510,7 +510,7 @@ impl Collector<'_> {
                     for (name, sub) in props.iter().take(4096) {
                         let sub_path = format!("{here}/{}", escape_pointer(name));
                         self.text(name, Place::Name, &sub_path);
-                        self.schema(sub, &sub_path, depth + 1);
+                        self.schema(sub, &sub_path, depth.saturating_add(1));
                     }
                 }
                 (
@@ -526,14 +526,14 @@ impl Collector<'_> {
                     | "unevaluatedItems",
                     sub,
                 ) => {
-                    self.schema(sub, &here, depth + 1);
+                    self.schema(sub, &here, depth.saturating_add(1));
                 }
                 ("anyOf" | "oneOf" | "allOf" | "prefixItems", Value::Array(subs)) => {
                     for (i, sub) in subs.iter().enumerate().take(256) {
-                        self.schema(sub, &format!("{here}/{i}"), depth + 1);
+                        self.schema(sub, &format!("{here}/{i}"), depth.saturating_add(1));
                     }
                 }
-                (k, v) if !known_key(k) => self.unknown(k, v, &here, depth + 1),
+                (k, v) if !known_key(k) => self.unknown(k, v, &here, depth.saturating_add(1)),
                 _ => {}
             }
         }
@@ -566,7 +566,7 @@ impl Collector<'_> {
             Value::String(s) => self.text(s, place, path),
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.values(item, place, &format!("{path}/{i}"), depth + 1);
+                    self.values(item, place, &format!("{path}/{i}"), depth.saturating_add(1));
                 }
             }
             Value::Object(map) => {
@@ -585,7 +585,7 @@ impl Collector<'_> {
                         }
                         self.text(key, Place::Key, &here);
                     }
-                    self.values(item, place, &here, depth + 1);
+                    self.values(item, place, &here, depth.saturating_add(1));
                 }
             }
             _ => {}
@@ -977,10 +977,10 @@ fn redact_walk(
         }
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|v| redact_walk(engine, v, kinds, rules, depth + 1)),
+            .for_each(|v| redact_walk(engine, v, kinds, rules, depth.saturating_add(1))),
         Value::Object(map) => map
             .values_mut()
-            .for_each(|v| redact_walk(engine, v, kinds, rules, depth + 1)),
+            .for_each(|v| redact_walk(engine, v, kinds, rules, depth.saturating_add(1))),
         _ => {}
     }
 }
@@ -999,7 +999,9 @@ fn shadowing(c: &mut Collector<'_>, text: &str, path: &str) {
         }
         let found = lower.match_indices(&name).find(|(at, _)| {
             let before = lower.get(..*at).and_then(|s| s.chars().next_back());
-            let after = lower.get(at + name.len()..).and_then(|s| s.chars().next());
+            let after = lower
+                .get(at.saturating_add(name.len())..)
+                .and_then(|s| s.chars().next());
             !before.is_some_and(|b| b.is_alphanumeric() || b == '_')
                 && !after.is_some_and(|a| a.is_alphanumeric() || a == '_')
         });
@@ -1010,7 +1012,7 @@ fn shadowing(c: &mut Collector<'_>, text: &str, path: &str) {
                 0.5,
                 path,
                 "input",
-                [at, at + name.len()],
+                [at, at.saturating_add(name.len())],
             );
             return;
         }

@@ -223,21 +223,28 @@ pub fn normalize<'a>(input: &'a str, limits: &Limits) -> Normalized<'a> {
 pub fn is_plain(input: &str) -> bool {
     use crate::swar::{HIGH, between, equal, mask64};
     let bytes = input.as_bytes();
-    bytes.chunks(64).enumerate().all(|(index, chunk)| {
-        // Lanes that are neither printable ASCII, a line feed nor a tab; only a carriage
-        // return that ends a line may be among them.
-        let mut odd = mask64(chunk, |x| {
-            HIGH & !(between(x, 0x1f, 0x7f) | equal(x, b'\n') | equal(x, b'\t'))
-        });
-        while odd != 0 {
-            let at = index * 64 + usize::try_from(odd.trailing_zeros()).unwrap_or(0);
-            odd &= odd - 1;
-            if bytes.get(at) != Some(&b'\r') || bytes.get(at + 1) != Some(&b'\n') {
-                return false;
+    (0..bytes.len())
+        .step_by(64)
+        .zip(bytes.chunks(64))
+        .all(|(base, chunk)| {
+            // Lanes that are neither printable ASCII, a line feed nor a tab; only a carriage
+            // return that ends a line may be among them.
+            let mut odd = mask64(chunk, |x| {
+                HIGH & !(between(x, 0x1f, 0x7f) | equal(x, b'\n') | equal(x, b'\t'))
+            });
+            while odd != 0 {
+                let at = base.saturating_add(usize::try_from(odd.trailing_zeros()).unwrap_or(0));
+                // Clear the lowest set bit (`odd` is not zero).
+                odd &= odd.wrapping_sub(1);
+                if !bytes
+                    .get(at..)
+                    .is_some_and(|rest| rest.starts_with(b"\r\n"))
+                {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        })
 }
 
 fn reveal_into<'a>(
@@ -258,7 +265,10 @@ fn reveal_into<'a>(
         // half of the input again at the top level, and not at all in decoded layers, whose
         // size the decoding budget already accounts for.
         let cap = if depth == 0 {
-            input.len() + input.len() / 2 + 64
+            input
+                .len()
+                .saturating_add(input.len() / 2)
+                .saturating_add(64)
         } else {
             input.len()
         };
@@ -285,7 +295,7 @@ fn reveal_into<'a>(
                     out,
                     Cow::Owned(take),
                     hidden_kind,
-                    depth + 1,
+                    depth.saturating_add(1),
                     limits,
                     budget,
                 );
@@ -330,18 +340,21 @@ fn structure(
         if take.is_empty() {
             break;
         }
-        reveal_into(out, Cow::Owned(take), kind, depth + 1, limits, budget);
+        reveal_into(
+            out,
+            Cow::Owned(take),
+            kind,
+            depth.saturating_add(1),
+            limits,
+            budget,
+        );
     }
 }
 
 /// Cut `text` to what the decoding budget still allows (on a character boundary).
 fn bounded(mut text: String, budget: &mut usize) -> String {
     if text.len() > *budget {
-        let mut end = *budget;
-        while end > 0 && !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        text.truncate(text.floor_char_boundary(*budget));
     }
     *budget = budget.saturating_sub(text.len());
     text
@@ -424,15 +437,19 @@ impl Sgr {
                 0 => *self = Self::default(),
                 8 => self.conceal = true,
                 28 => self.conceal = false,
-                30..=37 => self.fg = Some(code - 30),
-                90..=97 => self.fg = Some(code - 90 + 8),
+                // Colours 0-7, and the bright ones 8-15 (the arms' ranges keep every
+                // subtraction in range).
+                30..=37 => self.fg = code.checked_sub(30),
+                90..=97 => self.fg = code.checked_sub(90 - 8),
                 39 => self.fg = None,
-                40..=47 => self.bg = Some(code - 40),
-                100..=107 => self.bg = Some(code - 100 + 8),
+                40..=47 => self.bg = code.checked_sub(40),
+                100..=107 => self.bg = code.checked_sub(100 - 8),
                 49 => self.bg = None,
                 38 | 48 => {
                     let colour = match it.next() {
-                        Some(5) => it.next().map(|n| 0x100 + n),
+                        // 256-colour indexes after the 16 above (an absurd index clamps:
+                        // it is still a colour, as the same one on both sides hides text).
+                        Some(5) => it.next().map(|n| n.saturating_add(0x100)),
                         Some(2) => {
                             let (r, g, b) = (it.next(), it.next(), it.next());
                             match (r, g, b) {
@@ -461,16 +478,10 @@ impl Sgr {
 
 /// Start of the `n`-th line back from the end of `text` (0 = the current line).
 fn line_start(text: &str, n: usize) -> usize {
-    let mut seen = 0;
-    for (i, b) in text.bytes().enumerate().rev() {
-        if b == b'\n' {
-            if seen == n {
-                return i + 1;
-            }
-            seen += 1;
-        }
-    }
-    0
+    // Just after the `n`-th line feed from the end (which is in the text, so no overflow).
+    memchr::memrchr_iter(b'\n', text.as_bytes())
+        .nth(n)
+        .map_or(0, |i| i.saturating_add(1))
 }
 
 fn copy_hidden(hidden: &mut String, text: &str, from: usize) {
@@ -503,15 +514,18 @@ fn reveal_chars(input: &str, layer: usize) -> Revealed {
         if i < skip_to {
             continue;
         }
-        let end = i + c.len_utf8();
+        // A character's end is within the input.
+        let end = i.saturating_add(c.len_utf8());
         let next = input.get(end..).and_then(|s| s.chars().next());
         let code = c as u32;
         match code {
             0xE0000..=0xE007F => {
                 if !in_flag {
                     marker.add(Mark::UnicodeTags, i, end);
-                    if let Some(ascii) =
-                        char::from_u32(code - 0xE0000).filter(|a| (' '..='~').contains(a))
+                    if let Some(ascii) = code
+                        .checked_sub(0xE0000)
+                        .and_then(char::from_u32)
+                        .filter(|a| (' '..='~').contains(a))
                     {
                         tags.push(ascii);
                     }
@@ -527,12 +541,13 @@ fn reveal_chars(input: &str, layer: usize) -> Revealed {
                     text.push(c);
                     continue;
                 }
+                // VS1-VS16 carry bytes 0-15, VS17-VS256 bytes 16-255.
                 let byte = if code <= 0xFE0F {
-                    code - 0xFE00
+                    code.checked_sub(0xFE00)
                 } else {
-                    code - 0xE0100 + 16
+                    code.checked_sub(0xE0100 - 16)
                 };
-                selectors.push(u8::try_from(byte).unwrap_or(0));
+                selectors.push(byte.and_then(|b| u8::try_from(b).ok()).unwrap_or(0));
                 marker.add(Mark::VariationSelectors, i, end);
                 continue;
             }
@@ -547,7 +562,8 @@ fn reveal_chars(input: &str, layer: usize) -> Revealed {
                     &mut ansi_hidden,
                     &mut urls,
                 );
-                skip_to = i + consumed.max(c.len_utf8());
+                // What an escape spans is within the input.
+                skip_to = i.saturating_add(consumed.max(c.len_utf8()));
                 continue;
             }
             0x202D | 0x202E => {
@@ -640,66 +656,77 @@ fn escape(
     hidden: &mut String,
     urls: &mut Vec<String>,
 ) -> usize {
+    let (mark, len) = escape_span(bytes, at, c1, sgr, text, hidden, urls);
+    if let Some(mark) = mark {
+        // `at` is within the input and `len` at most a few KiB.
+        marker.add(mark, at, at.saturating_add(len));
+    }
+    len
+}
+
+/// [`escape`]'s reading of the sequence: the mark to record over it, if any, and its length.
+fn escape_span(
+    bytes: &[u8],
+    at: usize,
+    c1: bool,
+    sgr: &mut Sgr,
+    text: &str,
+    hidden: &mut String,
+    urls: &mut Vec<String>,
+) -> (Option<Mark>, usize) {
     let rest = bytes.get(at..).unwrap_or_default();
-    let (kind, body_from) = if c1 {
-        (Some(b'['), 2) // U+009B is two bytes in UTF-8.
-    } else {
-        (rest.get(1).copied(), 2)
-    };
+    // The introducer is two bytes either way (U+009B is two bytes in UTF-8).
+    const BODY_FROM: usize = 2;
+    let kind = if c1 { Some(b'[') } else { rest.get(1).copied() };
     match kind {
         Some(b'[') => {
-            let body = rest.get(body_from..).unwrap_or_default();
-            let mut n = 0;
-            while n < body.len().min(64) && body.get(n).is_some_and(|b| (0x20..=0x3f).contains(b)) {
-                n += 1;
-            }
+            let body = rest.get(BODY_FROM..).unwrap_or_default();
+            // Parameter and intermediate bytes, at most 64.
+            let n = body
+                .iter()
+                .take(64)
+                .take_while(|b| (0x20..=0x3f).contains(*b))
+                .count();
             let Some(&fin) = body.get(n).filter(|b| (0x40..=0x7e).contains(*b)) else {
-                marker.add(Mark::AnsiOther, at, at + body_from + n);
-                return body_from + n;
+                return (Some(Mark::AnsiOther), n.saturating_add(BODY_FROM));
             };
             let params = std::str::from_utf8(body.get(..n).unwrap_or_default()).unwrap_or("");
-            let len = body_from + n + 1;
-            match fin {
+            let len = n.saturating_add(BODY_FROM + 1);
+            let mark = match fin {
                 b'm' => {
                     sgr.apply(params);
-                    if sgr.hidden() {
-                        marker.add(Mark::AnsiConceal, at, at + len);
-                    }
+                    sgr.hidden().then_some(Mark::AnsiConceal)
                 }
                 b'A' | b'F' => {
                     let lines = params.parse::<usize>().unwrap_or(1).clamp(1, 64);
                     copy_hidden(hidden, text, line_start(text, lines));
-                    marker.add(Mark::AnsiCursor, at, at + len);
+                    Some(Mark::AnsiCursor)
                 }
                 b'H' | b'f' | b'J' | b'K' | b'G' | b'D' | b'd' | b'u' => {
                     copy_hidden(hidden, text, line_start(text, 0));
-                    marker.add(Mark::AnsiCursor, at, at + len);
+                    Some(Mark::AnsiCursor)
                 }
-                _ => marker.add(Mark::AnsiOther, at, at + len),
-            }
-            len
+                _ => Some(Mark::AnsiOther),
+            };
+            (mark, len)
         }
         Some(b']') | Some(b'P') | Some(b'X') | Some(b'^') | Some(b'_') => {
             // A string control: runs to BEL or ST (ESC \), bounded.
             let body = rest.get(2..).unwrap_or_default();
             let limit = body.len().min(4096);
-            let mut n = 0;
-            let mut term = 0;
-            while n < limit {
-                match body.get(n) {
-                    Some(0x07) => {
-                        term = 1;
-                        break;
-                    }
-                    Some(0x1b) if body.get(n + 1) == Some(&b'\\') => {
-                        term = 2;
-                        break;
-                    }
-                    _ => n += 1,
-                }
-            }
+            // Where the content ends, and the terminator's length there.
+            let (n, term) = body
+                .iter()
+                .take(limit)
+                .enumerate()
+                .find_map(|(n, &b)| match b {
+                    0x07 => Some((n, 1)),
+                    0x1b if body.get(n..).is_some_and(|t| t.starts_with(b"\x1b\\")) => Some((n, 2)),
+                    _ => None,
+                })
+                .unwrap_or((limit, 0));
             let content = String::from_utf8_lossy(body.get(..n).unwrap_or_default()).into_owned();
-            if kind == Some(b']') {
+            let mark = if kind == Some(b']') {
                 if let Some(link) = content.strip_prefix("8;") {
                     let url = link.split_once(';').map_or("", |(_, u)| u);
                     if !url.is_empty() {
@@ -707,30 +734,24 @@ fn escape(
                         hidden.push_str(url);
                         hidden.push('\n');
                     }
-                    marker.add(Mark::AnsiHyperlink, at, at + 2 + n + term);
+                    Mark::AnsiHyperlink
                 } else {
-                    marker.add(Mark::AnsiOther, at, at + 2 + n + term);
+                    Mark::AnsiOther
                 }
             } else {
                 hidden.push_str(&content);
                 hidden.push('\n');
-                marker.add(Mark::AnsiOther, at, at + 2 + n + term);
-            }
-            2 + n + term
+                Mark::AnsiOther
+            };
+            // At most 4096 + 2 + 2.
+            (Some(mark), n.saturating_add(term).saturating_add(2))
         }
         Some(b'7' | b'8' | b'M' | b'c') => {
             copy_hidden(hidden, text, line_start(text, 0));
-            marker.add(Mark::AnsiCursor, at, at + 2);
-            2
+            (Some(Mark::AnsiCursor), 2)
         }
-        Some(b) if (0x20..0x7f).contains(&b) => {
-            marker.add(Mark::AnsiOther, at, at + 2);
-            2
-        }
-        _ => {
-            marker.add(Mark::AnsiOther, at, at + 1);
-            1
-        }
+        Some(b) if (0x20..0x7f).contains(&b) => (Some(Mark::AnsiOther), 2),
+        _ => (Some(Mark::AnsiOther), 1),
     }
 }
 
@@ -774,7 +795,7 @@ fn fold(text: &str, layer: usize, marks: &mut Vec<Observation>, cap: usize) -> S
     }
     let mut nfkc = String::with_capacity(text.len().min(cap));
     for c in text.nfkc().flat_map(char::to_lowercase) {
-        if nfkc.len() + c.len_utf8() > cap {
+        if nfkc.len().saturating_add(c.len_utf8()) > cap {
             // An expansion bomb: read the text lower-cased but not NFKC-normalized rather than
             // cut it (a cut would hide whatever follows the bomb).
             nfkc = text.to_lowercase();
@@ -787,9 +808,9 @@ fn fold(text: &str, layer: usize, marks: &mut Vec<Observation>, cap: usize) -> S
             .filter(|c| c.is_alphabetic())
             .fold((0usize, 0usize), |(l, o), c| {
                 if c.is_ascii_alphabetic() {
-                    (l + 1, o)
+                    (l.saturating_add(1), o)
                 } else {
-                    (l, o + 1)
+                    (l, o.saturating_add(1))
                 }
             });
     let latin_text = latin_letters >= other_letters;
@@ -804,7 +825,7 @@ fn fold(text: &str, layer: usize, marks: &mut Vec<Observation>, cap: usize) -> S
                 .chars()
                 .all(|c| latin_lookalike(c).is_some() || c.is_ascii_digit());
         if lookalike && (latin || (latin_text && all_lookalike)) {
-            mixed += 1;
+            mixed = mixed.saturating_add(1);
             out.extend(word.chars().map(|c| latin_lookalike(c).unwrap_or(c)));
         } else {
             out.push_str(word);
@@ -849,12 +870,13 @@ fn html(
     if memchr::memchr(b'<', text.as_bytes()).is_none() {
         return;
     }
-    let mut from = 0;
+    // Offsets found in the text, plus the lengths of what was found there: all within it.
+    let mut from = 0usize;
     while let Some(open) = text.get(from..).and_then(|t| t.find("<!--")) {
-        let start = from + open;
-        let body_start = start + 4;
+        let start = from.saturating_add(open);
+        let body_start = start.saturating_add(4);
         let close = text.get(body_start..).and_then(|t| t.find("-->"));
-        let body_end = close.map_or(text.len(), |c| body_start + c);
+        let body_end = close.map_or(text.len(), |c| body_start.saturating_add(c));
         let body = text.get(body_start..body_end).unwrap_or("");
         if body.chars().filter(|c| c.is_alphabetic()).take(3).count() == 3 {
             marks.push(Observation {
@@ -866,7 +888,7 @@ fn html(
             });
             found.push((LayerKind::HtmlComment, body.to_owned()));
         }
-        from = close.map_or(text.len(), |c| body_start + c + 3);
+        from = body_end.saturating_add(if close.is_some() { 3 } else { 0 });
         if from >= text.len() {
             break;
         }
@@ -904,7 +926,7 @@ fn html(
             mark: Mark::HtmlHidden,
             layer,
             start: whole.start(),
-            end: whole.end() + end,
+            end: whole.end().saturating_add(end),
             count: 1,
         });
         found.push((LayerKind::HtmlHidden, body.to_owned()));
@@ -925,20 +947,24 @@ fn beacon_url(url: &str) -> bool {
 /// Markdown and HTML images.
 fn images(text: &str, layer: usize, marks: &mut Vec<Observation>, urls: &mut Vec<String>) {
     let bytes = text.as_bytes();
+    // Offsets are found in the text: every sum below stays within it.
     for at in memchr::memmem::find_iter(bytes, b"![").take(256) {
-        let rest = text.get(at + 2..).unwrap_or("");
+        let rest = text.get(at.saturating_add(2)..).unwrap_or("");
         let Some(close) = rest.find("](") else {
             continue;
         };
         if close > 512 {
             continue;
         }
-        let after = rest.get(close + 2..).unwrap_or("");
+        let after = rest.get(close.saturating_add(2)..).unwrap_or("");
         let end = after
             .find([')', ' ', '\n'])
             .unwrap_or(after.len().min(2048));
         let url = after.get(..end).unwrap_or("");
-        let span_end = at + 2 + close + 2 + end;
+        let span_end = at
+            .saturating_add(4)
+            .saturating_add(close)
+            .saturating_add(end);
         let mark = if beacon_url(url) {
             Mark::ImageBeacon
         } else {
@@ -965,7 +991,7 @@ fn images(text: &str, layer: usize, marks: &mut Vec<Observation>, urls: &mut Vec
             continue;
         };
         let value = tag
-            .get(src + 4..)
+            .get(src.saturating_add(4)..)
             .unwrap_or("")
             .trim_start_matches(['"', '\'']);
         let url = value.split(['"', '\'', ' ']).next().unwrap_or("");
@@ -978,7 +1004,7 @@ fn images(text: &str, layer: usize, marks: &mut Vec<Observation>, urls: &mut Vec
             mark,
             layer,
             start: at,
-            end: at + tag_end,
+            end: at.saturating_add(tag_end),
             count: 1,
         });
         urls.push(url.to_owned());
@@ -992,13 +1018,15 @@ fn readable(decoded: &[u8]) -> Option<String> {
     if total < 8 {
         return None;
     }
-    let printable = text
+    let control = text
         .chars()
-        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r'))
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
         .count();
     let letters = text.chars().filter(|c| c.is_alphabetic()).count();
     let spaces = text.chars().filter(|c| c.is_whitespace()).count();
-    (printable * 100 >= total * 95 && letters * 2 >= total && spaces >= 1).then(|| text.to_owned())
+    // At least 95% printable (at most one in 20 a control character) and at least half
+    // letters, in integers without a product that could overflow.
+    (control <= total / 20 && letters >= total.div_ceil(2) && spaces >= 1).then(|| text.to_owned())
 }
 
 fn base64_char(b: u8) -> bool {
@@ -1038,7 +1066,7 @@ fn decode_hex(run: &str) -> Option<Vec<u8>> {
         .map(|pair| {
             let hi = (*pair.first()? as char).to_digit(16)?;
             let lo = (*pair.get(1)? as char).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
+            u8::try_from(hi.checked_mul(16)?.checked_add(lo)?).ok()
         })
         .collect()
 }
@@ -1071,6 +1099,16 @@ static ROT13_HINTS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
         .ok()
 });
 
+/// `c` rotated by 13 when an ASCII letter (the arms' ranges keep the sums in range).
+fn rot13(c: char) -> char {
+    let rotated = match c {
+        'a'..='m' | 'A'..='M' => (c as u8).checked_add(13),
+        'n'..='z' | 'N'..='Z' => (c as u8).checked_sub(13),
+        _ => None,
+    };
+    rotated.map_or(c, char::from)
+}
+
 /// Encoded runs: base64 and hex runs, percent-encoding, and ROT13 text.
 fn encoded(
     text: &str,
@@ -1081,7 +1119,7 @@ fn encoded(
 ) {
     let bytes = text.as_bytes();
     let mut i = 0;
-    let mut runs = 0;
+    let mut runs = 0u32;
     while i < bytes.len() && runs < 64 {
         // Jump to the next run long enough to decode (prose has none), found eight bytes at a
         // time.
@@ -1096,20 +1134,22 @@ fn encoded(
         ) else {
             break;
         };
-        i = next;
-        if !bytes.get(i).copied().is_some_and(base64_char) {
-            i += 1;
+        // The run and its padding, measured in the bytes that are there: `i` stays within
+        // the text.
+        let rest = bytes.get(next..).unwrap_or_default();
+        let len = rest.iter().take_while(|&&b| base64_char(b)).count();
+        if len == 0 {
+            i = next.saturating_add(1);
             continue;
         }
-        let start = i;
-        while bytes.get(i).copied().is_some_and(base64_char) {
-            i += 1;
-        }
-        let run_end = i;
-        while bytes.get(i) == Some(&b'=') {
-            i += 1;
-        }
-        let len = run_end - start;
+        let start = next;
+        let padding = rest
+            .get(len..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| b == b'=')
+            .count();
+        i = start.saturating_add(len).saturating_add(padding);
         if len < limits.min_encoded_run {
             continue;
         }
@@ -1132,7 +1172,7 @@ fn encoded(
                 .map(|t| (LayerKind::Base64, t))
         };
         if let Some(decoded) = decoded {
-            runs += 1;
+            runs = runs.saturating_add(1);
             marks.push(Observation {
                 mark: Mark::EncodedText,
                 layer,
@@ -1177,14 +1217,7 @@ fn encoded(
     if let Some(ac) = ROT13_HINTS.as_ref()
         && ac.find(ascii_lower(text).as_ref()).is_some()
     {
-        let decoded: String = text
-            .chars()
-            .map(|c| match c {
-                'a'..='m' | 'A'..='M' => char::from(c as u8 + 13),
-                'n'..='z' | 'N'..='Z' => char::from(c as u8 - 13),
-                _ => c,
-            })
-            .collect();
+        let decoded: String = text.chars().map(rot13).collect();
         marks.push(Observation {
             mark: Mark::EncodedText,
             layer,
@@ -1208,7 +1241,7 @@ mod tests {
                 (0x20..0x7f).contains(&b)
                     || b == b'\n'
                     || b == b'\t'
-                    || (b == b'\r' && bytes.get(i + 1) == Some(&b'\n'))
+                    || (b == b'\r' && bytes.get(i..).is_some_and(|rest| rest.starts_with(b"\r\n")))
             });
             proptest::prop_assert_eq!(is_plain(&text), expected);
         }

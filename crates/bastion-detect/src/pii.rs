@@ -48,7 +48,7 @@ fn token_starts(bytes: &[u8]) -> Vec<usize> {
     use crate::swar::{digit, equal, lower, masks64, upper};
     let mut starts = Vec::new();
     let mut carry = 0u64;
-    for (index, chunk) in bytes.chunks(64).enumerate() {
+    for (base, chunk) in (0..bytes.len()).step_by(64).zip(bytes.chunks(64)) {
         let [word, opens] = masks64(chunk, |x| {
             let upper_or_digit = upper(x) | digit(x);
             [
@@ -59,8 +59,9 @@ fn token_starts(bytes: &[u8]) -> Vec<usize> {
         let mut found = opens & !((word << 1) | carry);
         carry = word >> 63;
         while found != 0 {
-            starts.push(index * 64 + usize::try_from(found.trailing_zeros()).unwrap_or(0));
-            found &= found - 1;
+            starts.push(base.saturating_add(usize::try_from(found.trailing_zeros()).unwrap_or(0)));
+            // Clear the lowest set bit (`found` is not zero).
+            found &= found.wrapping_sub(1);
         }
     }
     starts
@@ -91,7 +92,7 @@ impl Iterator for Starts<'_> {
             let (&first, rest) = self.starts.split_first()?;
             self.starts = rest;
             if first >= self.from {
-                self.from = first + 1;
+                self.from = first.saturating_add(1);
                 return Some(first);
             }
         }
@@ -102,6 +103,32 @@ fn at(bytes: &[u8], i: usize) -> u8 {
     bytes.get(i).copied().unwrap_or(0)
 }
 
+/// The byte before `i` (0 at the start, as [`at`] past the end).
+fn before(bytes: &[u8], i: usize) -> u8 {
+    i.checked_sub(1).map_or(0, |j| at(bytes, j))
+}
+
+/// The bytes from `i` on (none past the end), for reading at fixed offsets with [`at`].
+fn from(bytes: &[u8], i: usize) -> &[u8] {
+    bytes.get(i..).unwrap_or_default()
+}
+
+/// An ASCII digit's value (the callers pass digits only).
+fn digit_value(c: u8) -> u32 {
+    u32::from(c.wrapping_sub(b'0'))
+}
+
+/// Σ value × weight, pairwise; `None` on overflow (which the callers' fixed lengths rule out).
+fn weighted_sum(
+    values: impl IntoIterator<Item = u32>,
+    weights: impl IntoIterator<Item = u32>,
+) -> Option<u32> {
+    values
+        .into_iter()
+        .zip(weights)
+        .try_fold(0u32, |sum, (v, w)| sum.checked_add(v.checked_mul(w)?))
+}
+
 fn word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -109,29 +136,51 @@ fn word_byte(b: u8) -> bool {
 fn emails(bytes: &[u8], found: &mut Vec<PiiMatch>) {
     let local = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-');
     let domain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-');
+    let alnum = |b: &&u8| b.is_ascii_alphanumeric();
     for at_sign in memchr::memchr_iter(b'@', bytes).take(4096) {
-        let mut start = at_sign;
-        while start > 0 && at_sign - start < 64 && local(at(bytes, start - 1)) {
-            start -= 1;
-        }
-        while start < at_sign && !at(bytes, start).is_ascii_alphanumeric() {
-            start += 1;
-        }
-        let mut end = at_sign + 1;
-        while end < bytes.len() && end - at_sign < 253 && domain(at(bytes, end)) {
-            end += 1;
-        }
-        while end > at_sign + 1 && !at(bytes, end - 1).is_ascii_alphanumeric() {
-            end -= 1;
-        }
-        if start == at_sign || end <= at_sign + 1 {
+        // The local part: up to 64 local bytes back from the '@', less leading punctuation.
+        let before_at = bytes.get(..at_sign).unwrap_or_default();
+        let local_len = before_at
+            .iter()
+            .rev()
+            .take(64)
+            .take_while(|&&b| local(b))
+            .count();
+        let mut start = at_sign.saturating_sub(local_len);
+        start = start.saturating_add(
+            bytes
+                .get(start..at_sign)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| !alnum(b))
+                .count(),
+        );
+        // The domain: up to 252 domain bytes after it, less trailing punctuation.
+        let after = at_sign.saturating_add(1);
+        let mut end = after.saturating_add(
+            from(bytes, after)
+                .iter()
+                .take(252)
+                .take_while(|&&b| domain(b))
+                .count(),
+        );
+        end = end.saturating_sub(
+            bytes
+                .get(after..end)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .take_while(|b| !alnum(b))
+                .count(),
+        );
+        if start == at_sign || end <= after {
             continue;
         }
-        let dom = bytes.get(at_sign + 1..end).unwrap_or_default();
+        let dom = bytes.get(after..end).unwrap_or_default();
         let Some(dot) = dom.iter().rposition(|&b| b == b'.') else {
             continue;
         };
-        let tld = dom.get(dot + 1..).unwrap_or_default();
+        let tld = dom.get(dot.saturating_add(1)..).unwrap_or_default();
         if tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) && dot > 0 {
             found.push(PiiMatch {
                 rule: "pii.email",
@@ -146,18 +195,20 @@ fn emails(bytes: &[u8], found: &mut Vec<PiiMatch>) {
 /// Luhn checksum over ASCII digits.
 #[must_use]
 pub fn luhn(digits: &[u8]) -> bool {
+    // The sum is kept modulo 10 (all the check needs), so no length of input overflows it.
     let mut sum = 0u32;
-    for (i, d) in digits.iter().rev().enumerate() {
-        let mut v = u32::from(d.wrapping_sub(b'0'));
+    for (i, &d) in digits.iter().rev().enumerate() {
+        let mut v = digit_value(d);
         if i % 2 == 1 {
-            v *= 2;
+            // At most 2 × 255: neither operation can overflow or underflow.
+            v = v.saturating_mul(2);
             if v > 9 {
-                v -= 9;
+                v = v.saturating_sub(9);
             }
         }
-        sum += v;
+        sum = sum.saturating_add(v) % 10;
     }
-    !digits.is_empty() && sum.is_multiple_of(10)
+    !digits.is_empty() && sum == 0
 }
 
 fn card_prefix(d: &[u8]) -> bool {
@@ -194,39 +245,41 @@ fn numbers(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
     let mut seps: Vec<u8> = Vec::new();
     while let Some(i) = starts.next() {
         let b = at(bytes, i);
-        let plus = b == b'+' && at(bytes, i + 1).is_ascii_digit();
-        let paren = b == b'(' && at(bytes, i + 1).is_ascii_digit();
-        if !(b.is_ascii_digit() || plus || paren)
-            || (i > 0 && (word_byte(at(bytes, i - 1)) || at(bytes, i - 1) == b'.'))
-        {
+        let plus = b == b'+' && at(from(bytes, i), 1).is_ascii_digit();
+        let paren = b == b'(' && at(from(bytes, i), 1).is_ascii_digit();
+        let prev = before(bytes, i);
+        if !(b.is_ascii_digit() || plus || paren) || word_byte(prev) || prev == b'.' {
             continue;
         }
         let start = i;
         digits.clear();
         groups.clear();
         seps.clear();
-        let mut j = i + usize::from(plus || paren);
-        let mut group = 0;
+        // Positions stay within the text (every step moves over bytes that are there), so
+        // the saturating steps below never saturate.
+        let mut j = i.saturating_add(usize::from(plus || paren));
+        let mut group = 0usize;
         loop {
-            let c = at(bytes, j);
+            let ahead = from(bytes, j);
+            let c = at(ahead, 0);
             if c.is_ascii_digit() {
                 digits.push(c);
-                group += 1;
-                j += 1;
+                group = group.saturating_add(1);
+                j = j.saturating_add(1);
             } else if matches!(c, b' ' | b'-' | b'.' | b')')
                 && group > 0
-                && at(bytes, j + 1).is_ascii_digit()
+                && at(ahead, 1).is_ascii_digit()
                 && digits.len() < 24
             {
                 groups.push(group);
                 seps.push(c);
                 group = 0;
-                j += 1;
-            } else if c == b')' && at(bytes, j + 1) == b' ' && at(bytes, j + 2).is_ascii_digit() {
+                j = j.saturating_add(1);
+            } else if c == b')' && at(ahead, 1) == b' ' && at(ahead, 2).is_ascii_digit() {
                 groups.push(group);
                 seps.push(c);
                 group = 0;
-                j += 2;
+                j = j.saturating_add(2);
             } else {
                 break;
             }
@@ -236,7 +289,8 @@ fn numbers(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
         }
         groups.push(group);
         let end = j;
-        starts.skip_to(end.max(i + 1));
+        let after_end = end.saturating_add(1);
+        starts.skip_to(end.max(i.saturating_add(1)));
         if word_byte(at(bytes, end)) && !at(bytes, end).is_ascii_uppercase() {
             continue;
         }
@@ -246,13 +300,13 @@ fn numbers(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
         if d == 17
             && matches!(at(bytes, end), b'X' | b'x')
             && prc_id(&digits, b'X')
-            && !word_byte(at(bytes, end + 1))
+            && !word_byte(at(bytes, after_end))
         {
             found.push(PiiMatch {
                 rule: "pii.national_id.cn",
                 kind: "national_id",
                 start,
-                end: end + 1,
+                end: after_end,
             });
             continue;
         }
@@ -261,13 +315,13 @@ fn numbers(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
             if d == 8
                 && groups.len() == 1
                 && dni(&digits, at(bytes, end))
-                && !word_byte(at(bytes, end + 1))
+                && !word_byte(at(bytes, after_end))
             {
                 found.push(PiiMatch {
                     rule: "pii.national_id.es",
                     kind: "national_id",
                     start,
-                    end: end + 1,
+                    end: after_end,
                 });
             }
             continue;
@@ -346,11 +400,11 @@ fn ssn(d: &[u8]) -> bool {
 
 fn dni(d: &[u8], letter: u8) -> bool {
     const LETTERS: &[u8] = b"TRWAGMYFPDXBNJZSQVHLCKE";
-    let n: u64 = d
-        .iter()
-        .fold(0, |acc, &c| acc * 10 + u64::from(c.wrapping_sub(b'0')));
-    usize::try_from(n % 23)
-        .ok()
+    // Eight or nine digits: far from overflowing; a number that did is no DNI.
+    let n = d.iter().try_fold(0u64, |acc, &c| {
+        acc.checked_mul(10)?.checked_add(u64::from(digit_value(c)))
+    });
+    n.and_then(|n| usize::try_from(n % 23).ok())
         .and_then(|i| LETTERS.get(i))
         .is_some_and(|&l| l == letter.to_ascii_uppercase())
 }
@@ -361,11 +415,9 @@ fn prc_id(d17: &[u8], check: u8) -> bool {
     if d17.len() != 17 {
         return false;
     }
-    let sum: u32 = d17
-        .iter()
-        .zip(W)
-        .map(|(&c, w)| u32::from(c.wrapping_sub(b'0')) * w)
-        .sum();
+    let Some(sum) = weighted_sum(d17.iter().map(|&c| digit_value(c)), W) else {
+        return false;
+    };
     // Birth date plausibility (YYYYMMDD at 6..14).
     let year = d17
         .get(6..10)
@@ -387,40 +439,47 @@ fn prc_id(d17: &[u8], check: u8) -> bool {
 
 fn rrn(d: &[u8]) -> bool {
     const W: [u32; 12] = [2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5];
-    let sum: u32 = d
-        .iter()
-        .zip(W)
-        .map(|(&c, w)| u32::from(c.wrapping_sub(b'0')) * w)
-        .sum();
-    let check = (11 - sum % 11) % 10;
-    let month =
-        u32::from(at(d, 2).wrapping_sub(b'0')) * 10 + u32::from(at(d, 3).wrapping_sub(b'0'));
-    (1..=12).contains(&month) && u32::from(at(d, 12).wrapping_sub(b'0')) == check
+    let Some(sum) = weighted_sum(d.iter().map(|&c| digit_value(c)), W) else {
+        return false;
+    };
+    // `sum % 11` is at most 10.
+    let check = 11u32.saturating_sub(sum % 11) % 10;
+    let month = weighted_sum([digit_value(at(d, 2)), digit_value(at(d, 3))], [10, 1]);
+    month.is_some_and(|month| (1..=12).contains(&month)) && digit_value(at(d, 12)) == check
 }
 
 /// IBAN: country code, two check digits, 11-30 alphanumerics (optionally in groups of four).
 fn ibans(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
     let mut starts = Starts::new(starts);
-    while let Some(i) = starts.next().filter(|&i| i + 4 <= bytes.len()) {
-        let lead = at(bytes, i).is_ascii_uppercase()
-            && at(bytes, i + 1).is_ascii_uppercase()
-            && at(bytes, i + 2).is_ascii_digit()
-            && at(bytes, i + 3).is_ascii_digit();
-        if !lead || (i > 0 && word_byte(at(bytes, i - 1))) {
+    while let Some(i) = starts
+        .next()
+        .filter(|&i| bytes.len().saturating_sub(i) >= 4)
+    {
+        let Some(head) = from(bytes, i).first_chunk::<4>() else {
+            continue;
+        };
+        let [a, b, c, d] = *head;
+        let lead = a.is_ascii_uppercase()
+            && b.is_ascii_uppercase()
+            && c.is_ascii_digit()
+            && d.is_ascii_digit();
+        if !lead || word_byte(before(bytes, i)) {
             continue;
         }
-        let mut chars: Vec<u8> = bytes.get(i..i + 4).unwrap_or_default().to_vec();
-        let mut j = i + 4;
+        let mut chars: Vec<u8> = head.to_vec();
+        // Steps over bytes that are there: `j` stays within the text.
+        let mut j = i.saturating_add(4);
         while chars.len() < 34 {
-            let c = at(bytes, j);
+            let ahead = from(bytes, j);
+            let c = at(ahead, 0);
             if c.is_ascii_digit() || c.is_ascii_uppercase() {
                 chars.push(c);
-                j += 1;
+                j = j.saturating_add(1);
             } else if c == b' '
-                && (at(bytes, j + 1).is_ascii_digit() || at(bytes, j + 1).is_ascii_uppercase())
+                && (at(ahead, 1).is_ascii_digit() || at(ahead, 1).is_ascii_uppercase())
                 && chars.len().is_multiple_of(4)
             {
-                j += 1;
+                j = j.saturating_add(1);
             } else {
                 break;
             }
@@ -443,56 +502,57 @@ pub fn iban_valid(chars: &[u8]) -> bool {
     if chars.len() < 15 {
         return false;
     }
-    let rotated = chars.iter().skip(4).chain(chars.iter().take(4));
-    let mut rem: u32 = 0;
-    for &c in rotated {
-        let v = if c.is_ascii_digit() {
-            u32::from(c - b'0')
-        } else if c.is_ascii_uppercase() {
-            u32::from(c - b'A') + 10
-        } else {
-            return false;
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    rem == 1
+    let mut rotated = chars.iter().skip(4).chain(chars.iter().take(4));
+    // Digits are worth 0-9 and capitals 10-35 (base 36); the remainder stays below 97, so
+    // the checked steps never fail: only a byte of neither kind stops the fold.
+    let rem = rotated.try_fold(0u32, |rem, &c| {
+        let v = (c.is_ascii_digit() || c.is_ascii_uppercase())
+            .then(|| char::from(c).to_digit(36))
+            .flatten()?;
+        let scale = if v >= 10 { 100 } else { 10 };
+        Some(rem.checked_mul(scale)?.checked_add(v)? % 97)
+    });
+    rem == Some(1)
 }
 
 /// IDs that start with letters: UK NINO, Taiwan ID, Spanish NIE.
 fn letter_ids(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
     let mut starts = Starts::new(starts);
-    while let Some(i) = starts.next().filter(|&i| i + 9 <= bytes.len()) {
-        if !at(bytes, i).is_ascii_uppercase() || (i > 0 && word_byte(at(bytes, i - 1))) {
+    while let Some(i) = starts
+        .next()
+        .filter(|&i| bytes.len().saturating_sub(i) >= 9)
+    {
+        // At least nine bytes from `i` on: the fixed offsets below are read from `rest`, and
+        // `i` plus at most 10 stays within a byte of the text.
+        let rest = from(bytes, i);
+        if !at(rest, 0).is_ascii_uppercase() || word_byte(before(bytes, i)) {
             continue;
         }
         // Taiwan: letter, 1 or 2, eight digits.
-        let tw = bytes.get(i..i + 10).filter(|s| {
+        let tw = rest.get(..10).filter(|s| {
             s.len() == 10
                 && matches!(at(s, 1), b'1' | b'2')
                 && s.iter().skip(1).all(u8::is_ascii_digit)
         });
         if let Some(id) = tw
-            && !word_byte(at(bytes, i + 10))
+            && !word_byte(at(rest, 10))
             && taiwan(id)
         {
+            let end = i.saturating_add(10);
             found.push(PiiMatch {
                 rule: "pii.national_id.tw",
                 kind: "national_id",
                 start: i,
-                end: i + 10,
+                end,
             });
-            starts.skip_to(i + 10);
+            starts.skip_to(end);
             continue;
         }
         // UK NINO: two letters, six digits (optionally paired), suffix A-D.
         // (Checked only when a second capital and a digit follow: most capitals start words.)
-        let nino_shape = at(bytes, i + 1).is_ascii_uppercase()
-            && (at(bytes, i + 2).is_ascii_digit()
-                || (at(bytes, i + 2) == b' ' && at(bytes, i + 3).is_ascii_digit()));
+        let nino_shape = at(rest, 1).is_ascii_uppercase()
+            && (at(rest, 2).is_ascii_digit()
+                || (at(rest, 2) == b' ' && at(rest, 3).is_ascii_digit()));
         let compact: Vec<(u8, usize)> = if !nino_shape {
             Vec::new()
         } else {
@@ -510,7 +570,7 @@ fn letter_ids(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
             let c = |k: usize| compact.get(k).map_or(0, |p| p.0);
             let prefix_ok =
                 b"ABCEGHJKLMNOPRSTWXYZ".contains(&c(0)) && b"ABCEGHJKLMNPRSTWXYZ".contains(&c(1));
-            let end = compact.get(8).map_or(i, |p| p.1 + 1);
+            let end = compact.get(8).map_or(i, |p| p.1.saturating_add(1));
             if prefix_ok
                 && (2..8).all(|k| c(k).is_ascii_digit())
                 && matches!(c(8), b'A'..=b'D')
@@ -531,28 +591,29 @@ fn letter_ids(bytes: &[u8], starts: &[usize], found: &mut Vec<PiiMatch>) {
             }
         }
         // Spanish NIE: X/Y/Z, seven digits, letter.
-        if matches!(at(bytes, i), b'X' | b'Y' | b'Z')
-            && bytes
-                .get(i + 1..i + 8)
+        if matches!(at(rest, 0), b'X' | b'Y' | b'Z')
+            && rest
+                .get(1..8)
                 .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
-            && at(bytes, i + 8).is_ascii_uppercase()
-            && !word_byte(at(bytes, i + 9))
+            && at(rest, 8).is_ascii_uppercase()
+            && !word_byte(at(rest, 9))
         {
-            let lead = match at(bytes, i) {
+            let lead = match at(rest, 0) {
                 b'X' => b'0',
                 b'Y' => b'1',
                 _ => b'2',
             };
             let mut digits = vec![lead];
-            digits.extend_from_slice(bytes.get(i + 1..i + 8).unwrap_or_default());
-            if dni(&digits, at(bytes, i + 8)) {
+            digits.extend_from_slice(rest.get(1..8).unwrap_or_default());
+            if dni(&digits, at(rest, 8)) {
+                let end = i.saturating_add(9);
                 found.push(PiiMatch {
                     rule: "pii.national_id.es",
                     kind: "national_id",
                     start: i,
-                    end: i + 9,
+                    end,
                 });
-                starts.skip_to(i + 9);
+                starts.skip_to(end);
                 continue;
             }
         }
@@ -564,13 +625,18 @@ fn taiwan(id: &[u8]) -> bool {
     let Some(pos) = CODES.iter().position(|&c| c == at(id, 0)) else {
         return false;
     };
-    let n = u32::try_from(pos).unwrap_or(0) + 10;
-    let mut sum = n / 10 + (n % 10) * 9;
-    for (k, &c) in id.iter().skip(1).take(8).enumerate() {
-        sum += u32::from(c.wrapping_sub(b'0')) * (8 - u32::try_from(k).unwrap_or(0));
-    }
-    sum += u32::from(at(id, 9).wrapping_sub(b'0'));
-    sum % 10 == 0
+    // The letter's two-digit code (10-35), its digits weighted 1 and 9; then the eight
+    // digits weighted 8 down to 1, and the check digit.
+    let n = u32::try_from(pos).unwrap_or(0).saturating_add(10);
+    let code = weighted_sum([n / 10, n % 10], [1, 9]);
+    let body = weighted_sum(
+        id.iter().skip(1).take(8).map(|&c| digit_value(c)),
+        [8, 7, 6, 5, 4, 3, 2, 1],
+    );
+    let check = digit_value(at(id, 9));
+    code.zip(body)
+        .and_then(|(code, body)| code.checked_add(body)?.checked_add(check))
+        .is_some_and(|sum| sum % 10 == 0)
 }
 
 #[cfg(test)]

@@ -715,10 +715,10 @@ impl Compiled {
                         let Some(done) = covered.get_mut(idx) else {
                             continue;
                         };
-                        if m.end + WINDOW_AFTER / 2 <= *done {
+                        if m.end.saturating_add(WINDOW_AFTER / 2) <= *done {
                             continue;
                         }
-                        *done = m.end + WINDOW_AFTER;
+                        *done = m.end.saturating_add(WINDOW_AFTER);
                         confirm(re, text, m.start, m.end, imperative)
                     }
                 };
@@ -813,26 +813,20 @@ pub(crate) fn starts<'a>(
             return None;
         }
         let m = ac.find(aho_corasick::Input::new(text).span(at..text.len()))?;
-        at = m.start() + 1;
+        // Past the end (even saturated) stops the walk.
+        at = m.start().saturating_add(1);
         Some(m)
     })
 }
 
 /// The nearest character boundary at or before `at`.
-pub(crate) fn floor_boundary(text: &str, mut at: usize) -> usize {
-    while at > 0 && !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
+pub(crate) fn floor_boundary(text: &str, at: usize) -> usize {
+    text.floor_char_boundary(at)
 }
 
 /// The nearest character boundary at or after `at`, at most the end of `text`.
-pub(crate) fn ceil_boundary(text: &str, mut at: usize) -> usize {
-    at = at.min(text.len());
-    while at < text.len() && !text.is_char_boundary(at) {
-        at += 1;
-    }
-    at
+pub(crate) fn ceil_boundary(text: &str, at: usize) -> usize {
+    text.ceil_char_boundary(at)
 }
 
 /// Run `re` in the window around an anchor at `start..end` (for imperative rules, the match
@@ -1106,9 +1100,9 @@ fn opens_clause(text: &str, at: usize) -> bool {
                     | '\u{2022}'
             )
         })
-        .map_or(0, |i| i + 1);
+        .map_or(0, |i| i.saturating_add(1));
     let clause = before.get(clause_start..).unwrap_or("");
-    let mut words = 0;
+    let mut words = 0u32;
     let mut conjunction = false;
     for word in clause
         .split(|c: char| c.is_whitespace() || c == ',' || c == '-')
@@ -1119,7 +1113,7 @@ fn opens_clause(text: &str, at: usize) -> bool {
         if w.is_empty() {
             continue;
         }
-        words += 1;
+        words = words.saturating_add(1);
         if words == 1 {
             conjunction = matches!(w.as_str(), "and" | "then");
         }

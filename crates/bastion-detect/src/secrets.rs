@@ -301,9 +301,9 @@ pub fn entropy(s: &str) -> f64 {
     let mut n = 0u32;
     for b in s.bytes() {
         if let Some(c) = counts.get_mut(usize::from(b)) {
-            *c += 1;
+            *c = c.saturating_add(1);
         }
-        n += 1;
+        n = n.saturating_add(1);
     }
     if n == 0 {
         return 0.0;
@@ -497,7 +497,7 @@ impl Scanner {
             hits.extend(
                 finder
                     .find_iter(bytes)
-                    .map(|at| (at, at + finder.needle().len(), *index)),
+                    .map(|at| (at, at.saturating_add(finder.needle().len()), *index)),
             );
         }
         if hits.len() > from_set {
@@ -520,34 +520,43 @@ impl Scanner {
                 let span = if WINDOWED.contains(&provider.rule) {
                     let from = crate::rules::floor_boundary(text, m_start.saturating_sub(80));
                     let to = crate::rules::ceil_boundary(text, m_end.saturating_add(reach));
+                    // Offsets in the window, moved back to the text (within it).
                     text.get(from..to).and_then(|window| {
                         re.find_iter(window)
-                            .map(|h| (from + h.start(), from + h.end()))
+                            .map(|h| (from.saturating_add(h.start()), from.saturating_add(h.end())))
                             .find(|&(s, e)| s <= m_start && e >= m_end)
                     })
                 } else {
                     // The token starts at the anchor, which must start a word.
-                    if m_start > 0
-                        && bytes
-                            .get(m_start - 1)
-                            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                    if m_start
+                        .checked_sub(1)
+                        .and_then(|before| bytes.get(before))
+                        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
                     {
                         continue;
                     }
                     let to = crate::rules::ceil_boundary(text, m_start.saturating_add(reach));
                     text.get(m_start..to)
                         .and_then(|tail| re.find(tail))
-                        .map(|h| (m_start + h.start(), m_start + h.end()))
+                        .map(|h| {
+                            (
+                                m_start.saturating_add(h.start()),
+                                m_start.saturating_add(h.end()),
+                            )
+                        })
                 };
                 if let Some((mut start, end)) = span {
                     // Patterns that assert what precedes a token include it in the match.
-                    while start < end
-                        && bytes.get(start).is_some_and(|b| {
-                            matches!(b, b' ' | b'\t' | b'\n' | b'=' | b':' | b'"' | b'\'')
-                        })
-                    {
-                        start += 1;
-                    }
+                    start = start.saturating_add(
+                        bytes
+                            .get(start..end)
+                            .unwrap_or_default()
+                            .iter()
+                            .take_while(|b| {
+                                matches!(b, b' ' | b'\t' | b'\n' | b'=' | b':' | b'"' | b'\'')
+                            })
+                            .count(),
+                    );
                     push(
                         &mut found,
                         SecretMatch {
@@ -575,14 +584,15 @@ impl Scanner {
             };
             let Some(value) = caps.get(4) else { continue };
             if secret_value(value.as_str()) {
-                let start = m.end() + value.start();
+                // The value's offsets in `rest`, moved back to the text (within it).
+                let start = m.end().saturating_add(value.start());
                 push(
                     &mut found,
                     SecretMatch {
                         rule: "secret.keyword",
                         kind: "secret",
                         start,
-                        end: m.end() + value.end(),
+                        end: m.end().saturating_add(value.end()),
                     },
                 );
             }
@@ -608,23 +618,27 @@ impl Scanner {
             else {
                 break;
             };
-            i = next;
-            if !bytes.get(i).copied().is_some_and(token) {
-                i += 1;
+            // The run, measured in the bytes that are there: `i` stays within the text.
+            let len = bytes
+                .get(next..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|&&b| token(b))
+                .count();
+            if len == 0 {
+                i = next.saturating_add(1);
                 continue;
             }
-            let start = i;
-            while bytes.get(i).copied().is_some_and(token) {
-                i += 1;
-            }
-            if i - start < 34 {
+            let start = next;
+            i = start.saturating_add(len);
+            if len < 34 {
                 continue;
             }
             let Some(run) = text.get(start..i) else {
                 continue;
             };
             let run = run.trim_end_matches('.');
-            let end = start + run.len();
+            let end = start.saturating_add(run.len());
             if self.discord.is_match(run) {
                 push(
                     found,
@@ -658,7 +672,8 @@ fn push(found: &mut Vec<SecretMatch>, m: SecretMatch) {
         .iter_mut()
         .find(|o| o.start < m.end && m.start < o.end)
     {
-        if m.end - m.start > other.end - other.start {
+        // Both spans are non-empty (only such are pushed): the lengths do not saturate.
+        if m.end.saturating_sub(m.start) > other.end.saturating_sub(other.start) {
             *other = m;
         }
         return;

@@ -82,9 +82,12 @@ pub fn apply(content: &str, mode: Mode, from: Provenance<'_>, nonce: &[u8; 16]) 
             )
         }
         Mode::Datamark => {
-            let idx = usize::from(nonce.first().copied().unwrap_or(0)) % MARKERS.len();
-            let marker = MARKERS.get(idx).copied().unwrap_or('ˆ');
-            let mut marked = String::with_capacity(content.len() + 16);
+            let marker = usize::from(nonce.first().copied().unwrap_or(0))
+                .checked_rem(MARKERS.len())
+                .and_then(|idx| MARKERS.get(idx))
+                .copied()
+                .unwrap_or('ˆ');
+            let mut marked = String::with_capacity(content.len().saturating_add(16));
             let mut in_space = false;
             for c in content.chars() {
                 if c.is_whitespace() {

@@ -7,20 +7,29 @@
 /// Byte lanes of a word, for the eight-bytes-at-a-time classification.
 pub(crate) const LANES: u64 = 0x0101_0101_0101_0101;
 pub(crate) const HIGH: u64 = 0x8080_8080_8080_8080;
+/// The low seven bits of every lane.
+const LOW7: u64 = LANES * 0x7f;
 
 /// The high bit of each byte lane of `x` holding an ASCII byte strictly between `above` and
 /// `below` (both at most 128). Exact per lane: no carry crosses lanes.
+///
+/// Lane arithmetic: `wrapping_*` because the word is eight independent lanes, not a number.
+/// With both bounds at most 128 no lane over- or underflows, so the word never wraps either.
 pub(crate) const fn between(x: u64, above: u8, below: u8) -> u64 {
-    let low7 = x & (LANES * 0x7f);
-    let under = (LANES * (127 + below as u64)) - low7;
-    let over = low7 + LANES * (127 - above as u64);
+    let low7 = x & LOW7;
+    let under = LANES
+        .wrapping_mul(127u64.wrapping_add(below as u64))
+        .wrapping_sub(low7);
+    let over = low7.wrapping_add(LANES.wrapping_mul(127u64.wrapping_sub(above as u64)));
     under & over & !x & HIGH
 }
 
 /// The high bit of each byte lane of `x` equal to `value` (exact per lane).
 pub(crate) const fn equal(x: u64, value: u8) -> u64 {
-    let y = x ^ (LANES * value as u64);
-    !(((y & (LANES * 0x7f)) + LANES * 0x7f) | y | (LANES * 0x7f))
+    // `value` in every lane; then a lane of `y` is zero exactly where `x` holds `value`, and
+    // adding 0x7f to its low seven bits carries into its high bit unless they are all zero.
+    let y = x ^ u64::from_ne_bytes([value; 8]);
+    !((y & LOW7).wrapping_add(LOW7) | y | LOW7)
 }
 
 /// Lanes holding an ASCII lower-case letter.
@@ -75,15 +84,16 @@ pub(crate) fn masks64<const N: usize>(
     classify: impl Fn(u64) -> [u64; N],
 ) -> [u64; N] {
     let mut masks = [0u64; N];
-    for (index, word) in bytes.chunks(8).enumerate() {
+    for (shift, word) in (0..64).step_by(8).zip(bytes.chunks(8)) {
         let lanes = classify(key8(word));
         for (mask, lane) in masks.iter_mut().zip(lanes) {
-            *mask |= pack(lane) << (index * 8);
+            *mask |= pack(lane) << shift;
         }
     }
     if bytes.len() < 64 {
+        // The low `bytes.len()` bits.
         for mask in &mut masks {
-            *mask &= (1u64 << bytes.len()) - 1;
+            *mask &= !(u64::MAX << bytes.len());
         }
     }
     masks
@@ -99,19 +109,20 @@ pub(crate) fn mask64(bytes: &[u8], classify: impl Fn(u64) -> u64) -> u64 {
 /// Bit i set when bits i..i+len of `bits` are all set.
 fn runs_at_least(bits: u128, len: usize) -> u128 {
     // Doubling: `span` holds "the next `width` bits are set"; the binary digits of `len` pick
-    // which spans to chain.
+    // which spans to chain. Shifts of 128 or more clear the word, so `offset` and `width` may
+    // saturate without changing the result.
     let mut acc = !0u128;
-    let mut offset = 0;
+    let mut offset = 0u32;
     let mut span = bits;
-    let mut width = 1;
+    let mut width = 1u32;
     let mut rest = len;
     while rest > 0 {
         if rest & 1 == 1 {
             acc &= span.checked_shr(offset).unwrap_or(0);
-            offset += width;
+            offset = offset.saturating_add(width);
         }
         span &= span.checked_shr(width).unwrap_or(0);
-        width *= 2;
+        width = width.saturating_mul(2);
         rest >>= 1;
     }
     acc
@@ -128,7 +139,7 @@ fn block_lows(k: usize) -> u64 {
 fn full_block(bits: u64, lows: u64, k: usize) -> bool {
     // The zero-lane test on the complement, lanes of k bits: exact as to whether one exists.
     let gaps = !bits;
-    gaps.wrapping_sub(lows) & !gaps & (lows << (k - 1)) != 0
+    gaps.wrapping_sub(lows) & !gaps & (lows << k.saturating_sub(1)) != 0
 }
 
 /// Where a scan for runs of at least `min_len` bytes of a class (`lanes` marks them) can
@@ -151,60 +162,69 @@ pub(crate) fn next_long_run(
     if min_len == 0 || min_len > 64 {
         return (from < bytes.len()).then_some(from);
     }
-    let chunk = |index: usize| {
+    // Chunks are named by the offset of their first byte (a multiple of 64); offsets past
+    // the end (even a saturated one) name an empty chunk.
+    let chunk = |base: usize| {
         bytes
-            .get(index * 64..)
+            .get(base..)
             .map(|rest| rest.get(..64).unwrap_or(rest))
             .unwrap_or_default()
     };
-    let coarse = |index: usize| mask64(chunk(index), |x| between(x, bounds.0, bounds.1));
+    let coarse = |base: usize| mask64(chunk(base), |x| between(x, bounds.0, bounds.1));
     // Bit i set when a run of `min_len` starts at bit i of the chunk pair `(low, high)` at or
     // after `from`.
-    let starts = |index: usize, low: u64, high: u64| {
+    let starts = |base: usize, low: u64, high: u64| {
         let window = (u128::from(high) << 64) | u128::from(low);
-        let mut hits =
+        let hits =
             u64::try_from(runs_at_least(window, min_len) & u128::from(u64::MAX)).unwrap_or(0);
-        let base = index * 64;
-        if from > base {
-            hits &= u64::MAX
-                .checked_shl(u32::try_from(from - base).unwrap_or(64))
-                .unwrap_or(0);
-        }
-        hits
+        // The bits before `from` cleared (none when the chunk starts at or after it).
+        let cut = u32::try_from(from.saturating_sub(base)).unwrap_or(64);
+        hits & u64::MAX.checked_shl(cut).unwrap_or(0)
     };
     // A run of `min_len` >= 2k - 1 bits holds an aligned block of k bits, in its own chunk
     // or the next: where neither chunk has a full block, nothing starts (a few operations
-    // instead of the run search).
-    let block = [32usize, 16, 8, 4, 2]
+    // instead of the run search). Pairs of (k, 2k - 1).
+    let block = [(32usize, 63usize), (16, 31), (8, 15), (4, 7), (2, 3)]
         .into_iter()
-        .find(|k| 2 * k - 1 <= min_len)
+        .find_map(|(k, need)| (need <= min_len).then_some(k))
         .unwrap_or(2);
     let lows = block_lows(block);
     let has_block = |bits: u64| min_len < 3 || full_block(bits, lows, block);
-    let mut index = from / 64;
-    let mut current = coarse(index);
-    while index * 64 < bytes.len() {
-        let next = coarse(index + 1);
-        if (has_block(current) || has_block(next)) && starts(index, current, next) != 0 {
-            let exact = |i: usize| mask64(chunk(i), lanes);
-            let hits = starts(index, exact(index), exact(index + 1));
+    // `from` rounded down to a multiple of 64.
+    let mut base = from & !63;
+    let mut current = coarse(base);
+    while base < bytes.len() {
+        let next_base = base.saturating_add(64);
+        let next = coarse(next_base);
+        if (has_block(current) || has_block(next)) && starts(base, current, next) != 0 {
+            let exact = |at: usize| mask64(chunk(at), lanes);
+            let hits = starts(base, exact(base), exact(next_base));
             if hits != 0 {
-                let mut at = index * 64 + usize::try_from(hits.trailing_zeros()).unwrap_or(0);
-                while at > from && bytes.get(at - 1).copied().is_some_and(&in_class) {
-                    at -= 1;
-                }
-                return Some(at);
+                let at = base.saturating_add(usize::try_from(hits.trailing_zeros()).unwrap_or(0));
+                // Back to the start of the run, but not before `from`.
+                let back = bytes
+                    .get(from..at)
+                    .unwrap_or_default()
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| in_class(b))
+                    .count();
+                return Some(at.saturating_sub(back));
             }
         }
         current = next;
-        index += 1;
+        base = next_base;
     }
     None
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::indexing_slicing, reason = "test code")]
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        reason = "test code: naive reference implementations over small inputs"
+    )]
 
     use super::*;
     use proptest::prelude::*;

@@ -4,7 +4,8 @@
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
-    reason = "tests"
+    clippy::arithmetic_side_effects,
+    reason = "tests: bounds and reference checksums over small generated inputs"
 )]
 
 use std::sync::LazyLock;

@@ -310,12 +310,12 @@ fn flatten(v: &Value, prefix: &str, depth: usize, out: &mut Vec<(String, Restric
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                flatten(v, &key(k), depth + 1, out);
+                flatten(v, &key(k), depth.saturating_add(1), out);
             }
         }
         Value::Array(a) => {
             for (i, v) in a.iter().enumerate() {
-                flatten(v, &key(&i.to_string()), depth + 1, out);
+                flatten(v, &key(&i.to_string()), depth.saturating_add(1), out);
             }
         }
         Value::String(s) => put(prefix, s.clone()),
@@ -361,7 +361,7 @@ impl Engine {
         let (schema, _warnings) =
             Schema::from_cedarschema_str(SCHEMA).map_err(|e| PolicyError::Schema(e.to_string()))?;
         let mut policies = PolicySet::new();
-        let mut count = 0;
+        let mut count = 0usize;
         for src in sources {
             let set = PolicySet::from_str(&src.text).map_err(|e| PolicyError::Parse {
                 file: src.name.clone(),
@@ -377,7 +377,7 @@ impl Engine {
                 policies
                     .add(p.new_id(PolicyId::new(&id)))
                     .map_err(|_| PolicyError::DuplicateId(id.clone()))?;
-                count += 1;
+                count = count.saturating_add(1);
             }
         }
         if count == 0 && !dangerous_allow_all {
@@ -573,7 +573,7 @@ impl Engine {
             // 1970-01-01 was a Thursday (3 with Monday = 0).
             (
                 "weekday".to_owned(),
-                RestrictedExpression::new_long(((days + 3) % 7) as i64),
+                RestrictedExpression::new_long((days.saturating_add(3) % 7) as i64),
             ),
             (
                 "client_ip".to_owned(),

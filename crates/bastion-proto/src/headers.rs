@@ -61,7 +61,8 @@ pub fn decode_value(raw: &[u8]) -> Result<String, HeaderValueError> {
     let lower = s.get(..9).map(str::to_ascii_lowercase);
     if lower.as_deref() == Some("=?base64?") && s.ends_with("?=") && s.len() >= 11 {
         let inner = s
-            .get(9..s.len() - 2)
+            .get(9..)
+            .and_then(|r| r.strip_suffix("?="))
             .ok_or(HeaderValueError::InvalidBase64)?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(inner)
@@ -154,7 +155,7 @@ pub fn param_headers(schema: &Value) -> Option<Vec<ParamHeader>> {
                     path: path.clone(),
                 });
             }
-            if !walk(sub, path, out, depth + 1) {
+            if !walk(sub, path, out, depth.saturating_add(1)) {
                 return false;
             }
             path.pop();

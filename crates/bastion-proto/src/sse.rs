@@ -116,7 +116,7 @@ impl Decoder {
             }
             return Ok(Some(ev));
         }
-        self.event_bytes += line.len();
+        self.event_bytes = self.event_bytes.saturating_add(line.len());
         if self.event_bytes > self.limit {
             return Err(SseError::TooLarge(self.limit));
         }
@@ -157,7 +157,7 @@ impl Decoder {
 /// Encodes one `message` event carrying `data` (a compact JSON document, which
 /// never contains raw newlines; any that do appear are split into `data:` lines).
 pub fn encode_message(id: Option<&str>, data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(data.len() + 48);
+    let mut out = BytesMut::with_capacity(data.len().saturating_add(48));
     if let Some(id) = id {
         out.extend_from_slice(b"id: ");
         out.extend_from_slice(id.as_bytes());

@@ -52,12 +52,10 @@ fn unreserved(b: u8) -> bool {
 }
 
 fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    // `to_digit(16)` accepts exactly 0-9, a-f and A-F.
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn upper_hex(n: u8) -> char {
@@ -81,16 +79,17 @@ fn percent(s: &str, path: bool) -> Result<String, UriError> {
                 .and_then(|r| r.chars().next())
                 .ok_or(UriError::BadPercent)?;
             out.push(ch);
-            i += ch.len_utf8();
+            i = i.saturating_add(ch.len_utf8());
             continue;
         }
         let (Some(h), Some(l)) = (
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
+            b.get(i.saturating_add(1)).copied().and_then(hex),
+            b.get(i.saturating_add(2)).copied().and_then(hex),
         ) else {
             return Err(UriError::BadPercent);
         };
-        let v = h * 16 + l;
+        // Two hex digits (each below 16): one byte.
+        let v = (h << 4) | l;
         if path && matches!(v, b'/' | b'\\' | 0) {
             return Err(UriError::EncodedSeparator);
         }
@@ -101,7 +100,7 @@ fn percent(s: &str, path: bool) -> Result<String, UriError> {
             out.push(upper_hex(h));
             out.push(upper_hex(l));
         }
-        i += 3;
+        i = i.saturating_add(3);
     }
     Ok(out)
 }
@@ -205,6 +204,20 @@ pub fn canonical(uri: &str) -> Result<String, UriError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn hex_digits_are_exactly_the_ascii_hex_digits() {
+        for b in 0..=u8::MAX {
+            let want = match b {
+                b'0'..=b'9' => Some(u32::from(b) - u32::from(b'0')),
+                b'a'..=b'f' => Some(u32::from(b) - u32::from(b'a') + 10),
+                b'A'..=b'F' => Some(u32::from(b) - u32::from(b'A') + 10),
+                _ => None,
+            };
+            assert_eq!(hex(b).map(u32::from), want, "byte {b:#04x}");
+        }
+        assert_eq!(canonical("demo://h/a%2a%7E%41").unwrap(), "demo://h/a%2A~A");
+    }
 
     #[test]
     fn dot_segments_resolve_to_the_same_resource() {

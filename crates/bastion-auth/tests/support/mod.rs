@@ -118,7 +118,7 @@ impl Key {
 pub fn claims(iss: &str, sub: &str) -> Value {
     let t = now();
     json!({"iss": iss, "sub": sub, "aud": AUD, "client_id": "app", "scope": "mcp:tools",
-           "iat": t, "exp": t + 300, "jti": format!("j-{sub}-{}", rand_u64())})
+           "iat": t, "exp": t.saturating_add(300), "jti": format!("j-{sub}-{}", rand_u64())})
 }
 
 pub fn rand_u64() -> u64 {
