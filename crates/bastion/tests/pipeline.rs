@@ -1069,3 +1069,86 @@ permit (principal == Bastion::User::"alice", action == Bastion::Action::"tools/c
         panic!("{e}");
     }
 }
+
+#[tokio::test]
+async fn task_ids_reach_the_client_sealed_on_every_path_and_only_sealed_ones_come_back() {
+    let env = env_with(
+        r#"permit (principal, action, resource);"#,
+        "",
+        |dir| recorder(dir, "a", &[("REC_TOOLS", "job")]),
+        "",
+    )
+    .await;
+    let s = legacy_as(&env.gw.url, &env.token("alice"), json!({})).await;
+    // A notification about a task is not part of a request: it arrives on
+    // the session's GET stream.
+    let mut stream = s
+        .http
+        .get(&s.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &s.sid)
+        .header("mcp-protocol-version", &s.version)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let r = s
+        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a__job", "arguments": {}}}))
+        .await;
+    let msgs = common::messages(r).await;
+    let mut seen = String::new();
+    let note = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = stream.chunk().await.unwrap()?;
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(v) = seen
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .find(|m| m["method"] == "notifications/tasks/status")
+            {
+                return Some(v);
+            }
+        }
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // The upstream's id appears nowhere the client can see: not in the status
+    // notification, not in the CreateTaskResult, not in the related-task _meta.
+    assert!(
+        !msgs
+            .iter()
+            .chain([&note])
+            .any(|m| m.to_string().contains("raw-7")),
+        "{msgs:?} {note}"
+    );
+    let result = msgs.last().unwrap();
+    let sealed = result["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(sealed.starts_with("btk1."), "{result}");
+    // One task, one id wherever it appears.
+    assert_eq!(note["params"]["taskId"], sealed.as_str());
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        sealed.as_str()
+    );
+
+    // The sealed id comes back and the upstream gets its own.
+    let got = s.call(2, "tasks/get", json!({"taskId": sealed})).await;
+    assert_eq!(got["result"]["taskId"], sealed.as_str(), "{got}");
+    let asked = env.received("a", "tasks/get");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["params"]["taskId"], "raw-7");
+
+    // The upstream's own id, and alice's id presented by bob, go nowhere.
+    let raw = s.call(3, "tasks/get", json!({"taskId": "raw-7"})).await;
+    assert_eq!(raw["error"]["message"], "Unknown task", "{raw}");
+    let bob = legacy_as(&env.gw.url, &env.token("bob"), json!({})).await;
+    let stolen = bob.call(4, "tasks/get", json!({"taskId": sealed})).await;
+    assert_eq!(stolen["error"]["message"], "Unknown task", "{stolen}");
+    assert_eq!(env.received("a", "tasks/get").len(), 1);
+    env.gw.stop().await;
+}
