@@ -626,8 +626,8 @@ impl Gateway {
                     && (r.get("resultType").and_then(Value::as_str) == Some("task")
                         || r.get("task").is_some())
                 {
-                    let up = self.upstream_name(route.upstream).to_owned();
-                    match crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, &up, r) {
+                    let up = self.upstream_name(route.upstream);
+                    match crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, up, r) {
                         Ok(raw) => {
                             for t in raw {
                                 self.tasks
@@ -772,9 +772,9 @@ impl Gateway {
                     &mut resp,
                 );
                 if let Ok(r) = &mut resp.outcome {
-                    let up = self.upstream_name(idx).to_owned();
+                    let up = self.upstream_name(idx);
                     if let Err(e) =
-                        crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, &up, r)
+                        crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, up, r)
                     {
                         resp.outcome = Err(e);
                     }
@@ -1634,9 +1634,9 @@ impl Gateway {
         kind: &ListKind,
         lister: Lister<'_>,
     ) -> Result<Listed, ErrorObject> {
-        let (caller, internal) = match lister {
-            Lister::Caller(c) => (Some(c), None),
-            Lister::Inventory(i) => (None, Some(i)),
+        let caller = match lister {
+            Lister::Caller(c) => Some(c),
+            Lister::Inventory(_) => None,
         };
         let cursor = req
             .params
@@ -1660,8 +1660,8 @@ impl Gateway {
             .collect();
         // Each upstream asked is a permit of its own (or, for the inventory,
         // which no client asked for, the capability it holds).
-        let targets: Vec<(usize, Option<String>, Pass<'_>)> = match (caller, internal) {
-            (Some(c), _) => {
+        let targets: Vec<(usize, Option<String>, Pass<'_>)> = match lister {
+            Lister::Caller(c) => {
                 let action = crate::pipeline::authz::list_action(&req.method);
                 targets
                     .into_iter()
@@ -1678,11 +1678,10 @@ impl Gateway {
                     })
                     .collect()
             }
-            (None, Some(internal)) => targets
+            Lister::Inventory(internal) => targets
                 .into_iter()
                 .map(|(i, cur)| (i, cur, Pass::Internal(internal)))
                 .collect(),
-            (None, None) => Vec::new(),
         };
         let results = join_all(targets.into_iter().map(|(idx, cur, pass)| {
             let mut sub = req.clone();

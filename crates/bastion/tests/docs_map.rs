@@ -12,18 +12,10 @@
     reason = "test code"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            sources(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
+#[path = "common/sources.rs"]
+mod sources;
 
 /// (path under some crate's `src/`, text) of every workspace source file.
 fn all_sources(root: &Path) -> Vec<(String, String)> {
@@ -33,8 +25,7 @@ fn all_sources(root: &Path) -> Vec<(String, String)> {
         if !src.is_dir() {
             continue;
         }
-        let mut files = Vec::new();
-        sources(&src, &mut files);
+        let files = sources::rust_files(&src);
         for f in files {
             let rel = f
                 .strip_prefix(&src)

@@ -68,18 +68,25 @@ impl Gateway {
                         )
                         .ok()?;
                     // The client knows tasks only by their sealed ids.
-                    let upstream = self.upstream_name(idx).to_owned();
-                    seal_ids(&self.sealer, &ctx.principal, &upstream, params).ok()?;
+                    seal_ids(
+                        &self.sealer,
+                        &ctx.principal,
+                        self.upstream_name(idx),
+                        params,
+                    )
+                    .ok()?;
                 }
                 Some(up)
             }
             Message::Request(r) => {
                 let method = r.method.clone();
-                let upstream = self.upstream_name(idx).to_owned();
                 let decided = self
                     .decide_server_request(caller, ctx, idx, &method, r.params.as_mut())
                     .and_then(|()| match r.params.as_mut() {
-                        Some(p) => seal_ids(&self.sealer, &ctx.principal, &upstream, p).map(drop),
+                        Some(p) => {
+                            seal_ids(&self.sealer, &ctx.principal, self.upstream_name(idx), p)
+                                .map(drop)
+                        }
                         None => Ok(()),
                     });
                 match decided {

@@ -130,6 +130,46 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// `prefix kid . base64url(nonce ‖ ciphertext)` for `plain` sealed under
+/// `aead` with `nonce` and `aad`: the wire form of every sealed value.
+fn wrap(
+    prefix: &str,
+    kid: &str,
+    aead: &XChaCha20Poly1305,
+    nonce: &[u8],
+    plain: &[u8],
+    aad: &[u8],
+) -> Option<String> {
+    let ct = aead
+        .encrypt(XNonce::from_slice(nonce), Payload { msg: plain, aad })
+        .ok()?;
+    let mut raw = nonce.to_vec();
+    raw.extend_from_slice(&ct);
+    Some(format!(
+        "{prefix}{kid}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    ))
+}
+
+/// The key id and the rest of a sealed value of kind `prefix`.
+fn split<'a>(sealed: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    sealed.strip_prefix(prefix)?.split_once('.')
+}
+
+/// The plaintext of the base64url `nonce ‖ ciphertext` in `b64`, if it
+/// opens under `aead` with `aad`.
+fn unwrap(aead: &XChaCha20Poly1305, b64: &str, aad: &[u8]) -> Option<Vec<u8>> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .ok()?;
+    if raw.len() < 24 + 16 {
+        return None;
+    }
+    let (nonce, ct) = raw.split_at(24);
+    aead.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+        .ok()
+}
+
 impl Sealer {
     /// A sealer with a fresh random key and no audience (tests, single use).
     pub fn random() -> Self {
@@ -184,21 +224,7 @@ impl Sealer {
         mac.update(&plain);
         let tag = mac.finalize().into_bytes();
         let nonce = tag.get(..24)?;
-        let ct = aead
-            .encrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
-            )
-            .ok()?;
-        let mut raw = nonce.to_vec();
-        raw.extend_from_slice(&ct);
-        Some(format!(
-            "{TASK_PREFIX}{kid}.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-        ))
+        wrap(TASK_PREFIX, kid, aead, nonce, &plain, &aad)
     }
 
     /// Opens a task id a client presented; `None` unless this gateway issued
@@ -207,24 +233,9 @@ impl Sealer {
         if sealed.len() > 2 * MAX_TASK_ID {
             return None;
         }
-        let (kid, b64) = sealed.strip_prefix(TASK_PREFIX)?.split_once('.')?;
+        let (kid, b64) = split(sealed, TASK_PREFIX)?;
         let (_, aead, _) = self.task_keys.iter().find(|(id, _, _)| id == kid)?;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(b64)
-            .ok()?;
-        if raw.len() < 24 + 16 {
-            return None;
-        }
-        let (nonce, ct) = raw.split_at(24);
-        let plain = aead
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: &self.task_aad(kid, principal),
-                },
-            )
-            .ok()?;
+        let plain = unwrap(aead, b64, &self.task_aad(kid, principal))?;
         serde_json::from_slice(&plain).ok()
     }
 
@@ -247,21 +258,7 @@ impl Sealer {
             return String::new();
         };
         // Encryption with a valid key and nonce cannot fail for in-memory input.
-        let ct = aead
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &self.aad(kid),
-                },
-            )
-            .unwrap_or_default();
-        let mut raw = nonce.to_vec();
-        raw.extend_from_slice(&ct);
-        format!(
-            "{PREFIX}{kid}.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-        )
+        wrap(PREFIX, kid, aead, &nonce, &plain, &self.aad(kid)).unwrap_or_default()
     }
 
     /// Opens a state and checks it belongs to (`principal`, `method`, `name`).
@@ -275,30 +272,14 @@ impl Sealer {
         if sealed.len() > MAX_STATE {
             return Err(SealError::Invalid);
         }
-        let rest = sealed.strip_prefix(PREFIX).ok_or(SealError::Invalid)?;
-        let (kid, b64) = rest.split_once('.').ok_or(SealError::Invalid)?;
+        let (kid, b64) = split(sealed, PREFIX).ok_or(SealError::Invalid)?;
         let aead = self
             .keys
             .iter()
             .find(|(id, _)| id == kid)
             .map(|(_, a)| a)
             .ok_or(SealError::Invalid)?;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(b64)
-            .map_err(|_| SealError::Invalid)?;
-        if raw.len() < 24 + 16 {
-            return Err(SealError::Invalid);
-        }
-        let (nonce, ct) = raw.split_at(24);
-        let plain = aead
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: &self.aad(kid),
-                },
-            )
-            .map_err(|_| SealError::Invalid)?;
+        let plain = unwrap(aead, b64, &self.aad(kid)).ok_or(SealError::Invalid)?;
         let st: State = serde_json::from_slice(&plain).map_err(|_| SealError::Invalid)?;
         if st.p != principal || st.m != method || st.n != name {
             return Err(SealError::Mismatch);
