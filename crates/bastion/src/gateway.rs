@@ -1,16 +1,20 @@
-//! The gateway: upstream registry, session store, and the request pipeline.
+//! The gateway's state and the steps shared by both directions.
 //!
-//! [`Gateway::dispatch`] is the one place a client request is turned into
-//! upstream work. It runs, in order:
-//! 1. local methods (`ping`, `server/discover`) answered by the gateway;
-//! 2. list methods fanned out to every upstream with the capability, names
-//!    prefixed, routes recorded, pages merged under a gateway cursor;
-//! 3. named methods (`tools/call`, `prompts/get`, `resources/*`, completion)
-//!    routed to the one upstream that owns the name, the prefix stripped;
-//! 4. the response restored to the client's id.
+//! [`Gateway`] owns the upstream registry, the session and stateless-context
+//! tables, the sealer, keyring, store, pins, limits and the audit sink.
+//! [`Gateway::dispatch`] hands a client request to
+//! [`pipeline::requests`](crate::pipeline::requests), which serves it with
+//! one function per method; the steps those functions share live here:
+//! routing (`tool_route`, `route_name`, `route_uri`), the permit
+//! (`permit`), the one way upstream (`send` → `forward`, under a `Pass`),
+//! screening of what comes back (`screen_response`), lists fanned out and
+//! merged under sealed cursors (`list_collecting`), client notifications
+//! (`notify`) and answers to server requests (`answer`).
 //!
-//! Authentication, authorization and detection slot in at the marked steps as
-//! their issues land; audit is emitted by the HTTP layer on every exit path.
+//! Invariants: nothing reaches an upstream without a `Pass` (a grant for this
+//! request's principal and item, or the `Internal` capability only session
+//! and inventory code create); a name or URI two upstreams claim is withheld,
+//! never guessed; every failure is a JSON-RPC error, never a panic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -136,7 +140,7 @@ pub(crate) struct Listed {
     /// Names two upstreams claimed (withheld).
     pub(crate) collisions: Vec<String>,
     /// The upstreams that answered.
-    answered: Vec<usize>,
+    pub(crate) answered: Vec<usize>,
 }
 
 /// A route learnt from a list: exposed name, upstream, its own name, header
@@ -160,7 +164,7 @@ pub(crate) struct ListKind {
 }
 
 #[derive(Clone, Copy)]
-enum NameSpace {
+pub(crate) enum NameSpace {
     Tools,
     Prompts,
 }
@@ -175,7 +179,7 @@ pub(crate) enum Lister<'a> {
     Inventory(&'a Internal),
 }
 
-fn list_kind(method: &str) -> Option<ListKind> {
+pub(crate) fn list_kind(method: &str) -> Option<ListKind> {
     Some(match method {
         "tools/list" => TOOLS,
         "prompts/list" => PROMPTS,
@@ -190,7 +194,7 @@ pub fn server_info() -> Value {
     json!({"name": "mcp-bastion", "title": "mcp-bastion MCP security gateway", "version": env!("CARGO_PKG_VERSION")})
 }
 
-fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
+pub(crate) fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(code, msg)
 }
 
@@ -453,542 +457,57 @@ impl Gateway {
         client_params: Vec<(HeaderName, HeaderValue)>,
         caller: &Caller,
     ) -> Result<Response, ErrorObject> {
-        if lane == Lane::Modern
-            && matches!(
-                req.method.as_str(),
-                "initialize"
-                    | "ping"
-                    | "logging/setLevel"
-                    | "resources/subscribe"
-                    | "resources/unsubscribe"
-            )
-        {
-            return Err(err(
-                codes::METHOD_NOT_FOUND,
-                format!(
-                    "Method not found: {} is not part of the 2026-07-28 revision",
-                    req.method
-                ),
-            ));
+        crate::pipeline::requests::Asked {
+            gw: self,
+            ctx,
+            lane,
+            caller,
+            events,
+            client_params,
         }
-        if let Some(kind) = list_kind(&req.method) {
-            let v = self.list(ctx, &req, &kind, caller).await?;
-            return Ok(Response::result(req.id, v));
-        }
-        match req.method.as_str() {
-            "ping" if lane == Lane::Legacy => Ok(Response::result(req.id, json!({}))),
-            "server/discover" if lane == Lane::Modern => {
-                Ok(Response::result(req.id, self.discover(ctx).await))
-            }
-            "logging/setLevel" if lane == Lane::Legacy => {
-                let mut any = false;
-                for up in &self.upstreams {
-                    if let Ok(c) = ctx.conn(up).await
-                        && c.has_capability("logging")
-                    {
-                        any = true;
-                        if c.era == Era::Modern {
-                            // 2026-07-28 has no setLevel: the level rides on each request.
-                            if let Some(l) = req.params.as_ref().and_then(|p| p.get("level")) {
-                                *ctx.log_level.lock() = Some(l.clone());
-                            }
-                        } else {
-                            // Protocol housekeeping of the gateway's own session with
-                            // the upstream: no tool, resource or prompt is involved.
-                            let _ = self
-                                .forward(
-                                    ctx,
-                                    &c,
-                                    Pass::Internal(&Internal::session()),
-                                    req.clone(),
-                                    None,
-                                    &[],
-                                )
-                                .await;
-                        }
-                    }
-                }
-                if any {
-                    Ok(Response::result(req.id, json!({})))
-                } else {
-                    Err(err(codes::METHOD_NOT_FOUND, "no upstream supports logging"))
-                }
-            }
-            "tools/call" => {
-                let name = param_str(&req, "name")?;
-                let route = match self.tool_route(ctx, &name) {
-                    Some(r) => r,
-                    None => {
-                        // Not listed in this context yet: list once so routing, header
-                        // mirroring and policy use the upstream's real definition.
-                        let answered = self
-                            .list_collecting(
-                                ctx,
-                                &list_request(&req, "tools/list"),
-                                &TOOLS,
-                                Lister::Caller(caller),
-                            )
-                            .await
-                            .map(|l| l.answered)
-                            .unwrap_or_default();
-                        match self.tool_route(ctx, &name) {
-                            Some(r) => r,
-                            None => {
-                                // Still not there. When its upstream answered the list,
-                                // the tool is unknown or withheld from this principal:
-                                // the same answer either way. When that upstream is
-                                // down, route by prefix so the error names it.
-                                let (upstream, original) = self
-                                    .route_name(ctx, NameSpace::Tools, &name)
-                                    .filter(|(i, _)| !answered.contains(i))
-                                    .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?;
-                                ToolRoute {
-                                    upstream,
-                                    name: original,
-                                    params: Vec::new(),
-                                    annotations: Vec::new(),
-                                    hash: String::new(),
-                                }
-                            }
-                        }
-                    }
-                };
-                let no_args = json!({});
-                let args = req
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("arguments"))
-                    .unwrap_or(&no_args);
-                let item = Item {
-                    upstream: route.upstream,
-                    kind: ItemKind::Tool,
-                    name: &route.name,
-                    annotations: &route.annotations,
-                };
-                let grant = self.permit(caller, ctx, "tools/call", item, Some(args), || {
-                    unknown_name(NameSpace::Tools, &name)
-                })?;
-                // Tool integrity: a view older than the re-list interval is
-                // refreshed, then only the approved definition is called, with
-                // arguments its pinned schema allows.
-                let route = if self.ensure_fresh(ctx, route.upstream).await? {
-                    self.tool_route(ctx, &name)
-                        .filter(|r| r.upstream == route.upstream && r.name == route.name)
-                        .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?
-                } else {
-                    route
-                };
-                let output = self.check_call(&route, &name, args)?;
-                let origin = |direction| Origin {
-                    direction,
-                    upstream: route.upstream,
-                    method: "tools/call",
-                    target: &name,
-                };
-                let redacted =
-                    self.screen
-                        .arguments(ctx, origin(Direction::Arguments), &route.name, args)?;
-                let mut headers = param_headers_for(&route, &req, lane, &client_params)?;
-                let mut req = req;
-                set_param(&mut req, "name", Value::from(route.name.clone()));
-                if let Some(a) = redacted {
-                    set_param(&mut req, "arguments", a);
-                    // The client's headers were checked against what it sent; the
-                    // upstream's mirror what is sent on, so a redacted value does
-                    // not travel in a header.
-                    headers = param_headers_for(&route, &req, Lane::Legacy, &client_params)?;
-                }
-                let mut resp = self
-                    .send(ctx, caller, grant, req, Some(events), &headers)
-                    .await?;
-                if let Ok(r) = &resp.outcome
-                    && let Err(e) = self.check_result(&name, output.as_ref(), r)
-                {
-                    let mut ev = AuditEvent::new(EventKind::Integrity, Outcome::Refused);
-                    ev.upstream = self
-                        .upstreams
-                        .get(route.upstream)
-                        .map(|u| u.name().to_owned());
-                    ev.target = Some(route.name.clone());
-                    ev.reason = Some(e.message.clone());
-                    ev.change = Some(
-                        json!({"change": "result_refused", "kind": "tool", "name": route.name, "hash": route.hash}),
-                    );
-                    self.audit.emit(ev);
-                    resp.outcome = Err(e);
-                }
-                // The upstream's result was checked against its pinned schema as
-                // sent; now what reaches the model is screened.
-                self.screen_response(ctx, origin(Direction::ToolResults), &mut resp);
-                // A task the call created is handed to the client under its
-                // sealed id, and remembered as this principal's, by this tool.
-                if let Ok(r) = &mut resp.outcome
-                    && (r.get("resultType").and_then(Value::as_str) == Some("task")
-                        || r.get("task").is_some())
-                {
-                    let up = self.upstream_name(route.upstream);
-                    match crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, up, r) {
-                        Ok(raw) => {
-                            for t in raw {
-                                self.tasks
-                                    .record(route.upstream, &t, &ctx.principal, &route.name);
-                            }
-                        }
-                        Err(e) => resp.outcome = Err(e),
-                    }
-                }
-                Ok(resp)
-            }
-            "prompts/get" => {
-                let name = param_str(&req, "name")?;
-                let (idx, original) = self
-                    .route_name(ctx, NameSpace::Prompts, &name)
-                    .ok_or_else(|| unknown_name(NameSpace::Prompts, &name))?;
-                let no_args = json!({});
-                let args = req
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("arguments"))
-                    .unwrap_or(&no_args);
-                let grant = self.permit(
-                    caller,
-                    ctx,
-                    "prompts/get",
-                    Item {
-                        upstream: idx,
-                        kind: ItemKind::Prompt,
-                        name: &original,
-                        annotations: &[],
-                    },
-                    Some(args),
-                    || unknown_name(NameSpace::Prompts, &name),
-                )?;
-                self.check_prompt(ctx, idx, &name, &original).await?;
-                let origin = |direction| Origin {
-                    direction,
-                    upstream: idx,
-                    method: "prompts/get",
-                    target: &name,
-                };
-                let redacted =
-                    self.screen
-                        .arguments(ctx, origin(Direction::Arguments), &original, args)?;
-                let mut req = req;
-                set_param(&mut req, "name", Value::from(original));
-                if let Some(a) = redacted {
-                    set_param(&mut req, "arguments", a);
-                }
-                let mut resp = self
-                    .send(ctx, caller, grant, req, Some(events), &[])
-                    .await?;
-                self.screen_response(ctx, origin(Direction::Prompts), &mut resp);
-                Ok(resp)
-            }
-            // 2026-07-28 removed `tasks/result` (the extension inlines the
-            // outcome in `tasks/get`): "Method not found", as the revision says.
-            "tasks/result" if lane == Lane::Modern => Err(err(
-                codes::METHOD_NOT_FOUND,
-                "Method not found: tasks/result is not part of the 2026-07-28 tasks extension",
-            )),
-            // Tasks on 2026-07-28 exist only for a request that declares the
-            // extension; without it the answer is the missing-capability error,
-            // before any task id is looked at.
-            "tasks/get" | "tasks/update" | "tasks/cancel"
-                if lane == Lane::Modern && !declares_tasks(&ctx.hello().capabilities) =>
+        .serve(req)
+        .await
+    }
+
+    /// `logging/setLevel` (2025-11-25): to every upstream with logging, on the
+    /// gateway's own session with it; a 2026-07-28 upstream gets the level on
+    /// each later request instead.
+    pub(crate) async fn set_level(
+        &self,
+        ctx: &Context,
+        req: Request,
+    ) -> Result<Response, ErrorObject> {
+        let mut any = false;
+        for up in &self.upstreams {
+            if let Ok(c) = ctx.conn(up).await
+                && c.has_capability("logging")
             {
-                Err(ErrorObject::with_data(
-                    codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
-                    format!("Missing required client capability: {TASKS_EXTENSION}"),
-                    json!({"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}),
-                ))
-            }
-            "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result" => {
-                let task = param_str(&req, "taskId")?;
-                // Task ids are bearer-like handles: the client only ever sees
-                // sealed ones (bound to its principal and the upstream), so a
-                // task is served only to the principal it was issued to, and
-                // only while it may still use the tool that created it (or,
-                // for a task created on another instance, that upstream); any
-                // other gets the unknown-task answer, and the trail an event.
-                let unknown = || {
-                    ErrorObject::with_data(
-                        codes::INVALID_PARAMS,
-                        "Unknown task",
-                        json!({"taskId": task}),
-                    )
-                };
-                let opened = crate::pipeline::tasks::open(&self.sealer, &ctx.principal, &task)
-                    .and_then(|t| {
-                        let up = self.upstreams.iter().find(|u| u.name() == t.u)?;
-                        Some((up.index, t.t))
-                    });
-                let Some((idx, raw)) = opened else {
-                    let mut ev = AuditEvent::new(EventKind::Session, Outcome::Refused);
-                    ev.set_principal(&ctx.principal);
-                    ev.reason = Some("task id not issued to this principal".into());
-                    self.audit.emit(ev);
-                    return Err(unknown());
-                };
-                let tool = self.tasks.tool(idx, &raw, &ctx.principal);
-                let call = Call::new(idx, &req.method, Some(&raw));
-                let decision = match &tool {
-                    Some(tool) => self.authz.authorize_item(
-                        caller,
-                        ctx,
-                        "tools/call",
-                        Item {
-                            upstream: idx,
-                            kind: ItemKind::Tool,
-                            name: tool,
-                            annotations: &[],
-                        },
-                        None,
-                        call,
-                    ),
-                    None => self
-                        .authz
-                        .authorize_upstream(caller, ctx, "tools/list", call),
-                };
-                let bastion_policy::Decision::Allow(grant) = decision else {
-                    return Err(unknown());
-                };
-                let method = req.method.clone();
-                let mut req = req;
-                set_param(&mut req, "taskId", Value::from(raw));
-                let mut resp = self
-                    .send(ctx, caller, grant, req, Some(events), &client_params)
-                    .await?;
-                // A task's result is its tool's result, and what `tasks/get`
-                // reports about it reaches the model too.
-                let tool = tool.unwrap_or_default();
-                self.screen_response(
-                    ctx,
-                    Origin {
-                        direction: Direction::ToolResults,
-                        upstream: idx,
-                        method: &method,
-                        target: &tool,
-                    },
-                    &mut resp,
-                );
-                if let Ok(r) = &mut resp.outcome {
-                    let up = self.upstream_name(idx);
-                    if let Err(e) =
-                        crate::pipeline::tasks::seal_ids(&self.sealer, &ctx.principal, up, r)
-                    {
-                        resp.outcome = Err(e);
+                any = true;
+                if c.era == Era::Modern {
+                    // 2026-07-28 has no setLevel: the level rides on each request.
+                    if let Some(l) = req.params.as_ref().and_then(|p| p.get("level")) {
+                        *ctx.log_level.lock() = Some(l.clone());
                     }
-                }
-                Ok(resp)
-            }
-            "completion/complete" => {
-                let r = req
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.get("ref"))
-                    .ok_or_else(|| err(codes::INVALID_PARAMS, "params.ref is required"))?;
-                let mut req = req.clone();
-                let completes_resource =
-                    r.get("type").and_then(Value::as_str) == Some("ref/resource");
-                let completing = r
-                    .get("name")
-                    .or_else(|| r.get("uri"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                let grant = match r.get("type").and_then(Value::as_str) {
-                    Some("ref/prompt") => {
-                        let name = r.get("name").and_then(Value::as_str).unwrap_or("");
-                        let (idx, original) = self
-                            .route_name(ctx, NameSpace::Prompts, name)
-                            .ok_or_else(|| unknown_name(NameSpace::Prompts, name))?;
-                        let grant = self.permit(
-                            caller,
-                            ctx,
-                            "completion/complete",
-                            Item {
-                                upstream: idx,
-                                kind: ItemKind::Prompt,
-                                name: &original,
-                                annotations: &[],
-                            },
-                            None,
-                            || unknown_name(NameSpace::Prompts, name),
-                        )?;
-                        if let Some(obj) = req
-                            .params
-                            .as_mut()
-                            .and_then(|p| p.get_mut("ref"))
-                            .and_then(Value::as_object_mut)
-                        {
-                            obj.insert("name".into(), Value::from(original));
-                        }
-                        grant
-                    }
-                    Some("ref/resource") => {
-                        let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
-                        let unknown = || {
-                            err(
-                                codes::INVALID_PARAMS,
-                                format!("unknown resource template {uri:?}"),
-                            )
-                        };
-                        let idx = self
-                            .route_uri(ctx, caller, &req, uri)
-                            .await
-                            .ok_or_else(unknown)?;
-                        self.permit(
-                            caller,
-                            ctx,
-                            "completion/complete",
-                            Item {
-                                upstream: idx,
-                                kind: ItemKind::Resource,
-                                name: uri,
-                                annotations: &[],
-                            },
-                            None,
-                            unknown,
-                        )?
-                    }
-                    _ => {
-                        return Err(err(
-                            codes::INVALID_PARAMS,
-                            "params.ref.type must be ref/prompt or ref/resource",
-                        ));
-                    }
-                };
-                let upstream = grant.get().upstream;
-                let direction = if completes_resource {
-                    Direction::Resources
                 } else {
-                    Direction::Prompts
-                };
-                let mut resp = self
-                    .send(ctx, caller, grant, req, Some(events), &[])
-                    .await?;
-                // Completion values are text the client shows, and may hand
-                // to its model: screened like what they complete.
-                self.screen_response(
-                    ctx,
-                    Origin {
-                        direction,
-                        upstream,
-                        method: "completion/complete",
-                        target: &completing,
-                    },
-                    &mut resp,
-                );
-                Ok(resp)
-            }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let raw = param_str(&req, "uri")?;
-                // One spelling of the URI is routed, decided and sent.
-                let uri = bastion_proto::uri::canonical(&raw).map_err(|e| {
-                    ErrorObject::with_data(
-                        codes::INVALID_PARAMS,
-                        format!("invalid resource URI: {e}"),
-                        json!({"uri": raw}),
-                    )
-                })?;
-                let mut req = req;
-                set_param(&mut req, "uri", Value::from(uri.clone()));
-                let not_found = || {
-                    let code = if lane == Lane::Modern {
-                        codes::INVALID_PARAMS
-                    } else {
-                        codes::RESOURCE_NOT_FOUND_LEGACY
-                    };
-                    ErrorObject::with_data(code, "Resource not found", json!({"uri": uri}))
-                };
-                let idx = self
-                    .route_uri(ctx, caller, &req, &uri)
-                    .await
-                    .ok_or_else(not_found)?;
-                // Subscribing reveals a resource's changes: the same permission as
-                // reading it.
-                let grant = self.permit(
-                    caller,
-                    ctx,
-                    &req.method,
-                    Item {
-                        upstream: idx,
-                        kind: ItemKind::Resource,
-                        name: &uri,
-                        annotations: &[],
-                    },
-                    None,
-                    not_found,
-                )?;
-                let method = req.method.clone();
-                // Upstream subscriptions are bounded per context.
-                if method == "resources/subscribe" && !ctx.subscribe(&uri) {
-                    return Err(err(
-                        codes::GATEWAY_REFUSED,
-                        format!(
-                            "too many resource subscriptions in this session (at most {})",
-                            crate::session::context::MAX_SUBSCRIPTIONS
-                        ),
-                    ));
-                }
-                if method == "resources/unsubscribe" {
-                    ctx.unsubscribe(&uri);
-                }
-                let mut resp = self
-                    .send(ctx, caller, grant, req, Some(events), &[])
-                    .await?;
-                if method == "resources/read" {
-                    self.screen_response(
-                        ctx,
-                        Origin {
-                            direction: Direction::Resources,
-                            upstream: idx,
-                            method: &method,
-                            target: &uri,
-                        },
-                        &mut resp,
-                    );
-                }
-                Ok(resp)
-            }
-            "initialize" | "ping" | "logging/setLevel" | "server/discover" => Err(err(
-                codes::METHOD_NOT_FOUND,
-                format!(
-                    "method {:?} is not part of this protocol revision",
-                    req.method
-                ),
-            )),
-            _ => {
-                // Other methods pass through when exactly one upstream could mean
-                // them, and only when a policy names the method as an action on
-                // that upstream: the schema knows no such action, so only
-                // `dangerous_allow_all` ever lets one through (deny by default).
-                let not_found = || {
-                    err(
-                        codes::METHOD_NOT_FOUND,
-                        format!("method {:?} not found", req.method),
-                    )
-                };
-                if self.upstreams.len() != 1 {
-                    return Err(not_found());
-                }
-                match self.authz.authorize_upstream(
-                    caller,
-                    ctx,
-                    &req.method,
-                    Call::new(
-                        0,
-                        &req.method,
-                        crate::upstream::item_of(&req.method, req.params.as_ref()).as_deref(),
-                    ),
-                ) {
-                    bastion_policy::Decision::Allow(g) => {
-                        self.send(ctx, caller, g, req, Some(events), &client_params)
-                            .await
-                    }
-                    bastion_policy::Decision::Deny(_) => Err(not_found()),
+                    // Protocol housekeeping of the gateway's own session with
+                    // the upstream: no tool, resource or prompt is involved.
+                    let _ = self
+                        .forward(
+                            ctx,
+                            &c,
+                            Pass::Internal(&Internal::session()),
+                            req.clone(),
+                            None,
+                            &[],
+                        )
+                        .await;
                 }
             }
+        }
+        if any {
+            Ok(Response::result(req.id, json!({})))
+        } else {
+            Err(err(codes::METHOD_NOT_FOUND, "no upstream supports logging"))
         }
     }
 
@@ -1000,7 +519,7 @@ impl Gateway {
     /// The permit names `method` (the message sent) on `item`; the action
     /// decided is the method's, except that subscribing reveals a resource's
     /// changes and so needs the same permission as reading it.
-    fn permit(
+    pub(crate) fn permit(
         &self,
         caller: &Caller,
         ctx: &Context,
@@ -1096,7 +615,7 @@ impl Gateway {
 
     /// Sends a permitted request to the upstream its permit names, over this
     /// context's connection: the one way a client's request goes upstream.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         ctx: &Context,
         caller: &Caller,
@@ -1382,7 +901,7 @@ impl Gateway {
     /// becomes the gateway's refusal. A result that asks for client input
     /// (2026-07-28 `input_required`) carries server requests, screened as
     /// such.
-    fn screen_response(&self, ctx: &Context, origin: Origin<'_>, resp: &mut Response) {
+    pub(crate) fn screen_response(&self, ctx: &Context, origin: Origin<'_>, resp: &mut Response) {
         let result = match resp.outcome.as_mut() {
             Ok(r) => r,
             Err(e) => {
@@ -1445,14 +964,19 @@ impl Gateway {
         }
     }
 
-    fn tool_route(&self, ctx: &Context, name: &str) -> Option<ToolRoute> {
+    pub(crate) fn tool_route(&self, ctx: &Context, name: &str) -> Option<ToolRoute> {
         if let Some(r) = ctx.routes.read().tools.get(name) {
             return Some(r.clone());
         }
         None
     }
 
-    fn route_name(&self, ctx: &Context, ns: NameSpace, name: &str) -> Option<(usize, String)> {
+    pub(crate) fn route_name(
+        &self,
+        ctx: &Context,
+        ns: NameSpace,
+        name: &str,
+    ) -> Option<(usize, String)> {
         let routes = ctx.routes.read();
         let hit = match ns {
             NameSpace::Tools => routes.tools.get(name).map(|r| (r.upstream, r.name.clone())),
@@ -1564,7 +1088,7 @@ impl Gateway {
         }
     }
 
-    async fn list(
+    pub(crate) async fn list(
         &self,
         ctx: &Context,
         req: &Request,
@@ -1995,7 +1519,7 @@ impl Gateway {
     }
 
     /// The stateless lane's `server/discover` result.
-    async fn discover(&self, ctx: &Context) -> Value {
+    pub(crate) async fn discover(&self, ctx: &Context) -> Value {
         let (caps, instructions) = self.open_all(ctx).await;
         let mut out = json!({
             "supportedVersions": [ProtocolVersion::V2026_07_28.as_str()],
@@ -2327,16 +1851,6 @@ const CURSOR_TTL_SECS: u64 = 3600;
 
 /// The method a cursor is sealed under: its list's, marked so that a cursor
 /// never opens as a `requestState` of the same method.
-/// The 2026-07-28 tasks extension.
-const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
-
-/// Whether declared client capabilities include the tasks extension.
-fn declares_tasks(caps: &Value) -> bool {
-    caps.get("extensions")
-        .and_then(|e| e.get(TASKS_EXTENSION))
-        .is_some_and(|v| !v.is_null())
-}
-
 fn cursor_purpose(method: &str) -> String {
     format!("{method}#cursor")
 }
@@ -2373,7 +1887,7 @@ const TEMPLATES: ListKind = ListKind {
 const MAX_LIST_PAGES: usize = 100;
 
 /// A `tools/list`-style request derived from `req` (same `_meta`, no cursor).
-fn list_request(req: &Request, method: &str) -> Request {
+pub(crate) fn list_request(req: &Request, method: &str) -> Request {
     let mut params = json!({});
     if let (Some(m), Some(o)) = (
         req.params.as_ref().and_then(|p| p.get("_meta")),
@@ -2388,106 +1902,6 @@ fn list_request(req: &Request, method: &str) -> Request {
     }
 }
 
-fn param_str(req: &Request, key: &str) -> Result<String, ErrorObject> {
-    req.params
-        .as_ref()
-        .and_then(|p| p.get(key))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            err(
-                codes::INVALID_PARAMS,
-                format!("params.{key} must be a string"),
-            )
-        })
-}
-
-/// The `Mcp-Param-*` headers a `tools/call` carries upstream, computed from the
-/// body (the source of truth). On the modern lane the client's own mirrors must
-/// agree with the body first (400 + -32020 otherwise); unknown `Mcp-Param-*`
-/// headers pass through untouched, as the spec requires of intermediaries.
-fn param_headers_for(
-    route: &ToolRoute,
-    req: &Request,
-    lane: Lane,
-    client: &[(HeaderName, HeaderValue)],
-) -> Result<Vec<(HeaderName, HeaderValue)>, ErrorObject> {
-    let args = req
-        .params
-        .as_ref()
-        .and_then(|p| p.get("arguments"))
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let mut out = Vec::new();
-    for p in &route.params {
-        let header = format!(
-            "{}{}",
-            bastion_proto::headers::PARAM_PREFIX,
-            p.name.to_ascii_lowercase()
-        );
-        let body = bastion_proto::headers::param_value(&args, p);
-        if lane == Lane::Modern {
-            let given: Vec<&HeaderValue> = client
-                .iter()
-                .filter(|(k, _)| k.as_str() == header)
-                .map(|(_, v)| v)
-                .collect();
-            let mismatch = |why: &str| {
-                ErrorObject::with_data(
-                    codes::HEADER_MISMATCH,
-                    format!("Mcp-Param-{} {why}", p.name),
-                    json!({"header": format!("Mcp-Param-{}", p.name)}),
-                )
-            };
-            match (given.as_slice(), &body) {
-                ([], None) => {}
-                ([], Some(_)) => {
-                    return Err(mismatch("header is required: the argument is present"));
-                }
-                ([v], b) => {
-                    let decoded = bastion_proto::headers::decode_value(v.as_bytes())
-                        .map_err(|e| mismatch(&e.to_string()))?;
-                    let body_v = args_value(&args, p);
-                    if !b.as_ref().is_some_and(|_| {
-                        body_v.is_some_and(|bv| bastion_proto::headers::matches_body(&decoded, bv))
-                    }) {
-                        return Err(mismatch("does not match the argument in the body"));
-                    }
-                }
-                _ => return Err(mismatch("must not be repeated")),
-            }
-        }
-        if let Some(v) = body
-            && let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(header.as_bytes()),
-                HeaderValue::from_str(&bastion_proto::headers::encode_value(&v)),
-            )
-        {
-            out.push((k, v));
-        }
-    }
-    for (k, v) in client {
-        if !route.params.iter().any(|p| {
-            k.as_str().eq_ignore_ascii_case(&format!(
-                "{}{}",
-                bastion_proto::headers::PARAM_PREFIX,
-                p.name
-            ))
-        }) {
-            out.push((k.clone(), v.clone()));
-        }
-    }
-    Ok(out)
-}
-
-fn args_value<'a>(args: &'a Value, p: &bastion_proto::headers::ParamHeader) -> Option<&'a Value> {
-    let mut v = args;
-    for k in &p.path {
-        v = v.get(k)?;
-    }
-    Some(v)
-}
-
 /// Removes the 2026-07-28 result fields a 2025-era client does not know.
 fn legacyize_result(v: &mut Value) {
     if let Some(o) = v.as_object_mut() {
@@ -2496,21 +1910,6 @@ fn legacyize_result(v: &mut Value) {
         }
         o.remove("ttlMs");
         o.remove("cacheScope");
-    }
-}
-
-fn unknown_name(ns: NameSpace, name: &str) -> ErrorObject {
-    match ns {
-        NameSpace::Tools => ErrorObject::with_data(
-            codes::INVALID_PARAMS,
-            format!("Unknown tool: {name}"),
-            json!({"name": name}),
-        ),
-        NameSpace::Prompts => ErrorObject::with_data(
-            codes::INVALID_PARAMS,
-            format!("Unknown prompt: {name}"),
-            json!({"name": name}),
-        ),
     }
 }
 
@@ -2541,7 +1940,7 @@ fn strip_modern_meta(req: &mut Request) {
     }
 }
 
-fn set_param(req: &mut Request, key: &str, v: Value) {
+pub(crate) fn set_param(req: &mut Request, key: &str, v: Value) {
     if let Some(obj) = req.params.as_mut().and_then(Value::as_object_mut) {
         obj.insert(key.into(), v);
     }
