@@ -32,7 +32,7 @@ use crate::integrity::DefKind;
 use crate::pipeline::authz::{Caller, Grant, Item};
 use crate::pipeline::screen::Origin;
 use crate::session::context::{Context, Session, ToolRoute};
-use crate::upstream::{Call, Conn, Internal, Pass, Upcall, UpcallTx, Upstream, UpstreamError};
+use crate::upstream::{Call, Internal, Pass, Upcall, UpcallTx, Upstream, UpstreamError};
 use bastion_detect::verdict::Direction;
 use bastion_policy::ItemKind;
 
@@ -86,6 +86,8 @@ pub struct Gateway {
     pub authz: crate::pipeline::authz::Authorizer,
     /// Prometheus metrics (shared with the screener).
     pub metrics: Arc<crate::audit::metrics::Metrics>,
+    /// Sends and records every upstream exchange.
+    pub(crate) forwarder: crate::upstream::forward::Forwarder,
     /// Carries out the detection engine's verdicts on the request path.
     pub screen: crate::pipeline::screen::Screener,
     /// Tool integrity: pins, quarantine, approvals.
@@ -137,8 +139,6 @@ fn idp_client() -> Result<reqwest::Client, StartError> {
 pub(crate) struct Listed {
     /// The result for the client.
     value: Value,
-    /// Names two upstreams claimed (withheld).
-    pub(crate) collisions: Vec<String>,
     /// The upstreams that answered.
     pub(crate) answered: Vec<usize>,
 }
@@ -169,16 +169,6 @@ pub(crate) enum NameSpace {
     Prompts,
 }
 
-/// Who a list is collected for: a client's caller (decided item by item), or
-/// the inventory, with the capability only inventory code creates.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Lister<'a> {
-    /// A client's request, decided by policy.
-    Caller(&'a Caller),
-    /// The gateway's own inventory pass (everything, unfiltered).
-    Inventory(&'a Internal),
-}
-
 pub(crate) fn list_kind(method: &str) -> Option<ListKind> {
     Some(match method {
         "tools/list" => TOOLS,
@@ -189,10 +179,7 @@ pub(crate) fn list_kind(method: &str) -> Option<ListKind> {
     })
 }
 
-/// The gateway's own implementation info.
-pub fn server_info() -> Value {
-    json!({"name": "mcp-bastion", "title": "mcp-bastion MCP security gateway", "version": env!("CARGO_PKG_VERSION")})
-}
+pub use crate::upstream::server_info;
 
 pub(crate) fn err(code: i64, msg: impl Into<String>) -> ErrorObject {
     ErrorObject::new(code, msg)
@@ -353,7 +340,6 @@ impl Gateway {
             upstreams,
             sessions: RwLock::new(HashMap::new()),
             stateless: RwLock::new(HashMap::new()),
-            audit,
             sealer,
             event_ids: crate::transport::streams::EventIds::new(&keyring),
             store,
@@ -361,34 +347,82 @@ impl Gateway {
             keyring,
             continuations: parking_lot::Mutex::new(HashMap::new()),
             auth,
+            forwarder: crate::upstream::forward::Forwarder::new(audit.clone(), metrics.clone()),
             metrics,
             scoped,
+            audit,
         }))
     }
 
-    /// Emits an audit event for an upstream exchange.
-    fn audit_upstream(
+    /// Tool integrity over this gateway's upstreams, pins and store.
+    pub fn integrity(&self) -> crate::integrity::inventory::Inventory<'_> {
+        crate::integrity::inventory::Inventory {
+            upstreams: &self.upstreams,
+            pins: &self.pins,
+            store: &self.store,
+            audit: self.audit.as_ref(),
+            forwarder: &self.forwarder,
+            limits: &self.cfg.integrity,
+        }
+    }
+
+    /// The upstream → client pipeline over this gateway's parts.
+    pub fn to_client(&self) -> crate::pipeline::to_client::ToClient<'_> {
+        crate::pipeline::to_client::ToClient {
+            integrity: self.integrity(),
+            screen: &self.screen,
+            authz: &self.authz,
+            sealer: &self.sealer,
+            upstreams: &self.upstreams,
+        }
+    }
+
+    /// Decides a `subscriptions/listen`: its URIs canonical and routed to
+    /// their one owner, then each decided ([`crate::pipeline::listen::plan`]).
+    pub async fn plan_listen(
         &self,
-        up: &Upstream,
-        method: &str,
-        outcome: Outcome,
-        reason: Option<String>,
-        secs: Option<f64>,
-    ) {
-        self.metrics.upstream(
-            up.name(),
-            match outcome {
-                Outcome::Ok => "ok",
-                Outcome::Refused => "refused",
-                Outcome::Error => "error",
-            },
-            secs,
-        );
-        let mut ev = AuditEvent::new(EventKind::Upstream, outcome);
-        ev.upstream = Some(up.name().to_owned());
-        ev.method = Some(method.to_owned());
-        ev.reason = reason;
-        self.audit.emit(ev);
+        caller: &Caller,
+        ctx: &Context,
+        req: &Request,
+        asked: &crate::pipeline::listen::Filter,
+    ) -> Result<
+        (
+            Vec<crate::pipeline::listen::Granted>,
+            crate::pipeline::listen::Filter,
+        ),
+        ErrorObject,
+    > {
+        let mut routed = Vec::new();
+        for uri in crate::pipeline::listen::canonical_uris(asked)? {
+            if let Some(idx) = self.route_uri(ctx, caller, req, &uri).await {
+                routed.push((uri, idx));
+            }
+        }
+        Ok(crate::pipeline::listen::plan(
+            &self.authz,
+            &self.upstreams,
+            caller,
+            ctx,
+            asked,
+            routed,
+        ))
+    }
+
+    /// Start-up: the pins are loaded and every upstream inventoried before
+    /// the first client is served. Returns whether the inventory was
+    /// complete (else the listener retries the missing kinds soon).
+    pub async fn start_integrity(&self) -> Result<bool, String> {
+        if matches!(&self.store, crate::state::store::Store::Embedded(_))
+            && matches!(
+                &self.cfg.state.backend,
+                crate::config::StateBackend::Embedded { path: None }
+            )
+        {
+            tracing::warn!(
+                "tool pins are kept in memory only: set [state] path so approvals survive a restart"
+            );
+        }
+        self.integrity().start().await
     }
 
     /// Opens every upstream for a new context concurrently; failures degrade
@@ -397,7 +431,7 @@ impl Gateway {
         let conns = join_all(self.upstreams.iter().map(|u| async move {
             let r = ctx.conn(u).await;
             if let Err(e) = &r {
-                self.audit_upstream(u, "initialize", Outcome::Error, Some(e.to_string()), None);
+                self.forwarder.record(u, "initialize", Outcome::Error, Some(e.to_string()), None);
                 tracing::warn!(upstream = %u.name(), error = %e, "upstream unavailable at initialize");
             }
             r.ok()
@@ -413,7 +447,11 @@ impl Gateway {
             let text = init.get("instructions").and_then(Value::as_str);
             // Instructions are pinned like tools: changed ones are withheld
             // until approved.
-            if !self.judge_instructions(c.upstream.index, text).await {
+            if !self
+                .integrity()
+                .judge_instructions(c.upstream.index, text)
+                .await
+            {
                 continue;
             }
             if let Some(i) = text
@@ -492,6 +530,7 @@ impl Gateway {
                     // Protocol housekeeping of the gateway's own session with
                     // the upstream: no tool, resource or prompt is involved.
                     let _ = self
+                        .forwarder
                         .forward(
                             ctx,
                             &c,
@@ -630,10 +669,12 @@ impl Gateway {
             .get(idx)
             .ok_or_else(|| err(codes::INTERNAL_ERROR, "route to unknown upstream"))?;
         let conn = ctx.conn(up).await.map_err(|e| {
-            self.audit_upstream(up, &req.method, Outcome::Error, Some(e.to_string()), None);
+            self.forwarder
+                .record(up, &req.method, Outcome::Error, Some(e.to_string()), None);
             e.to_error_object(up.name())
         })?;
         let mut resp = self
+            .forwarder
             .forward(ctx, &conn, Pass::Permit(grant), req, events, headers)
             .await?;
         // A 2026-07-28 upstream's request for client input reaches a
@@ -642,80 +683,13 @@ impl Gateway {
         // turns them into server requests, which take the upcall pipeline.)
         if ctx.era == Era::Modern
             && let Ok(result) = resp.outcome.as_mut()
-            && let Err(e) = self.decide_input_requests(caller, ctx, idx, result)
+            && let Err(e) = self
+                .to_client()
+                .decide_input_requests(caller, ctx, idx, result)
         {
             resp.outcome = Err(e);
         }
         Ok(resp)
-    }
-
-    /// Sends `req` on `conn` under `pass`, bridging the revisions and
-    /// recording the exchange.
-    pub(crate) async fn forward(
-        &self,
-        ctx: &Context,
-        conn: &Arc<Conn>,
-        pass: Pass<'_>,
-        req: Request,
-        events: Option<UpcallTx>,
-        headers: &[(HeaderName, HeaderValue)],
-    ) -> Result<Response, ErrorObject> {
-        let up = &conn.upstream;
-        let mut req = req;
-        match (conn.era, ctx.era) {
-            // A 2026-07-28 client's envelope means nothing to a 2025-era session.
-            (Era::Legacy, Era::Modern) => strip_modern_meta(&mut req),
-            // A 2025-era client's request gets the envelope its session implies;
-            // the gateway's own requests on a 2026-07-28 context (inventory
-            // listings) get the context's, where the client's is missing.
-            (Era::Modern, client)
-                if client == Era::Legacy
-                    || req
-                        .params
-                        .as_ref()
-                        .and_then(|p| p.get("_meta"))
-                        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
-                        .is_none() =>
-            {
-                let env = crate::upstream::envelope(&ctx.hello(), ctx.log_level.lock().as_ref());
-                let params = req.params.get_or_insert_with(|| json!({}));
-                if let (Some(m), Some(env)) = (meta::meta_mut(params), env.as_object()) {
-                    for (k, v) in env {
-                        if client == Era::Legacy || !m.contains_key(k) {
-                            m.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        let method = req.method.clone();
-        let t0 = std::time::Instant::now();
-        let res = conn
-            .send(pass, req, events, headers, ctx.era == Era::Legacy)
-            .await;
-        let secs = Some(t0.elapsed().as_secs_f64());
-        match res {
-            Ok(mut r) => {
-                if conn.era == Era::Modern
-                    && ctx.era == Era::Legacy
-                    && let Ok(v) = r.outcome.as_mut()
-                {
-                    legacyize_result(v);
-                }
-                let outcome = if r.outcome.is_ok() {
-                    Outcome::Ok
-                } else {
-                    Outcome::Error
-                };
-                self.audit_upstream(up, &method, outcome, None, secs);
-                Ok(r)
-            }
-            Err(e) => {
-                self.audit_upstream(up, &method, Outcome::Error, Some(e.to_string()), secs);
-                Err(e.to_error_object(up.name()))
-            }
-        }
     }
 
     /// Serves a client notification. Only the notifications the protocol
@@ -942,7 +916,7 @@ impl Gateway {
         up: Upcall,
     ) -> Option<bastion_proto::Message> {
         use bastion_proto::Message;
-        let up = self.upcall(caller, ctx, up).await?;
+        let up = self.to_client().upcall(caller, ctx, up).await?;
         match up.msg {
             Message::Request(r) => {
                 let id = r.id.clone();
@@ -1067,10 +1041,7 @@ impl Gateway {
             let mut req = list_request(like, &format!("{}/list", kind.method_base));
             let mut done = false;
             for _ in 0..MAX_LIST_PAGES {
-                match self
-                    .list_collecting(ctx, &req, &kind, Lister::Caller(caller))
-                    .await
-                {
+                match self.list_collecting(ctx, &req, &kind, caller).await {
                     Ok(l) => match l.value.get("nextCursor").cloned() {
                         Some(c) => set_param(&mut req, "cursor", c),
                         None => {
@@ -1099,7 +1070,7 @@ impl Gateway {
             // Resource ownership is decided on every upstream's claims.
             self.ensure_resource_claims(ctx, caller, req).await;
         }
-        self.list_collecting(ctx, req, kind, Lister::Caller(caller))
+        self.list_collecting(ctx, req, kind, caller)
             .await
             .map(|l| l.value)
     }
@@ -1147,21 +1118,16 @@ impl Gateway {
         }
     }
 
-    /// Fans a list out, merges the pages, records routes. For a caller,
-    /// only upstreams it may list are asked and only items it may use are
-    /// shown and routed; for the inventory (which holds its own capability)
-    /// everything is.
+    /// Fans a list out for `caller`, merges the pages, records routes: only
+    /// upstreams it may list are asked (each under a permit of its own) and
+    /// only items it may use are shown and routed.
     pub(crate) async fn list_collecting(
         &self,
         ctx: &Context,
         req: &Request,
         kind: &ListKind,
-        lister: Lister<'_>,
+        caller: &Caller,
     ) -> Result<Listed, ErrorObject> {
-        let caller = match lister {
-            Lister::Caller(c) => Some(c),
-            Lister::Inventory(_) => None,
-        };
         let cursor = req
             .params
             .as_ref()
@@ -1182,31 +1148,22 @@ impl Gateway {
             .iter()
             .map(|u| u.list_changes.load(std::sync::atomic::Ordering::SeqCst))
             .collect();
-        // Each upstream asked is a permit of its own (or, for the inventory,
-        // which no client asked for, the capability it holds).
-        let targets: Vec<(usize, Option<String>, Pass<'_>)> = match lister {
-            Lister::Caller(c) => {
-                let action = crate::pipeline::authz::list_action(&req.method);
-                targets
-                    .into_iter()
-                    .filter_map(|(i, cur)| {
-                        match self.authz.authorize_upstream(
-                            c,
-                            ctx,
-                            action,
-                            Call::new(i, &req.method, None),
-                        ) {
-                            bastion_policy::Decision::Allow(g) => Some((i, cur, Pass::Permit(g))),
-                            bastion_policy::Decision::Deny(_) => None,
-                        }
-                    })
-                    .collect()
-            }
-            Lister::Inventory(internal) => targets
-                .into_iter()
-                .map(|(i, cur)| (i, cur, Pass::Internal(internal)))
-                .collect(),
-        };
+        // Each upstream asked is a permit of its own.
+        let action = crate::pipeline::authz::list_action(&req.method);
+        let targets: Vec<(usize, Option<String>, Pass<'_>)> = targets
+            .into_iter()
+            .filter_map(|(i, cur)| {
+                match self.authz.authorize_upstream(
+                    caller,
+                    ctx,
+                    action,
+                    Call::new(i, &req.method, None),
+                ) {
+                    bastion_policy::Decision::Allow(g) => Some((i, cur, Pass::Permit(g))),
+                    bastion_policy::Decision::Deny(_) => None,
+                }
+            })
+            .collect();
         let results = join_all(targets.into_iter().map(|(idx, cur, pass)| {
             let mut sub = req.clone();
             async move {
@@ -1225,7 +1182,12 @@ impl Gateway {
                         None => obj.remove("cursor"),
                     };
                 }
-                Some((idx, self.forward(ctx, &conn, pass, sub, None, &[]).await))
+                Some((
+                    idx,
+                    self.forwarder
+                        .forward(ctx, &conn, pass, sub, None, &[])
+                        .await,
+                ))
             }
         }))
         .await;
@@ -1262,31 +1224,27 @@ impl Gateway {
             let Some(list) = result.get(kind.key).and_then(Value::as_array) else {
                 continue;
             };
-            let keep: Vec<bool> = match caller {
-                None => vec![true; list.len()],
-                Some(c) => {
-                    let (item_kind, field) = match (kind.named, kind.key) {
-                        (Some(NameSpace::Tools), _) => (ItemKind::Tool, "name"),
-                        (Some(NameSpace::Prompts), _) => (ItemKind::Prompt, "name"),
-                        (None, "resources") => (ItemKind::Resource, "uri"),
-                        (None, _) => (ItemKind::Resource, "uriTemplate"),
-                    };
-                    let names = list
-                        .iter()
-                        .map(|i| {
-                            let raw = i.get(field).and_then(Value::as_str).unwrap_or("");
-                            let name = if field == "uri" {
-                                bastion_proto::uri::canonical(raw)
-                                    .unwrap_or_else(|_| raw.to_owned())
-                            } else {
-                                raw.to_owned()
-                            };
-                            (name, crate::pipeline::authz::annotations_of(i))
-                        })
-                        .collect();
-                    self.authz
-                        .visible_items(c, ctx, &req.method, idx, item_kind, names)
-                }
+            let keep: Vec<bool> = {
+                let (item_kind, field) = match (kind.named, kind.key) {
+                    (Some(NameSpace::Tools), _) => (ItemKind::Tool, "name"),
+                    (Some(NameSpace::Prompts), _) => (ItemKind::Prompt, "name"),
+                    (None, "resources") => (ItemKind::Resource, "uri"),
+                    (None, _) => (ItemKind::Resource, "uriTemplate"),
+                };
+                let names = list
+                    .iter()
+                    .map(|i| {
+                        let raw = i.get(field).and_then(Value::as_str).unwrap_or("");
+                        let name = if field == "uri" {
+                            bastion_proto::uri::canonical(raw).unwrap_or_else(|_| raw.to_owned())
+                        } else {
+                            raw.to_owned()
+                        };
+                        (name, crate::pipeline::authz::annotations_of(i))
+                    })
+                    .collect();
+                self.authz
+                    .visible_items(caller, ctx, &req.method, idx, item_kind, names)
             };
             let def_kind = match (kind.named, kind.key) {
                 (Some(NameSpace::Tools), _) => Some(DefKind::Tool),
@@ -1300,7 +1258,8 @@ impl Gateway {
                 // so a call to it is refused with a clear error.
                 let (hash, approved) = match def_kind {
                     Some(k) => {
-                        self.judge(idx, k, item, crate::integrity::pins::Seen::Session)
+                        self.integrity()
+                            .judge(idx, k, item, crate::integrity::pins::Seen::Session)
                             .await
                     }
                     None => (String::new(), true),
@@ -1385,20 +1344,19 @@ impl Gateway {
                         // A listed resource's name, title and description
                         // reach the client and often its model: screened like
                         // the resource itself; one that is blocked is withheld.
-                        if caller.is_some()
-                            && self
-                                .screen
-                                .inbound(
-                                    ctx,
-                                    Origin {
-                                        direction: Direction::Resources,
-                                        upstream: idx,
-                                        method: &req.method,
-                                        target: &key,
-                                    },
-                                    &mut item,
-                                )
-                                .is_err()
+                        if self
+                            .screen
+                            .inbound(
+                                ctx,
+                                Origin {
+                                    direction: Direction::Resources,
+                                    upstream: idx,
+                                    method: &req.method,
+                                    target: &key,
+                                },
+                                &mut item,
+                            )
+                            .is_err()
                         {
                             continue;
                         }
@@ -1513,7 +1471,6 @@ impl Gateway {
         }
         Ok(Listed {
             value: Value::Object(out),
-            collisions,
             answered,
         })
     }
@@ -1899,44 +1856,6 @@ pub(crate) fn list_request(req: &Request, method: &str) -> Request {
         id: req.id.clone(),
         method: method.to_owned(),
         params: Some(params),
-    }
-}
-
-/// Removes the 2026-07-28 result fields a 2025-era client does not know.
-fn legacyize_result(v: &mut Value) {
-    if let Some(o) = v.as_object_mut() {
-        if o.get("resultType").and_then(Value::as_str) == Some("complete") {
-            o.remove("resultType");
-        }
-        o.remove("ttlMs");
-        o.remove("cacheScope");
-    }
-}
-
-/// Removes the per-request envelope of 2026-07-28 (`_meta` protocol version,
-/// client capabilities, client info, log level). The gateway has validated it;
-/// each upstream connection states its own revision, and a 2025-era upstream
-/// would rightly refuse a request that mixes revisions.
-fn strip_modern_meta(req: &mut Request) {
-    let Some(params) = req.params.as_mut().and_then(Value::as_object_mut) else {
-        return;
-    };
-    let now_empty = match params.get_mut("_meta").and_then(Value::as_object_mut) {
-        Some(m) => {
-            for k in [
-                meta::PROTOCOL_VERSION,
-                meta::CLIENT_CAPABILITIES,
-                meta::CLIENT_INFO,
-                meta::LOG_LEVEL,
-            ] {
-                m.remove(k);
-            }
-            m.is_empty()
-        }
-        None => false,
-    };
-    if now_empty {
-        params.remove("_meta");
     }
 }
 

@@ -106,7 +106,10 @@ pub(crate) async fn serve(cfg: Config, banner: Option<String>) -> anyhow::Result
     let sink: Arc<dyn AuditSink> = chain;
     let listen = cfg.server.listen;
     let gw = Gateway::new(cfg, sink.clone())?;
-    gw.startup_name_check().await.map_err(anyhow::Error::msg)?;
+    gw.integrity()
+        .startup_name_check()
+        .await
+        .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -19,12 +19,17 @@ use std::time::Instant;
 use bastion_proto::{Era, ErrorObject, Id, ProtocolVersion, Request, codes};
 use serde_json::{Value, json};
 
+use crate::audit::AuditSink;
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::gateway::Gateway;
+use crate::config::IntegrityConfig;
+use crate::integrity::pins::Pins;
 use crate::integrity::pins::{Seen, Standing};
 use crate::integrity::{self, DefKind, Schema};
 use crate::session::context::{Context, ToolRoute};
+use crate::state::store::Store;
 use crate::upstream::GATEWAY_PRINCIPAL;
+use crate::upstream::Upstream;
+use crate::upstream::forward::Forwarder;
 
 /// Most pages one inventory reads from one upstream list.
 const MAX_PAGES: usize = 100;
@@ -50,7 +55,37 @@ pub fn route_for(idx: usize, def: &Value, hash: String) -> Option<ToolRoute> {
     })
 }
 
-impl Gateway {
+/// Tool integrity over the upstreams: judging definitions against the pins,
+/// the per-call checks, and the inventories. Its dependencies are all it
+/// touches: the upstreams (to list them, under the inventory capability),
+/// the pins and the store they persist to, the trail, the exchange recorder
+/// and the integrity limits. A view: cheap to make, borrowed from the
+/// gateway (`Gateway::integrity`).
+#[derive(Clone, Copy)]
+pub struct Inventory<'a> {
+    /// The configured upstreams, by index.
+    pub upstreams: &'a [Arc<Upstream>],
+    /// Pins, decisions, manifests.
+    pub pins: &'a Pins,
+    /// Where pins persist.
+    pub store: &'a Store,
+    /// The audit trail.
+    pub audit: &'a dyn AuditSink,
+    /// Sends the inventory's own listings (and records them).
+    pub forwarder: &'a Forwarder,
+    /// Re-list interval and argument bounds.
+    pub limits: &'a IntegrityConfig,
+}
+
+impl std::fmt::Debug for Inventory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory")
+            .field("upstreams", &self.upstreams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inventory<'_> {
     /// Judges one listed definition: its hash, and whether it may be shown
     /// and used. Records what it has not seen before.
     pub async fn judge(
@@ -79,8 +114,8 @@ impl Gateway {
             standing = self
                 .pins
                 .observe(
-                    &self.store,
-                    self.audit.as_ref(),
+                    self.store,
+                    self.audit,
                     up.name(),
                     kind,
                     name,
@@ -132,6 +167,7 @@ impl Gateway {
                 params: Some(Value::Object(params)),
             };
             let r = self
+                .forwarder
                 .forward(
                     ctx,
                     &conn,
@@ -242,7 +278,7 @@ impl Gateway {
             .read()
             .tools_listed
             .get(&idx)
-            .is_none_or(|(t, e)| *e != epoch || t.elapsed() >= self.cfg.integrity.relist_interval);
+            .is_none_or(|(t, e)| *e != epoch || t.elapsed() >= self.limits.relist_interval);
         if stale {
             self.relist_tools(ctx, idx).await?;
         }
@@ -280,7 +316,7 @@ impl Gateway {
                 json!({"tool": exposed, "standing": standing.as_str()}),
             ));
         }
-        let limits = &self.cfg.integrity;
+        let limits = self.limits;
         if integrity::size_exceeds(args, limits.max_argument_bytes) {
             return Err(ErrorObject::with_data(
                 codes::INVALID_PARAMS,
@@ -419,7 +455,7 @@ impl Gateway {
                         Era::Modern => ProtocolVersion::V2026_07_28,
                     },
                     capabilities: json!({}),
-                    client_info: crate::gateway::server_info(),
+                    client_info: crate::upstream::server_info(),
                 },
                 self.upstreams.len(),
                 era,
@@ -487,7 +523,7 @@ impl Gateway {
             }
             if let Err(e) = self
                 .pins
-                .record_inventory(&self.store, self.audit.as_ref(), up.name(), kinds)
+                .record_inventory(self.store, self.audit, up.name(), kinds)
                 .await
             {
                 all_complete = false;
@@ -548,10 +584,12 @@ impl Gateway {
     }
 
     /// With an empty prefix, two upstreams can expose the same tool or prompt
-    /// name. Start-up lists every upstream once and refuses to start on such a
-    /// collision (it would otherwise only be found, and withheld, at run time).
-    /// An upstream that cannot be reached now is skipped with a warning: its
-    /// names are still checked, and withheld on collision, whenever they are listed.
+    /// name. Start-up lists every upstream once (the gateway's own listing,
+    /// under the inventory capability) and refuses to start on such a
+    /// collision (it would otherwise only be found, and withheld, at run
+    /// time). An upstream that cannot be reached now is skipped with a
+    /// warning: its names are still checked, and withheld on collision,
+    /// whenever they are listed.
     pub async fn startup_name_check(&self) -> Result<(), String> {
         if self.upstreams.len() < 2 || !self.upstreams.iter().any(|u| u.cfg.prefix.is_empty()) {
             return Ok(());
@@ -559,7 +597,7 @@ impl Gateway {
         let hello = crate::upstream::ClientHello {
             version: ProtocolVersion::LATEST_LEGACY,
             capabilities: json!({}),
-            client_info: crate::gateway::server_info(),
+            client_info: crate::upstream::server_info(),
         };
         let ctx = Context::new(
             hello,
@@ -567,30 +605,29 @@ impl Gateway {
             Era::Legacy,
             "bastion-startup-check",
         );
-        // The gateway's own listing: no client asked for it.
-        let internal = crate::upstream::Internal::inventory();
-        let mut found = Vec::new();
-        for kind in [crate::gateway::TOOLS, crate::gateway::PROMPTS] {
-            let req = Request {
-                id: Id::Num(0),
-                method: format!("{}/list", kind.key),
-                params: Some(json!({})),
-            };
-            match self
-                .list_collecting(
-                    &ctx,
-                    &req,
-                    &kind,
-                    crate::gateway::Lister::Inventory(&internal),
-                )
-                .await
-            {
-                Ok(l) => found.extend(
-                    l.collisions
-                        .into_iter()
-                        .map(|n| format!("{} {n:?}", kind.key)),
-                ),
-                Err(e) => tracing::warn!(error = %e.message, "start-up name check incomplete"),
+        // (kind, exposed name) → the first upstream exposing it.
+        let mut owners: BTreeMap<(DefKind, String), usize> = BTreeMap::new();
+        let mut found = std::collections::BTreeSet::new();
+        for (idx, up) in self.upstreams.iter().enumerate() {
+            for kind in [DefKind::Tool, DefKind::Prompt] {
+                let list = match self.list_all(&ctx, idx, kind).await {
+                    Ok(l) => l.unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(upstream = %up.name(), error = %e.message,
+                            "start-up name check incomplete");
+                        continue;
+                    }
+                };
+                for def in &list {
+                    let Some(name) = def.get("name").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let exposed = format!("{}{name}", up.cfg.prefix);
+                    let first = *owners.entry((kind, exposed.clone())).or_insert(idx);
+                    if first != idx {
+                        found.insert(format!("{} {exposed:?}", kind.list_key()));
+                    }
+                }
             }
         }
         ctx.close().await;
@@ -599,7 +636,7 @@ impl Gateway {
         } else {
             Err(format!(
                 "upstreams expose colliding names (give one of them a prefix): {}",
-                found.join(", ")
+                found.into_iter().collect::<Vec<_>>().join(", ")
             ))
         }
     }
@@ -607,19 +644,9 @@ impl Gateway {
     /// Start-up: the pins are loaded and every upstream inventoried before
     /// the first client is served.
     /// Returns whether the inventory was complete.
-    pub async fn start_integrity(&self) -> Result<bool, String> {
-        if matches!(&self.store, crate::state::store::Store::Embedded(_))
-            && matches!(
-                &self.cfg.state.backend,
-                crate::config::StateBackend::Embedded { path: None }
-            )
-        {
-            tracing::warn!(
-                "tool pins are kept in memory only: set [state] path so approvals survive a restart"
-            );
-        }
+    pub async fn start(&self) -> Result<bool, String> {
         self.pins
-            .load(&self.store)
+            .load(self.store)
             .await
             .map_err(|e| format!("tool pins could not be loaded: {e}"))?;
         let complete = self.inventory_all().await;

@@ -18,13 +18,16 @@
 use std::collections::BTreeMap;
 
 use bastion_policy::{Decision, ItemKind};
-use bastion_proto::{ErrorObject, Notification, Request, codes};
+use bastion_proto::{ErrorObject, Notification, codes};
 use serde_json::{Map, Value, json};
 
-use crate::gateway::Gateway;
+use std::sync::Arc;
+
+use crate::pipeline::authz::Authorizer;
 use crate::pipeline::authz::{Caller, Grant, Item};
 use crate::session::context::Context;
 use crate::upstream::Call;
+use crate::upstream::Upstream;
 
 /// Most resource URIs one `subscriptions/listen` may name.
 pub const MAX_LISTEN_URIS: usize = 64;
@@ -134,115 +137,127 @@ pub struct Granted {
     pub subscribe: Vec<(String, Grant)>,
 }
 
-impl Gateway {
-    /// Decides a listen: per upstream, what it may tell this client, with
-    /// the permits to ask for it. `Err` for a listen that names too many or
-    /// malformed URIs. The second value is the union granted (what the
-    /// acknowledgement echoes).
-    pub async fn plan_listen(
-        &self,
-        caller: &Caller,
-        ctx: &Context,
-        req: &Request,
-        asked: &Filter,
-    ) -> Result<(Vec<Granted>, Filter), ErrorObject> {
-        if asked.uris.len() > MAX_LISTEN_URIS {
-            return Err(ErrorObject::new(
-                codes::INVALID_PARAMS,
-                format!("a listen may name at most {MAX_LISTEN_URIS} resource URIs"),
-            ));
+impl Granted {
+    fn empty(upstream: usize) -> Granted {
+        Granted {
+            upstream,
+            filter: Filter::default(),
+            listen: None,
+            subscribe: Vec::new(),
         }
-        let mut per: BTreeMap<usize, Granted> = BTreeMap::new();
-        // Resource URIs: canonical, owned by one upstream, readable.
-        for raw in &asked.uris {
-            let uri = bastion_proto::uri::canonical(raw).map_err(|e| {
+    }
+}
+
+/// A listen's resource URIs, bounded and canonical (the one spelling that
+/// is routed, decided and subscribed to). `Err` for a listen that names too
+/// many or malformed URIs.
+pub fn canonical_uris(asked: &Filter) -> Result<Vec<String>, ErrorObject> {
+    if asked.uris.len() > MAX_LISTEN_URIS {
+        return Err(ErrorObject::new(
+            codes::INVALID_PARAMS,
+            format!("a listen may name at most {MAX_LISTEN_URIS} resource URIs"),
+        ));
+    }
+    asked
+        .uris
+        .iter()
+        .map(|raw| {
+            bastion_proto::uri::canonical(raw).map_err(|e| {
                 ErrorObject::with_data(
                     codes::INVALID_PARAMS,
                     format!("invalid resource URI: {e}"),
                     json!({"uri": raw}),
                 )
-            })?;
-            let Some(idx) = self.route_uri(ctx, caller, req, &uri).await else {
-                continue;
-            };
-            let item = Item {
-                upstream: idx,
-                kind: ItemKind::Resource,
-                name: &uri,
-                annotations: &[],
-            };
-            let sub = self.authz.authorize_item(
-                caller,
-                ctx,
-                "resources/read",
-                item,
-                None,
-                Call::new(idx, "resources/subscribe", Some(&uri)),
-            );
-            let Decision::Allow(sub) = sub else { continue };
-            let listen = self.authz.authorize_item(
-                caller,
-                ctx,
-                "resources/read",
-                item,
-                None,
-                Call::new(idx, "subscriptions/listen", None),
-            );
-            let g = per.entry(idx).or_insert_with(|| Granted {
-                upstream: idx,
-                filter: Filter::default(),
-                listen: None,
-                subscribe: Vec::new(),
-            });
-            if !g.filter.uris.contains(&uri) {
-                g.filter.uris.push(uri.clone());
-                g.subscribe.push((uri, sub));
-            }
-            if g.listen.is_none()
-                && let Decision::Allow(l) = listen
-            {
-                g.listen = Some(l);
-            }
+            })
+        })
+        .collect()
+}
+
+/// Decides a listen: per upstream, what it may tell this client, with the
+/// permits to ask for it. `routed` holds each canonical URI with the one
+/// upstream that owns it (URIs that route nowhere are left out by the
+/// caller). The second value is the union granted (what the
+/// acknowledgement echoes). Needs only the authorizer and the upstreams.
+pub fn plan(
+    authz: &Authorizer,
+    upstreams: &[Arc<Upstream>],
+    caller: &Caller,
+    ctx: &Context,
+    asked: &Filter,
+    routed: Vec<(String, usize)>,
+) -> (Vec<Granted>, Filter) {
+    let mut per: BTreeMap<usize, Granted> = BTreeMap::new();
+    // Resource URIs: owned by one upstream, readable.
+    for (uri, idx) in routed {
+        let item = Item {
+            upstream: idx,
+            kind: ItemKind::Resource,
+            name: &uri,
+            annotations: &[],
+        };
+        let sub = authz.authorize_item(
+            caller,
+            ctx,
+            "resources/read",
+            item,
+            None,
+            Call::new(idx, "resources/subscribe", Some(&uri)),
+        );
+        let Decision::Allow(sub) = sub else { continue };
+        let listen = authz.authorize_item(
+            caller,
+            ctx,
+            "resources/read",
+            item,
+            None,
+            Call::new(idx, "subscriptions/listen", None),
+        );
+        let g = per.entry(idx).or_insert_with(|| Granted::empty(idx));
+        if !g.filter.uris.contains(&uri) {
+            g.filter.uris.push(uri.clone());
+            g.subscribe.push((uri, sub));
         }
-        // List changes: per kind, on the upstreams the principal may list it.
-        for up in &self.upstreams {
-            for (asked_kind, action) in [
-                (asked.tools, "tools/list"),
-                (asked.prompts, "prompts/list"),
-                (asked.resources, "resources/list"),
-            ] {
-                if !asked_kind {
-                    continue;
-                }
-                if let Decision::Allow(l) = self.authz.authorize_upstream(
-                    caller,
-                    ctx,
-                    action,
-                    Call::new(up.index, "subscriptions/listen", None),
-                ) {
-                    let g = per.entry(up.index).or_insert_with(|| Granted {
-                        upstream: up.index,
-                        filter: Filter::default(),
-                        listen: None,
-                        subscribe: Vec::new(),
-                    });
-                    match action {
-                        "tools/list" => g.filter.tools = true,
-                        "prompts/list" => g.filter.prompts = true,
-                        _ => g.filter.resources = true,
-                    }
-                    if g.listen.is_none() {
-                        g.listen = Some(l);
-                    }
-                }
-            }
+        if g.listen.is_none()
+            && let Decision::Allow(l) = listen
+        {
+            g.listen = Some(l);
         }
-        let mut all = Filter::default();
-        let granted: Vec<Granted> = per
-            .into_values()
-            .filter(|g| !g.filter.is_empty())
-            .inspect(|g| all.union(&g.filter))
-            .collect();
-        Ok((granted, all))
     }
+    // List changes: per kind, on the upstreams the principal may list it.
+    for up in upstreams {
+        for (asked_kind, action) in [
+            (asked.tools, "tools/list"),
+            (asked.prompts, "prompts/list"),
+            (asked.resources, "resources/list"),
+        ] {
+            if !asked_kind {
+                continue;
+            }
+            if let Decision::Allow(l) = authz.authorize_upstream(
+                caller,
+                ctx,
+                action,
+                Call::new(up.index, "subscriptions/listen", None),
+            ) {
+                let g = per
+                    .entry(up.index)
+                    .or_insert_with(|| Granted::empty(up.index));
+                match action {
+                    "tools/list" => g.filter.tools = true,
+                    "prompts/list" => g.filter.prompts = true,
+                    _ => g.filter.resources = true,
+                }
+                if g.listen.is_none() {
+                    g.listen = Some(l);
+                }
+            }
+        }
+    }
+    let mut all = Filter::default();
+    let granted: Vec<Granted> = per
+        .into_values()
+        .filter(|g| !g.filter.is_empty())
+        .inspect(|g| all.union(&g.filter))
+        .collect();
+    (granted, all)
 }

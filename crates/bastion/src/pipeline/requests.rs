@@ -27,9 +27,7 @@ use http::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::gateway::{
-    Gateway, Lane, Lister, NameSpace, TOOLS, err, list_kind, list_request, set_param,
-};
+use crate::gateway::{Gateway, Lane, NameSpace, TOOLS, err, list_kind, list_request, set_param};
 use crate::pipeline::authz::{Caller, Item};
 use crate::pipeline::screen::Origin;
 use crate::session::context::{Context, ToolRoute};
@@ -126,14 +124,14 @@ impl Asked<'_> {
         // Tool integrity: a view older than the re-list interval is
         // refreshed, then only the approved definition is called, with
         // arguments its pinned schema allows.
-        let route = if gw.ensure_fresh(ctx, route.upstream).await? {
+        let route = if gw.integrity().ensure_fresh(ctx, route.upstream).await? {
             gw.tool_route(ctx, &name)
                 .filter(|r| r.upstream == route.upstream && r.name == route.name)
                 .ok_or_else(|| unknown_name(NameSpace::Tools, &name))?
         } else {
             route
         };
-        let output = gw.check_call(&route, &name, args)?;
+        let output = gw.integrity().check_call(&route, &name, args)?;
         let origin = |direction| Origin {
             direction,
             upstream: route.upstream,
@@ -148,7 +146,7 @@ impl Asked<'_> {
             .send(ctx, caller, grant, req, Some(events), &headers)
             .await?;
         if let Ok(r) = &resp.outcome
-            && let Err(e) = gw.check_result(&name, output.as_ref(), r)
+            && let Err(e) = gw.integrity().check_result(&name, output.as_ref(), r)
         {
             refuse_result(gw, &route, &mut resp, e);
         }
@@ -186,7 +184,9 @@ impl Asked<'_> {
             Some(args),
             || unknown_name(NameSpace::Prompts, &name),
         )?;
-        gw.check_prompt(ctx, idx, &name, &original).await?;
+        gw.integrity()
+            .check_prompt(ctx, idx, &name, &original)
+            .await?;
         let origin = |direction| Origin {
             direction,
             upstream: idx,
@@ -680,12 +680,7 @@ async fn route_tool(
         return Ok(r);
     }
     let answered = gw
-        .list_collecting(
-            ctx,
-            &list_request(req, "tools/list"),
-            &TOOLS,
-            Lister::Caller(caller),
-        )
+        .list_collecting(ctx, &list_request(req, "tools/list"), &TOOLS, caller)
         .await
         .map(|l| l.answered)
         .unwrap_or_default();

@@ -1,7 +1,7 @@
 //! Upstream → client: the one function every message an upstream sends
-//! toward a client passes before any stream delivers it ([`Gateway::upcall`]),
+//! toward a client passes before any stream delivers it ([`ToClient::upcall`]),
 //! and the same decision for the server requests a 2026-07-28 upstream puts
-//! in an `input_required` result ([`Gateway::decide_input_requests`]).
+//! in an `input_required` result ([`ToClient::decide_input_requests`]).
 //!
 //! Order: integrity (a `list_changed` is re-listed and judged before the
 //! client hears of it) → decide (a server request needs the capability the
@@ -20,11 +20,17 @@ use bastion_detect::verdict::Direction;
 use bastion_proto::{ErrorObject, Message, Response, codes};
 use serde_json::{Map, Value, json};
 
-use crate::gateway::Gateway;
+use std::sync::Arc;
+
+use crate::integrity::inventory::Inventory;
+use crate::pipeline::authz::Authorizer;
 use crate::pipeline::authz::Caller;
 use crate::pipeline::screen::Origin;
+use crate::pipeline::screen::Screener;
 use crate::pipeline::tasks::seal_ids;
 use crate::session::context::Context;
+use crate::session::seal::Sealer;
+use crate::upstream::Upstream;
 use crate::upstream::{Call, Upcall};
 
 /// What a server request needs to reach a client: the client capability
@@ -40,7 +46,35 @@ fn server_request_rule(method: &str) -> Option<(Option<&'static str>, Option<&'s
     })
 }
 
-impl Gateway {
+/// The upstream → client pipeline's dependencies, and nothing else: tool
+/// integrity (to re-list on a change), the screener, the authorizer (server
+/// requests that need a policy permit), the sealer (task ids) and the
+/// upstreams' names. A view borrowed from the gateway (`Gateway::to_client`).
+#[derive(Clone, Copy)]
+pub struct ToClient<'a> {
+    /// Tool integrity: re-listing and judging on `list_changed`.
+    pub integrity: Inventory<'a>,
+    /// The detection policy carried out.
+    pub screen: &'a Screener,
+    /// Policy decisions for sampling and elicitation.
+    pub authz: &'a Authorizer,
+    /// Seals task ids for the client.
+    pub sealer: &'a Sealer,
+    /// The configured upstreams, by index.
+    pub upstreams: &'a [Arc<Upstream>],
+}
+
+impl std::fmt::Debug for ToClient<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToClient").finish_non_exhaustive()
+    }
+}
+
+impl ToClient<'_> {
+    fn upstream_name(&self, idx: usize) -> &str {
+        self.upstreams.get(idx).map_or("", |u| u.name())
+    }
+
     /// The upstream → client pipeline for one upcall from the upstream
     /// `up.upstream` to `caller`'s context: `None` when it must not reach the
     /// client (a refused server request has been answered upstream).
@@ -51,7 +85,7 @@ impl Gateway {
                 // Tool integrity: a changed list is re-listed and judged
                 // before the client hears of it.
                 if n.method.ends_with("/list_changed") {
-                    self.on_list_changed(ctx, idx, &n.method).await;
+                    self.integrity.on_list_changed(ctx, idx, &n.method).await;
                 }
                 if let Some(params) = n.params.as_mut() {
                     let method = n.method.clone();
@@ -68,13 +102,7 @@ impl Gateway {
                         )
                         .ok()?;
                     // The client knows tasks only by their sealed ids.
-                    seal_ids(
-                        &self.sealer,
-                        &ctx.principal,
-                        self.upstream_name(idx),
-                        params,
-                    )
-                    .ok()?;
+                    seal_ids(self.sealer, &ctx.principal, self.upstream_name(idx), params).ok()?;
                 }
                 Some(up)
             }
@@ -84,7 +112,7 @@ impl Gateway {
                     .decide_server_request(caller, ctx, idx, &method, r.params.as_mut())
                     .and_then(|()| match r.params.as_mut() {
                         Some(p) => {
-                            seal_ids(&self.sealer, &ctx.principal, self.upstream_name(idx), p)
+                            seal_ids(self.sealer, &ctx.principal, self.upstream_name(idx), p)
                                 .map(drop)
                         }
                         None => Ok(()),

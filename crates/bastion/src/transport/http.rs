@@ -1754,7 +1754,7 @@ enum Step {
 }
 
 async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
-    let Some(up) = gw.upcall(&f.caller, &f.ctx, up).await else {
+    let Some(up) = gw.to_client().upcall(&f.caller, &f.ctx, up).await else {
         return Step::Skip;
     };
     match up.msg {
@@ -2072,7 +2072,7 @@ async fn listen(
             if !allowed {
                 return true;
             }
-            let Some(up) = gw.upcall(&caller, &ctx, up).await else {
+            let Some(up) = gw.to_client().upcall(&caller, &ctx, up).await else {
                 return true;
             };
             let Message::Notification(n) = up.msg else {

@@ -78,7 +78,7 @@ pub async fn serve(
             loop {
                 let wait = if complete { every } else { retry };
                 tokio::time::sleep(wait).await;
-                complete = gw.inventory_all().await;
+                complete = gw.integrity().inventory_all().await;
                 retry = if complete {
                     Duration::from_secs(2).min(every)
                 } else {

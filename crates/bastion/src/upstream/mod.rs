@@ -28,6 +28,7 @@
 //!   admits only those methods. The transports' `call`/`notify` are private to
 //!   this module; a cancelled or timed-out call tells its upstream itself.
 
+pub mod forward;
 pub mod http;
 pub mod stdio;
 
@@ -1081,4 +1082,10 @@ impl Conn {
             Transport::Stdio(s) => s.close(),
         }
     }
+}
+
+/// The gateway's own implementation info (its `serverInfo` to clients, its
+/// `clientInfo` to upstreams on its own connections).
+pub fn server_info() -> serde_json::Value {
+    serde_json::json!({"name": "mcp-bastion", "title": "mcp-bastion MCP security gateway", "version": env!("CARGO_PKG_VERSION")})
 }
