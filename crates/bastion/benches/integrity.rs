@@ -22,7 +22,7 @@ use std::hint::black_box;
 use bastion::audit::MemorySink;
 use bastion::integrity::pins::Pins;
 use bastion::integrity::{self, DefKind};
-use bastion::state::store::{Sqlite, Store};
+use bastion::state::store::{Backend, Sqlite};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         std::sync::Arc::new(bastion_detect::Engine::new().unwrap()),
         cfg.detection.tool_definitions,
     );
-    let store = Store::Embedded(Sqlite::new(None));
+    let store = Backend::Embedded(Sqlite::new(None));
     let audit = MemorySink::default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -32,6 +32,7 @@ use crate::integrity::DefKind;
 use crate::pipeline::authz::{Caller, Grant, Item};
 use crate::pipeline::screen::Origin;
 use crate::session::context::{Context, Session, ToolRoute};
+use crate::state::store::Store as _;
 use crate::upstream::{Call, Internal, Pass, Upcall, UpcallTx, Upstream, UpstreamError};
 use bastion_detect::verdict::Direction;
 use bastion_policy::ItemKind;
@@ -79,7 +80,7 @@ pub struct Gateway {
     /// Mints and checks resumable-stream event ids.
     pub event_ids: crate::transport::streams::EventIds,
     /// Where session records live.
-    pub store: crate::state::store::Store,
+    pub store: crate::state::store::Backend,
     /// Which principal and upstream each task belongs to.
     pub tasks: crate::pipeline::tasks::TaskOwners,
     /// Authorization: the policies in force and the decisions they make.
@@ -216,10 +217,12 @@ impl Gateway {
         let sealer = crate::session::seal::Sealer::new(&keyring, cfg.server.public_url.as_str());
         let store = match &cfg.state.backend {
             crate::config::StateBackend::Embedded { path } => {
-                crate::state::store::Store::Embedded(crate::state::store::Sqlite::new(path.clone()))
+                crate::state::store::Backend::Embedded(crate::state::store::Sqlite::new(
+                    path.clone(),
+                ))
             }
             crate::config::StateBackend::Redis { url, prefix, .. } => {
-                crate::state::store::Store::Redis(Box::new(
+                crate::state::store::Backend::Redis(Box::new(
                     crate::state::store::RedisStore::new(url.expose_secret(), prefix, &keyring)
                         .map_err(|e| crate::transport::auth::SetupError::new(&e.to_string()))?,
                 ))
@@ -412,7 +415,7 @@ impl Gateway {
     /// the first client is served. Returns whether the inventory was
     /// complete (else the listener retries the missing kinds soon).
     pub async fn start_integrity(&self) -> Result<bool, String> {
-        if matches!(&self.store, crate::state::store::Store::Embedded(_))
+        if matches!(&self.store, crate::state::store::Backend::Embedded(_))
             && matches!(
                 &self.cfg.state.backend,
                 crate::config::StateBackend::Embedded { path: None }
@@ -1530,8 +1533,8 @@ impl Gateway {
     ) -> Result<usize, crate::state::store::StoreError> {
         let key = format!("{issuer} {subject}");
         let shared = match &self.store {
-            crate::state::store::Store::Redis(r) => Some(r.invalidate_principal(&key).await?),
-            crate::state::store::Store::Embedded(_) => None,
+            crate::state::store::Backend::Redis(r) => Some(r.invalidate_principal(&key).await?),
+            crate::state::store::Backend::Embedded(_) => None,
         };
         let ids: Vec<String> = self
             .sessions
@@ -1636,9 +1639,9 @@ impl Gateway {
             .collect();
         match &self.store {
             // The shared list is the whole truth: mirror it.
-            crate::state::store::Store::Redis(_) => v.revocations().replace(tokens, subjects),
+            crate::state::store::Backend::Redis(_) => v.revocations().replace(tokens, subjects),
             // The file only adds to what this process holds.
-            crate::state::store::Store::Embedded(_) => {
+            crate::state::store::Backend::Embedded(_) => {
                 for (jti, until) in tokens {
                     v.revocations().revoke_token(&jti, until);
                 }

@@ -247,7 +247,8 @@ pub(crate) enum AuditCmd {
         #[arg(long)]
         principal: Option<String>,
         /// The session: its id, or its digest as the trail records it.
-        #[arg(long)]
+        // Session ids are base64url: one may start with `-`.
+        #[arg(long, allow_hyphen_values = true)]
         session: Option<String>,
         /// Only events in this period: 30d, 12h, 90m, 3600s.
         #[arg(long)]
@@ -261,7 +262,8 @@ pub(crate) enum AuditCmd {
         #[command(flatten)]
         log: LogArgs,
         /// The session: its id, or its digest.
-        #[arg(long)]
+        // Session ids are base64url: one may start with `-`.
+        #[arg(long, allow_hyphen_values = true)]
         session: Option<String>,
         /// The principal (`sub`).
         #[arg(long)]
@@ -360,4 +362,28 @@ pub(crate) enum PolicyCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_id_starting_with_a_hyphen_is_a_value() {
+        for cmd in ["timeline", "export"] {
+            let mut argv = vec!["bastion", "audit", cmd, "--log", "a.jsonl"];
+            argv.extend(["--session", "-tQ4x_session"]);
+            if cmd == "export" {
+                argv.extend(["--out", "bundle"]);
+            }
+            let cli = Cli::try_parse_from(&argv).map_err(|e| e.to_string());
+            let session = match cli.map(|c| c.cmd) {
+                Ok(Cmd::Audit {
+                    cmd: AuditCmd::Timeline { session, .. } | AuditCmd::Export { session, .. },
+                }) => session,
+                other => panic!("{cmd}: {other:?}"),
+            };
+            assert_eq!(session.as_deref(), Some("-tQ4x_session"), "{cmd}");
+        }
+    }
 }

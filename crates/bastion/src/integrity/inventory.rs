@@ -26,7 +26,7 @@ use crate::integrity::pins::Pins;
 use crate::integrity::pins::{Seen, Standing};
 use crate::integrity::{self, DefKind, Schema};
 use crate::session::context::{Context, ToolRoute};
-use crate::state::store::Store;
+use crate::state::store::Backend;
 use crate::upstream::GATEWAY_PRINCIPAL;
 use crate::upstream::Upstream;
 use crate::upstream::forward::Forwarder;
@@ -68,7 +68,7 @@ pub struct Inventory<'a> {
     /// Pins, decisions, manifests.
     pub pins: &'a Pins,
     /// Where pins persist.
-    pub store: &'a Store,
+    pub store: &'a Backend,
     /// The audit trail.
     pub audit: &'a dyn AuditSink,
     /// Sends the inventory's own listings (and records them).

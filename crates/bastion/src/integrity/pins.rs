@@ -301,7 +301,7 @@ impl Pins {
 
     /// Loads every record from the store (start-up, and when another
     /// instance wrote).
-    pub async fn load(&self, store: &Store) -> Result<(), StoreError> {
+    pub async fn load(&self, store: &impl Store) -> Result<(), StoreError> {
         let generation = store.pins_generation().await?;
         let rows = store.pins_load().await?;
         let mut records = HashMap::new();
@@ -328,7 +328,7 @@ impl Pins {
     }
 
     /// Reloads when another instance changed the store (Redis).
-    pub async fn refresh(&self, store: &Store) -> Result<bool, StoreError> {
+    pub async fn refresh(&self, store: &impl Store) -> Result<bool, StoreError> {
         let g = store.pins_generation().await?;
         if g == self.generation.load(Ordering::Acquire) {
             return Ok(false);
@@ -427,7 +427,7 @@ impl Pins {
     )]
     pub async fn observe(
         &self,
-        store: &Store,
+        store: &impl Store,
         audit: &dyn AuditSink,
         upstream: &str,
         kind: DefKind,
@@ -520,7 +520,7 @@ impl Pins {
     #[allow(clippy::too_many_arguments, reason = "one record's full description")]
     async fn record_version(
         &self,
-        store: &Store,
+        store: &impl Store,
         upstream: &str,
         kind: DefKind,
         name: &str,
@@ -588,7 +588,7 @@ impl Pins {
     /// retried when another writer came first).
     async fn mutate(
         &self,
-        store: &Store,
+        store: &impl Store,
         upstream: &str,
         kind: DefKind,
         name: &str,
@@ -634,7 +634,7 @@ impl Pins {
     /// the names added and removed.
     pub async fn record_inventory(
         &self,
-        store: &Store,
+        store: &impl Store,
         audit: &dyn AuditSink,
         upstream: &str,
         items: BTreeMap<DefKind, BTreeMap<String, String>>,
@@ -962,7 +962,7 @@ impl Pins {
     #[allow(clippy::too_many_arguments, reason = "one action's full description")]
     pub async fn decide(
         &self,
-        store: &Store,
+        store: &impl Store,
         audit: &dyn AuditSink,
         action: OperatorAction,
         upstream: &str,

@@ -60,9 +60,10 @@ pub enum StoreError {
     Tampered,
 }
 
-/// The configured backend.
+/// The configured backend: the embedded store or Redis, each honouring
+/// [`Store`]; the gateway holds one of these.
 #[derive(Debug)]
-pub enum Store {
+pub enum Backend {
     /// Sessions in this process; durable state (revocations) in SQLite.
     Embedded(Sqlite),
     /// Redis, shared by every instance.
@@ -167,88 +168,217 @@ impl SqliteInner {
     }
 }
 
-impl Store {
+/// What the gateway keeps beyond one request, whoever holds it: the contract
+/// both backends honour (the embedded SQLite file and Redis), and all that
+/// integrity, revocation and incident response may assume of a store.
+///
+/// Every method fails with [`StoreError::Unavailable`] rather than block or
+/// guess, and a value that fails its integrity check is never returned as
+/// good; callers fail closed on an error.
+pub trait Store: Send + Sync {
     /// Records a revocation durably (and, with Redis, for every instance).
-    pub async fn add_revocation(
+    fn add_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        until: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes a revocation; returns whether there was one.
+    fn remove_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every live revocation.
+    fn revocations(&self) -> impl Future<Output = Result<RevocationList, StoreError>> + Send;
+
+    /// Every tool-integrity record (a Redis entry that fails its integrity
+    /// check is left out and logged: the item then counts as never seen, so
+    /// it is quarantined rather than trusted).
+    fn pins_load(&self) -> impl Future<Output = Result<Vec<PinRow>, StoreError>> + Send;
+
+    /// Writes `body` as revision `expected + 1` of `key` if the stored
+    /// revision is still `expected` (0: absent). `false`: someone else wrote
+    /// first; reload and retry. Without a database file the write is
+    /// accepted (the caller's memory is the only copy).
+    fn pin_cas(
+        &self,
+        key: &str,
+        expected: u64,
+        body: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A number that changes whenever another instance writes a record
+    /// (Redis); the embedded store has one writer, so it is constant.
+    fn pins_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+impl Store for Sqlite {
+    async fn add_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let (tag, value) = (kind.tag(), value.to_owned());
+        let until = i64::try_from(until).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO revocations (kind, value, until) VALUES (?1, ?2, ?3)",
+                rusqlite::params![tag, value, until],
+            )
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn remove_revocation(
+        &self,
+        kind: RevocationKind,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let (tag, value) = (kind.tag(), value.to_owned());
+        Ok(self
+            .with(move |c| {
+                c.execute(
+                    "DELETE FROM revocations WHERE kind = ?1 AND value = ?2",
+                    rusqlite::params![tag, value],
+                )
+            })
+            .await?
+            .unwrap_or(0)
+            > 0)
+    }
+
+    async fn revocations(&self) -> Result<RevocationList, StoreError> {
+        let now = crate::state::store::now() as i64;
+        let rows = self
+            .with(move |c| {
+                let mut st = c.prepare(
+                    "SELECT kind, value, until FROM revocations WHERE kind = 's' OR until > ?1",
+                )?;
+                let rows = st
+                    .query_map([now], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut out: RevocationList = (Vec::new(), Vec::new());
+        for (k, v, u) in rows.unwrap_or_default() {
+            if k == "s" {
+                out.1.push(v);
+            } else {
+                out.0.push((v, u.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pins_load(&self) -> Result<Vec<PinRow>, StoreError> {
+        Ok(self
+            .with(|c| {
+                let mut st = c.prepare("SELECT key, rev, body FROM pins")?;
+                let rows = st
+                    .query_map([], |r| {
+                        Ok(PinRow {
+                            key: r.get(0)?,
+                            rev: r.get::<_, i64>(1)?.max(0) as u64,
+                            body: r.get(2)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn pin_cas(&self, key: &str, expected: u64, body: &str) -> Result<bool, StoreError> {
+        let (key, body) = (key.to_owned(), body.to_owned());
+        let (next, expected_i) = (
+            i64::try_from(expected.saturating_add(1)).unwrap_or(i64::MAX),
+            i64::try_from(expected).unwrap_or(i64::MAX),
+        );
+        let n = self
+            .with(move |c| {
+                if expected == 0 {
+                    c.execute(
+                        "INSERT OR IGNORE INTO pins (key, rev, body) VALUES (?1, 1, ?2)",
+                        rusqlite::params![key, body],
+                    )
+                } else {
+                    c.execute(
+                        "UPDATE pins SET rev = ?3, body = ?2 WHERE key = ?1 AND rev = ?4",
+                        rusqlite::params![key, body, next, expected_i],
+                    )
+                }
+            })
+            .await?;
+        Ok(n.is_none_or(|n| n == 1))
+    }
+
+    async fn pins_generation(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+impl Store for Backend {
+    async fn add_revocation(
         &self,
         kind: RevocationKind,
         value: &str,
         until: u64,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(db) => {
-                let (tag, value) = (kind.tag(), value.to_owned());
-                let until = i64::try_from(until).unwrap_or(i64::MAX);
-                db.with(move |c| {
-                    c.execute(
-                        "INSERT OR REPLACE INTO revocations (kind, value, until) VALUES (?1, ?2, ?3)",
-                        rusqlite::params![tag, value, until],
-                    )
-                })
-                .await
-                .map(|_| ())
-            }
-            Store::Redis(r) => r.add_revocation(kind, value, until).await,
+            Backend::Embedded(db) => db.add_revocation(kind, value, until).await,
+            Backend::Redis(r) => r.add_revocation(kind, value, until).await,
         }
     }
 
-    /// Removes a revocation; returns whether there was one.
-    pub async fn remove_revocation(
+    async fn remove_revocation(
         &self,
         kind: RevocationKind,
         value: &str,
     ) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(db) => {
-                let (tag, value) = (kind.tag(), value.to_owned());
-                Ok(db
-                    .with(move |c| {
-                        c.execute(
-                            "DELETE FROM revocations WHERE kind = ?1 AND value = ?2",
-                            rusqlite::params![tag, value],
-                        )
-                    })
-                    .await?
-                    .unwrap_or(0)
-                    > 0)
-            }
-            Store::Redis(r) => r.remove_revocation(kind, value).await,
+            Backend::Embedded(db) => db.remove_revocation(kind, value).await,
+            Backend::Redis(r) => r.remove_revocation(kind, value).await,
         }
     }
 
-    /// Every live revocation.
-    pub async fn revocations(&self) -> Result<RevocationList, StoreError> {
+    async fn revocations(&self) -> Result<RevocationList, StoreError> {
         match self {
-            Store::Embedded(db) => {
-                let now = crate::state::store::now() as i64;
-                let rows = db
-                    .with(move |c| {
-                        let mut st = c.prepare(
-                        "SELECT kind, value, until FROM revocations WHERE kind = 's' OR until > ?1",
-                    )?;
-                        let rows = st
-                            .query_map([now], |r| {
-                                Ok((
-                                    r.get::<_, String>(0)?,
-                                    r.get::<_, String>(1)?,
-                                    r.get::<_, i64>(2)?,
-                                ))
-                            })?
-                            .collect::<rusqlite::Result<Vec<_>>>()?;
-                        Ok(rows)
-                    })
-                    .await?;
-                let mut out: RevocationList = (Vec::new(), Vec::new());
-                for (k, v, u) in rows.unwrap_or_default() {
-                    if k == "s" {
-                        out.1.push(v);
-                    } else {
-                        out.0.push((v, u.max(0) as u64));
-                    }
-                }
-                Ok(out)
-            }
-            Store::Redis(r) => r.revocations().await,
+            Backend::Embedded(db) => db.revocations().await,
+            Backend::Redis(r) => r.revocations().await,
+        }
+    }
+
+    async fn pins_load(&self) -> Result<Vec<PinRow>, StoreError> {
+        match self {
+            Backend::Embedded(db) => db.pins_load().await,
+            Backend::Redis(r) => r.pins_load().await,
+        }
+    }
+
+    async fn pin_cas(&self, key: &str, expected: u64, body: &str) -> Result<bool, StoreError> {
+        match self {
+            Backend::Embedded(db) => db.pin_cas(key, expected, body).await,
+            Backend::Redis(r) => r.pin_cas(key, expected, body).await,
+        }
+    }
+
+    async fn pins_generation(&self) -> Result<u64, StoreError> {
+        match self {
+            Backend::Embedded(db) => db.pins_generation().await,
+            Backend::Redis(r) => r.pins_generation().await,
         }
     }
 }
@@ -262,75 +392,6 @@ pub struct PinRow {
     pub rev: u64,
     /// The record (JSON).
     pub body: String,
-}
-
-impl Store {
-    /// Every tool-integrity record (a Redis entry that fails its integrity
-    /// check is left out and logged: the item then counts as never seen, so
-    /// it is quarantined rather than trusted).
-    pub async fn pins_load(&self) -> Result<Vec<PinRow>, StoreError> {
-        match self {
-            Store::Embedded(db) => Ok(db
-                .with(|c| {
-                    let mut st = c.prepare("SELECT key, rev, body FROM pins")?;
-                    let rows = st
-                        .query_map([], |r| {
-                            Ok(PinRow {
-                                key: r.get(0)?,
-                                rev: r.get::<_, i64>(1)?.max(0) as u64,
-                                body: r.get(2)?,
-                            })
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok(rows)
-                })
-                .await?
-                .unwrap_or_default()),
-            Store::Redis(r) => r.pins_load().await,
-        }
-    }
-
-    /// Writes `body` as revision `expected + 1` of `key` if the stored
-    /// revision is still `expected` (0: absent). `false`: someone else wrote
-    /// first; reload and retry. Without a database file the write is
-    /// accepted (the caller's memory is the only copy).
-    pub async fn pin_cas(&self, key: &str, expected: u64, body: &str) -> Result<bool, StoreError> {
-        match self {
-            Store::Embedded(db) => {
-                let (key, body) = (key.to_owned(), body.to_owned());
-                let (next, expected_i) = (
-                    i64::try_from(expected.saturating_add(1)).unwrap_or(i64::MAX),
-                    i64::try_from(expected).unwrap_or(i64::MAX),
-                );
-                let n = db
-                    .with(move |c| {
-                        if expected == 0 {
-                            c.execute(
-                                "INSERT OR IGNORE INTO pins (key, rev, body) VALUES (?1, 1, ?2)",
-                                rusqlite::params![key, body],
-                            )
-                        } else {
-                            c.execute(
-                                "UPDATE pins SET rev = ?3, body = ?2 WHERE key = ?1 AND rev = ?4",
-                                rusqlite::params![key, body, next, expected_i],
-                            )
-                        }
-                    })
-                    .await?;
-                Ok(n.is_none_or(|n| n == 1))
-            }
-            Store::Redis(r) => r.pin_cas(key, expected, body).await,
-        }
-    }
-
-    /// A number that changes whenever another instance writes a record
-    /// (Redis); the embedded store has one writer, so it is constant.
-    pub async fn pins_generation(&self) -> Result<u64, StoreError> {
-        match self {
-            Store::Embedded(_) => Ok(0),
-            Store::Redis(r) => r.pins_generation().await,
-        }
-    }
 }
 
 fn now() -> u64 {
@@ -546,6 +607,44 @@ impl RedisStore {
         format!("{}pins:gen", self.prefix)
     }
 
+    /// Deletes a session.
+    pub async fn delete_session(&self, sid: &str, principal: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let (n, _): (usize, usize) = redis::pipe()
+            .cmd("DEL")
+            .arg(self.session_key(sid))
+            .cmd("ZREM")
+            .arg(self.principal_key(principal))
+            .arg(digest(sid))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    /// Deletes every session of a principal; returns how many there were.
+    pub async fn invalidate_principal(&self, principal: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn().await?;
+        let pkey = self.principal_key(principal);
+        let all: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&pkey)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut p = redis::pipe();
+        p.atomic();
+        for d in &all {
+            p.cmd("DEL").arg(format!("{}s:{d}", self.prefix)).ignore();
+        }
+        p.cmd("DEL").arg(&pkey).ignore();
+        let _: () = p.query_async(&mut c).await.map_err(unavailable)?;
+        Ok(all.len())
+    }
+}
+
+impl Store for RedisStore {
     async fn pins_load(&self) -> Result<Vec<PinRow>, StoreError> {
         let mut c = self.conn().await?;
         let key = self.pins_key();
@@ -678,42 +777,6 @@ impl RedisStore {
         }
         Ok(out)
     }
-
-    /// Deletes a session.
-    pub async fn delete_session(&self, sid: &str, principal: &str) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
-        let (n, _): (usize, usize) = redis::pipe()
-            .cmd("DEL")
-            .arg(self.session_key(sid))
-            .cmd("ZREM")
-            .arg(self.principal_key(principal))
-            .arg(digest(sid))
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
-    }
-
-    /// Deletes every session of a principal; returns how many there were.
-    pub async fn invalidate_principal(&self, principal: &str) -> Result<usize, StoreError> {
-        let mut c = self.conn().await?;
-        let pkey = self.principal_key(principal);
-        let all: Vec<String> = redis::cmd("ZRANGE")
-            .arg(&pkey)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)?;
-        let mut p = redis::pipe();
-        p.atomic();
-        for d in &all {
-            p.cmd("DEL").arg(format!("{}s:{d}", self.prefix)).ignore();
-        }
-        p.cmd("DEL").arg(&pkey).ignore();
-        let _: () = p.query_async(&mut c).await.map_err(unavailable)?;
-        Ok(all.len())
-    }
 }
 
 #[cfg(test)]
@@ -724,13 +787,13 @@ mod tests {
     async fn embedded_pins_compare_and_set() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let s = Store::Embedded(Sqlite::new(Some(path.clone())));
+        let s = Backend::Embedded(Sqlite::new(Some(path.clone())));
         assert!(s.pin_cas("k", 0, "one").await.unwrap());
         // A second creation and a stale revision both lose.
         assert!(!s.pin_cas("k", 0, "other").await.unwrap());
         assert!(s.pin_cas("k", 1, "two").await.unwrap());
         assert!(!s.pin_cas("k", 1, "stale").await.unwrap());
-        let again = Store::Embedded(Sqlite::new(Some(path)));
+        let again = Backend::Embedded(Sqlite::new(Some(path)));
         let rows = again.pins_load().await.unwrap();
         assert_eq!(
             rows,
@@ -746,7 +809,7 @@ mod tests {
     async fn embedded_revocations_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let s = Store::Embedded(Sqlite::new(Some(path.clone())));
+        let s = Backend::Embedded(Sqlite::new(Some(path.clone())));
         s.add_revocation(RevocationKind::Subject, "iss alice", 0)
             .await
             .unwrap();
@@ -757,7 +820,7 @@ mod tests {
             .await
             .unwrap();
         drop(s);
-        let again = Store::Embedded(Sqlite::new(Some(path)));
+        let again = Backend::Embedded(Sqlite::new(Some(path)));
         let (tokens, subjects) = again.revocations().await.unwrap();
         assert_eq!(subjects, ["iss alice"]);
         assert_eq!(tokens.len(), 1);
@@ -770,7 +833,7 @@ mod tests {
         );
         assert!(again.revocations().await.unwrap().1.is_empty());
         // Without a path nothing is persisted, and nothing fails.
-        let mem = Store::Embedded(Sqlite::new(None));
+        let mem = Backend::Embedded(Sqlite::new(None));
         mem.add_revocation(RevocationKind::Subject, "x y", 0)
             .await
             .unwrap();

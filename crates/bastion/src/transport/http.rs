@@ -259,11 +259,8 @@ impl tower_http::request_id::MakeRequestId for RequestIds {
     }
 }
 
-/// A JSON-RPC error as an HTTP response.
-pub fn rpc_error(status: StatusCode, id: Option<Id>, e: ErrorObject) -> HttpResponse {
-    let body = Message::Response(Response::error(id, e)).to_vec();
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
+use crate::transport::refusal::Refusal;
+pub use crate::transport::refusal::rpc_error;
 
 /// The audit record of one client request, emitted exactly once.
 struct Rec {
@@ -434,10 +431,12 @@ impl Rec {
         single_bytes(bytes, acc, status)
     }
 
-    /// Refuses the request: audit + HTTP status + JSON-RPC error.
-    fn refuse(&mut self, status: StatusCode, id: Option<Id>, e: ErrorObject) -> HttpResponse {
-        self.finish(status, Outcome::Refused, Some(&e));
-        rpc_error(status, id, e)
+    /// Refuses the request: the one place a [`Refusal`] becomes its audit
+    /// event (outcome, status, error code and reason, duration, metrics) and
+    /// its answer (the HTTP status and the JSON-RPC error).
+    fn refuse(&mut self, r: Refusal) -> HttpResponse {
+        self.finish(r.status, r.outcome, Some(r.error.as_ref()));
+        r.into_response()
     }
 }
 
@@ -589,28 +588,25 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: HttpRequest) -> HttpRespons
 async fn serve_mcp(gw: Arc<Gateway>, mut req: HttpRequest) -> HttpResponse {
     let mut rec = Rec::new(&gw, &req);
     if !gw.audit.healthy() {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            None,
             ErrorObject::new(
                 codes::INTERNAL_ERROR,
                 "audit trail unavailable; refusing to serve",
             ),
-        );
+        ));
     }
     if !host_allowed(&gw, req.headers(), req.uri()) {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::FORBIDDEN,
-            None,
             ErrorObject::new(codes::GATEWAY_REFUSED, "Host header is not allowed"),
-        );
+        ));
     }
     if !origin_allowed(&gw, req.headers()) {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::FORBIDDEN,
-            None,
             ErrorObject::new(codes::GATEWAY_REFUSED, "Origin is not allowed"),
-        );
+        ));
     }
     // Authentication: every request, sessions never authenticate (C0.2, C0.3).
     // The client's credentials are removed from the request here, whatever the
@@ -640,14 +636,13 @@ async fn serve_mcp(gw: Arc<Gateway>, mut req: HttpRequest) -> HttpResponse {
             Method::GET => get(gw, req, rec).await,
             Method::DELETE => delete(gw, req, rec).await,
             _ => {
-                let mut r = rec.refuse(
+                let mut r = rec.refuse(Refusal::new(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    None,
                     ErrorObject::new(
                         codes::INVALID_REQUEST,
                         "method not allowed: use POST, GET or DELETE",
                     ),
-                );
+                ));
                 r.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
                 r
@@ -736,16 +731,12 @@ fn record_of(s: &Session) -> crate::state::store::SessionRecord {
 /// C3.3), is ended, so the client re-initializes under a new id. A changed
 /// Origin, User-Agent or client address is a hijack indicator: an event, and a
 /// refusal when `session_hijack_action = "block"`.
-async fn session_of(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    rec: &Rec,
-) -> Result<Arc<Session>, (StatusCode, ErrorObject)> {
+async fn session_of(gw: &Gateway, headers: &HeaderMap, rec: &Rec) -> Result<Arc<Session>, Refusal> {
     let Some(sid) = header_str(headers, h::SESSION_ID) else {
-        return Err((StatusCode::BAD_REQUEST, missing_session()));
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, missing_session()));
     };
     let not_found = || {
-        (
+        Refusal::new(
             StatusCode::NOT_FOUND,
             ErrorObject::new(codes::SESSION_REQUIRED, "Session not found"),
         )
@@ -766,11 +757,11 @@ async fn session_of(
     // another instance means gone here too; a session another instance created
     // is rebuilt here from its record.
     let s = match &gw.store {
-        crate::state::store::Store::Embedded(_) => local,
-        crate::state::store::Store::Redis(r) => {
+        crate::state::store::Backend::Embedded(_) => local,
+        crate::state::store::Backend::Redis(r) => {
             match r.get_session(sid, gw.cfg.server.session_idle_timeout).await {
                 Err(crate::state::store::StoreError::Unavailable(m)) => {
-                    return Err((
+                    return Err(Refusal::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         ErrorObject::new(
                             codes::INTERNAL_ERROR,
@@ -869,43 +860,43 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
     let headers = parts.headers;
     let ctype = header_str(&headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
     if !ctype.to_ascii_lowercase().starts_with("application/json") {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
             ErrorObject::new(
                 codes::INVALID_REQUEST,
                 "Content-Type must be application/json",
             ),
-        );
+        ));
     }
     let acc = accept(&headers);
     if !acc.json && !acc.sse {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::NOT_ACCEPTABLE,
-            None,
             ErrorObject::new(
                 codes::INVALID_REQUEST,
                 "Not Acceptable: Accept must include application/json and text/event-stream",
             ),
-        );
+        ));
     }
     let limit = gw.cfg.server.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            return rec.refuse(
+            return rec.refuse(Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                None,
                 ErrorObject::new(
                     codes::INVALID_REQUEST,
                     format!("request body exceeds {limit} bytes"),
                 ),
-            );
+            ));
         }
     };
     let msg = match Message::parse(&bytes, limit) {
         Ok(m) => m,
-        Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, e.id(), e.to_error_object()),
+        Err(e) => {
+            return rec
+                .refuse(Refusal::new(StatusCode::BAD_REQUEST, e.to_error_object()).to(e.id()));
+        }
     };
     rec.message(&msg);
     rec.ev.bytes_in = Some(bytes.len() as u64);
@@ -934,14 +925,10 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
     });
     let modern_markers = meta_version.is_some() || header_modern || header_not_legacy;
     if has_session && modern_markers {
-        return rec.refuse(
-            StatusCode::BAD_REQUEST,
-            req_id,
-            ErrorObject::new(
+        return rec.refuse(Refusal::new(StatusCode::BAD_REQUEST, ErrorObject::new(
                 codes::INVALID_REQUEST,
                 "request mixes protocol revisions: 2026-07-28 metadata cannot be combined with an Mcp-Session-Id",
-            ),
-        );
+            )).to(req_id));
     }
     // `initialize` with 2026-07-28 metadata is a modern request for a method that
     // revision removed (404 below); without it, it starts a legacy session.
@@ -959,7 +946,7 @@ async fn post(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse 
     // No session, not initialize, no 2026-07-28 metadata: a 2025-era request
     // outside any session.
     rec.ev.lane = Some(Lane::Legacy.as_str());
-    rec.refuse(StatusCode::BAD_REQUEST, req_id, missing_session())
+    rec.refuse(Refusal::new(StatusCode::BAD_REQUEST, missing_session()).to(req_id))
 }
 
 async fn initialize(
@@ -971,20 +958,24 @@ async fn initialize(
 ) -> HttpResponse {
     if gw.sessions.read().len() >= gw.cfg.server.max_sessions {
         return rec.refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(r.id),
-            ErrorObject::new(codes::GATEWAY_REFUSED, "too many sessions; retry later"),
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorObject::new(codes::GATEWAY_REFUSED, "too many sessions; retry later"),
+            )
+            .to(Some(r.id)),
         );
     }
     let params = r.params.clone().unwrap_or_else(|| json!({}));
     let Some(requested) = params.get("protocolVersion").and_then(Value::as_str) else {
         return rec.refuse(
-            StatusCode::BAD_REQUEST,
-            Some(r.id),
-            ErrorObject::new(
-                codes::INVALID_PARAMS,
-                "params.protocolVersion must be a string",
-            ),
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                ErrorObject::new(
+                    codes::INVALID_PARAMS,
+                    "params.protocolVersion must be a string",
+                ),
+            )
+            .to(Some(r.id)),
         );
     };
     // Negotiation: echo a supported legacy revision, else offer the latest legacy one.
@@ -1007,9 +998,11 @@ async fn initialize(
     };
     let Some(id) = new_session_id() else {
         return rec.refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(r.id),
-            ErrorObject::new(codes::INTERNAL_ERROR, "cannot create a session id"),
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorObject::new(codes::INTERNAL_ERROR, "cannot create a session id"),
+            )
+            .to(Some(r.id)),
         );
     };
     // One principal holds a bounded number of sessions: a new one evicts its
@@ -1073,7 +1066,7 @@ async fn initialize(
         obj.insert("instructions".into(), Value::from(i));
     }
     gw.sessions.write().insert(id.clone(), session.clone());
-    if let crate::state::store::Store::Redis(store) = &gw.store {
+    if let crate::state::store::Backend::Redis(store) = &gw.store {
         match store
             .put_session(
                 &id,
@@ -1099,9 +1092,11 @@ async fn initialize(
             Err(e) => {
                 gw.end_session(&id).await;
                 return rec.refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some(r.id),
-                    ErrorObject::new(codes::INTERNAL_ERROR, format!("{e}; retry later")),
+                    Refusal::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorObject::new(codes::INTERNAL_ERROR, format!("{e}; retry later")),
+                    )
+                    .to(Some(r.id)),
                 );
             }
         }
@@ -1142,24 +1137,20 @@ async fn legacy_post(
     };
     let session = match session_of(&gw, headers, &rec).await {
         Ok(s) => s,
-        Err((status, e)) => return rec.refuse(status, req_id, e),
+        Err(r) => return rec.refuse(r.to(req_id)),
     };
     rec.ev.session = Some(session.digest.clone());
     if let Some(v) = header_str(headers, h::PROTOCOL_VERSION)
         && ProtocolVersion::parse(v) != Some(session.version)
     {
-        return rec.refuse(
-            StatusCode::BAD_REQUEST,
-            req_id,
-            ErrorObject::with_data(
+        return rec.refuse(Refusal::new(StatusCode::BAD_REQUEST, ErrorObject::with_data(
                 codes::INVALID_REQUEST,
                 format!(
                     "Bad Request: unsupported MCP-Protocol-Version {v:?}; this session negotiated {}",
                     session.version
                 ),
                 json!({"supported": [session.version.as_str()], "requested": v}),
-            ),
-        );
+            )).to(req_id));
     }
     session.ctx.touch();
     match msg {
@@ -1183,7 +1174,7 @@ async fn legacy_post(
                 rec.finish(StatusCode::ACCEPTED, Outcome::Ok, None);
                 StatusCode::ACCEPTED.into_response()
             }
-            Err(e) => rec.refuse(StatusCode::BAD_REQUEST, None, e),
+            Err(e) => rec.refuse(Refusal::new(StatusCode::BAD_REQUEST, e)),
         },
     }
 }
@@ -1199,18 +1190,17 @@ async fn modern_post(
         Message::Request(r) => (Some(r.id.clone()), r.method.as_str(), r.params.as_ref()),
         Message::Notification(n) => (None, n.method.as_str(), n.params.as_ref()),
         Message::Response(_) => {
-            return rec.refuse(
+            return rec.refuse(Refusal::new(
                 StatusCode::BAD_REQUEST,
-                None,
                 ErrorObject::new(
                     codes::INVALID_REQUEST,
                     "clients must not send responses in the 2026-07-28 revision",
                 ),
-            );
+            ));
         }
     };
-    if let Err((status, e)) = check_modern(headers, method, params) {
-        return rec.refuse(status, id, e);
+    if let Err(r) = check_modern(headers, method, params) {
+        return rec.refuse(r.to(id));
     }
     let Message::Request(r) = msg else {
         // The revision defines no client notifications over HTTP; accept and drop.
@@ -1231,12 +1221,14 @@ async fn modern_post(
     };
     let Some(ctx) = gw.stateless_context(&rec.pkey, hello).await else {
         return rec.refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(r.id),
-            ErrorObject::new(
-                codes::GATEWAY_REFUSED,
-                "too many client contexts; retry later",
-            ),
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorObject::new(
+                    codes::GATEWAY_REFUSED,
+                    "too many client contexts; retry later",
+                ),
+            )
+            .to(Some(r.id)),
         );
     };
     let client_params: Vec<(http::HeaderName, HeaderValue)> = headers
@@ -1250,12 +1242,9 @@ async fn modern_post(
 /// The 2026-07-28 request rules, checked before any routing: protocol version
 /// header and `_meta` present, supported and equal; `Mcp-Method`/`Mcp-Name`
 /// present and equal to the body; client capabilities declared.
-fn check_modern(
-    headers: &HeaderMap,
-    method: &str,
-    params: Option<&Value>,
-) -> Result<(), (StatusCode, ErrorObject)> {
-    let bad = |code: i64, msg: String| (StatusCode::BAD_REQUEST, ErrorObject::new(code, msg));
+fn check_modern(headers: &HeaderMap, method: &str, params: Option<&Value>) -> Result<(), Refusal> {
+    let bad =
+        |code: i64, msg: String| Refusal::new(StatusCode::BAD_REQUEST, ErrorObject::new(code, msg));
     let supported = || json!([ProtocolVersion::V2026_07_28.as_str()]);
     let meta_v = meta::protocol_version(params);
     let header_v = headers.get(h::PROTOCOL_VERSION);
@@ -1288,7 +1277,7 @@ fn check_modern(
         ));
     }
     if ProtocolVersion::parse(meta_v).is_none_or(|v| v.era() != bastion_proto::Era::Modern) {
-        return Err((
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             ErrorObject::with_data(
                 codes::UNSUPPORTED_PROTOCOL_VERSION,
@@ -1478,8 +1467,7 @@ async fn legacy_request(
             _ = tokio::time::sleep(deadline) => {
                 task.abort();
                 let e = ErrorObject::new(codes::UPSTREAM_TIMEOUT, format!("request timed out after {deadline:?}"));
-                rec.finish(StatusCode::GATEWAY_TIMEOUT, Outcome::Error, Some(&e));
-                return rpc_error(StatusCode::GATEWAY_TIMEOUT, None, e);
+                return rec.refuse(Refusal::failure(StatusCode::GATEWAY_TIMEOUT, e));
             }
         }
     };
@@ -1599,21 +1587,26 @@ async fn modern_request(
         };
         let Some(sealed) = state.as_str() else {
             return rec.refuse(
-                StatusCode::BAD_REQUEST,
-                Some(req.id),
-                bad("requestState must be a string".into()),
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    bad("requestState must be a string".into()),
+                )
+                .to(Some(req.id)),
             );
         };
         match gw.sealer.open(sealed, &ctx.principal, &method, &target) {
-            Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, Some(req.id), bad(e.to_string())),
+            Err(e) => {
+                return rec.refuse(
+                    Refusal::new(StatusCode::BAD_REQUEST, bad(e.to_string())).to(Some(req.id)),
+                );
+            }
             Ok(st) => match st.inner {
                 // A list cursor is not a request state (and is sealed under
                 // another method name, so this is only the backstop).
                 crate::session::seal::Inner::Cursor { .. } => {
                     return rec.refuse(
-                        StatusCode::BAD_REQUEST,
-                        Some(req.id),
-                        bad("not a requestState".into()),
+                        Refusal::new(StatusCode::BAD_REQUEST, bad("not a requestState".into()))
+                            .to(Some(req.id)),
                     );
                 }
                 crate::session::seal::Inner::Upstream { s } => {
@@ -1625,9 +1618,11 @@ async fn modern_request(
                     let cont = gw.continuations.lock().remove(&c);
                     let Some(cont) = cont else {
                         return rec.refuse(
-                            StatusCode::BAD_REQUEST,
-                            Some(req.id),
-                            bad("the continuation was already used or has expired".into()),
+                            Refusal::new(
+                                StatusCode::BAD_REQUEST,
+                                bad("the continuation was already used or has expired".into()),
+                            )
+                            .to(Some(req.id)),
                         );
                     };
                     let responses = req
@@ -1892,8 +1887,7 @@ async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> Ht
             _ = tokio::time::sleep(deadline) => {
                 f.task.abort();
                 let e = ErrorObject::new(codes::UPSTREAM_TIMEOUT, format!("request timed out after {deadline:?}"));
-                rec.finish(StatusCode::GATEWAY_TIMEOUT, Outcome::Error, Some(&e));
-                return rpc_error(StatusCode::GATEWAY_TIMEOUT, Some(f.client_id), e);
+                return rec.refuse(Refusal::failure(StatusCode::GATEWAY_TIMEOUT, e).to(Some(f.client_id)));
             }
         }
     };
@@ -1961,29 +1955,33 @@ async fn listen(
 ) -> HttpResponse {
     if !acc.sse {
         return rec.refuse(
-            StatusCode::NOT_ACCEPTABLE,
-            Some(req.id),
-            ErrorObject::new(
-                codes::INVALID_REQUEST,
-                "subscriptions/listen needs Accept: text/event-stream",
-            ),
+            Refusal::new(
+                StatusCode::NOT_ACCEPTABLE,
+                ErrorObject::new(
+                    codes::INVALID_REQUEST,
+                    "subscriptions/listen needs Accept: text/event-stream",
+                ),
+            )
+            .to(Some(req.id)),
         );
     }
     let caller = rec.caller();
     let Some(stream_permit) = gw.limits.stream(&rec.pkey) else {
         return rec.refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(req.id),
-            ErrorObject::new(
-                codes::GATEWAY_REFUSED,
-                "too many open streams for this principal; close one first",
-            ),
+            Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorObject::new(
+                    codes::GATEWAY_REFUSED,
+                    "too many open streams for this principal; close one first",
+                ),
+            )
+            .to(Some(req.id)),
         );
     };
     let asked = Filter::from_params(req.params.as_ref());
     let (granted, acked) = match gw.plan_listen(&caller, &ctx, &req, &asked).await {
         Ok(p) => p,
-        Err(e) => return rec.refuse(StatusCode::BAD_REQUEST, Some(req.id), e),
+        Err(e) => return rec.refuse(Refusal::new(StatusCode::BAD_REQUEST, e).to(Some(req.id))),
     };
     let sub_id = req.id.to_value();
     let (utx, mut urx) = mpsc::channel::<Upcall>(64);
@@ -2161,29 +2159,24 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
     rec.ev.lane = Some(Lane::Legacy.as_str());
     let headers = req.headers();
     if !headers.contains_key(h::SESSION_ID) {
-        return rec.refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            None,
-            ErrorObject::new(
+        return rec.refuse(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, ErrorObject::new(
                 codes::INVALID_REQUEST,
                 "GET needs an Mcp-Session-Id (2025 revisions); the 2026-07-28 revision uses subscriptions/listen",
-            ),
-        );
+            )));
     }
     let session = match session_of(&gw, headers, &rec).await {
         Ok(s) => s,
-        Err((status, e)) => return rec.refuse(status, None, e),
+        Err(r) => return rec.refuse(r),
     };
     rec.ev.session = Some(session.digest.clone());
     if !accept(headers).sse {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::NOT_ACCEPTABLE,
-            None,
             ErrorObject::new(
                 codes::INVALID_REQUEST,
                 "Not Acceptable: GET requires Accept: text/event-stream",
             ),
-        );
+        ));
     }
     // Resumption (C3.4): the event id must have been minted for this session and
     // principal; the stream it names is replayed after it.
@@ -2199,14 +2192,13 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
             ev.session = Some(session.digest.clone());
             ev.reason = Some("Last-Event-ID not minted for this session".into());
             gw.audit.emit(ev);
-            return rec.refuse(
+            return rec.refuse(Refusal::new(
                 StatusCode::BAD_REQUEST,
-                None,
                 ErrorObject::new(
                     codes::INVALID_REQUEST,
                     "Last-Event-ID does not name an event of this session",
                 ),
-            );
+            ));
         };
         match session.streams.resume(n, seq) {
             Some(r) if !r.get => {
@@ -2244,28 +2236,26 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
         }
     }
     let Some(stream_permit) = gw.limits.stream(&rec.pkey) else {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
-            None,
             ErrorObject::new(
                 codes::GATEWAY_REFUSED,
                 "too many open streams for this principal; close one first",
             ),
-        );
+        ));
     };
     if session
         .listening
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()
     {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::CONFLICT,
-            None,
             ErrorObject::new(
                 codes::INVALID_REQUEST,
                 "Conflict: only one GET stream per session",
             ),
-        );
+        ));
     }
     session.ctx.touch();
     rec.finish(StatusCode::OK, Outcome::Ok, None);
@@ -2335,28 +2325,26 @@ async fn get(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
 async fn delete(gw: Arc<Gateway>, req: HttpRequest, mut rec: Rec) -> HttpResponse {
     rec.ev.lane = Some(Lane::Legacy.as_str());
     if !req.headers().contains_key(h::SESSION_ID) {
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            None,
             ErrorObject::new(codes::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"),
-        );
+        ));
     }
     let session = match session_of(&gw, req.headers(), &rec).await {
         Ok(s) => s,
-        Err((status, e)) => return rec.refuse(status, None, e),
+        Err(r) => return rec.refuse(r),
     };
     rec.ev.session = Some(session.digest.clone());
-    if let crate::state::store::Store::Redis(store) = &gw.store
+    if let crate::state::store::Backend::Redis(store) = &gw.store
         && let Err(e) = store
             .delete_session(&session.id, &session.ctx.principal)
             .await
     {
         // Not deleted everywhere: say so rather than pretend.
-        return rec.refuse(
+        return rec.refuse(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            None,
             ErrorObject::new(codes::INTERNAL_ERROR, format!("{e}; retry later")),
-        );
+        ));
     }
     gw.end_session(&session.id).await;
     let mut sev = AuditEvent::new(EventKind::Session, Outcome::Ok);

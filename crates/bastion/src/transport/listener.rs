@@ -105,7 +105,7 @@ pub async fn serve(
     let syncer = {
         let gw = gw.clone();
         tokio::spawn(async move {
-            if !matches!(gw.store, crate::state::store::Store::Redis(_)) {
+            if !matches!(gw.store, crate::state::store::Backend::Redis(_)) {
                 return;
             }
             let mut t = tokio::time::interval(Duration::from_secs(1));
