@@ -770,6 +770,71 @@ async fn one_principal_cannot_fill_the_stateless_contexts_of_everyone() {
 }
 
 #[tokio::test]
+async fn continuations_are_capped_per_principal_and_one_principal_cannot_take_them_all() {
+    // A 2026-07-28 client calling a 2025-era upstream's tool that asks for
+    // sampling: each call waits as a continuation until the client answers.
+    let env = env_with(
+        r#"permit (principal, action == Bastion::Action::"tools/list", resource == Bastion::Upstream::"demo");
+permit (principal, action == Bastion::Action::"tools/call", resource == Bastion::Tool::"demo/ask_model");
+permit (principal, action == Bastion::Action::"sampling/createMessage", resource == Bastion::Upstream::"demo");"#,
+        "max_sessions = 16\nmax_sessions_per_principal = 8\n",
+        |_| {
+            format!(
+                "[[upstream]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = \"{BIN}\"\nargs = [\"demo-upstream\"]\ntimeout_secs = 30\n"
+            )
+        },
+        "",
+    )
+    .await;
+    let (mallory, alice) = (env.token("mallory"), env.token("alice"));
+    let cap = bastion::session::bridge::MAX_CONTINUATIONS_PER_PRINCIPAL;
+    let ask = |token: String, ctx: usize, id: usize| {
+        let url = env.gw.url.clone();
+        async move {
+            // Distinct capability objects are distinct contexts: the bound
+            // is the principal's, not one context's.
+            let caps = json!({"sampling": {}, "experimental": {format!("c{ctx}"): {}}});
+            let id = i64::try_from(id).unwrap();
+            let (status, msgs) = modern_req(
+                &url,
+                &token,
+                caps,
+                id,
+                "tools/call",
+                json!({"name": "demo__ask_model", "arguments": {"question": "2+2?"}}),
+            )
+            .await;
+            assert_eq!(status, 200, "{msgs:?}");
+            msgs.last().cloned().unwrap()
+        }
+    };
+    // Mallory fills her share, spread over four contexts (one call at a
+    // time: over stdio a server request names no call, and is given to the
+    // newest one waiting) ...
+    for i in 0..cap {
+        let r = ask(mallory.clone(), i % 4, i + 1).await;
+        assert_eq!(r["result"]["resultType"], "input_required", "call {i}: {r}");
+    }
+    // ... one more is refused, whatever context it comes from ...
+    let over = ask(mallory.clone(), 7, 1000).await;
+    assert_eq!(over["error"]["code"], -32011, "{over}");
+    assert!(
+        over["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too many calls wait for client input")),
+        "{over}"
+    );
+    // ... and alice is still served.
+    let hers = ask(alice.clone(), 0, 2000).await;
+    assert_eq!(hers["result"]["resultType"], "input_required", "{hers}");
+    assert!(
+        env.gw.gw.continuations.lock().len() <= cap.saturating_add(1),
+        "the bound holds"
+    );
+    env.gw.stop().await;
+}
+
+#[tokio::test]
 async fn list_cursors_are_sealed_to_their_principal_and_list() {
     let env = env_with(
         "permit (principal, action, resource);",
