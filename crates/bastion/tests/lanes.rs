@@ -549,3 +549,64 @@ async fn client_cancellation_reaches_the_upstream_and_ends_the_request() {
     assert_eq!(r["result"]["content"][0]["text"], "Echo: after");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_request_deadline_counts_from_the_start_on_both_lanes() {
+    // Progress every 150 ms for ~3 s; the deadline is 1 s. Messages the client
+    // cannot take (a JSON-only client) must not push the deadline back.
+    let gw =
+        start(&demo_config("").replace("[server]\n", "[server]\nrequest_timeout_secs = 1\n")).await;
+    let slow = json!({"name":"demo__count_slowly","arguments":{"steps":20,"delay_ms":150},
+        "_meta":{"progressToken":"p"}});
+    let (s, _) = Legacy::connect(&gw.url, json!({})).await;
+    let t0 = std::time::Instant::now();
+    let r = s
+        .http
+        .post(&s.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-session-id", &s.sid)
+        .header("mcp-protocol-version", &s.version)
+        .json(&json!({"jsonrpc":"2.0","id":41,"method":"tools/call","params":slow}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32012, "{body}");
+    assert_eq!(
+        body["id"], 41,
+        "the timeout answers the request it ends: {body}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // The same on the 2026-07-28 lane for a JSON-only client.
+    let t0 = std::time::Instant::now();
+    let mut params = slow.clone();
+    params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+    params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    let r = http()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "demo__count_slowly")
+        .json(&json!({"jsonrpc":"2.0","id":42,"method":"tools/call","params":params}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["id"], 42, "{body}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+    gw.stop().await;
+}

@@ -38,6 +38,8 @@ use crate::pipeline::listen::Filter;
 use crate::session::context::{Context, Session};
 use crate::upstream::{ClientHello, Pass, Upcall};
 
+mod driver;
+
 /// Builds the router with its middleware stack.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let limits = gw.limits.clone();
@@ -1417,9 +1419,9 @@ async fn legacy_request(
     if let Some(scopes) = gw.step_up(&session.ctx, &caller, &req) {
         return rec.step_up(req.id, &caller, scopes);
     }
-    let (tx, mut rx) = mpsc::channel::<Upcall>(64);
+    let (tx, rx) = mpsc::channel::<Upcall>(64);
     let client_id = req.id.clone();
-    let mut task = {
+    let task = {
         let gw = gw.clone();
         let s = session.clone();
         let id = client_id.clone();
@@ -1433,91 +1435,99 @@ async fn legacy_request(
         })
     };
     let deadline = gw.cfg.server.request_timeout;
-    // Messages about the request are taken before its final response when both
-    // are ready, so a last progress notification is never lost behind the
-    // result; `rx_open` stops polling the channel once every sender is gone.
-    let mut rx_open = true;
-    let first = loop {
-        tokio::select! {
-            biased;
-            up = rx.recv(), if rx_open => {
-                let Some(up) = up else { rx_open = false; continue };
-                if let Some(m) = gw.to_legacy_client(&caller, &session.ctx, up).await {
-                    if acc.sse {
-                        break m;
-                    }
-                    // A JSON-only client cannot take messages about this request.
-                    tracing::debug!("JSON-only client: message about an in-flight request dropped");
-                }
-            }
-            res = &mut task => {
-                let Ok(resp) = res else {
-                    // Cancelled by the client: no response is owed. An SSE client gets an
-                    // empty stream; a JSON-only one the error the SDKs use (-32800).
-                    let e = ErrorObject::new(REQUEST_CANCELLED, "request cancelled");
-                    rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
-                    return if acc.sse {
-                        sse_response(Body::empty())
-                    } else {
-                        single(Response::error(Some(client_id), e), acc, StatusCode::OK)
-                    };
-                };
-                return rec.answer(resp, acc, StatusCode::OK);
-            }
-            _ = tokio::time::sleep(deadline) => {
-                task.abort();
-                let e = ErrorObject::new(codes::UPSTREAM_TIMEOUT, format!("request timed out after {deadline:?}"));
-                return rec.refuse(Refusal::failure(StatusCode::GATEWAY_TIMEOUT, e));
-            }
-        }
+    let side = LegacySide {
+        gw,
+        session,
+        caller,
+        rx,
+        task,
+        client_id,
+        stream: None,
     };
-    let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    // Every message of this stream is logged under an event id, and keeps being
-    // logged after the client drops the connection, so it can resume with GET +
-    // Last-Event-ID (C3.4).
-    let n = session.streams.open();
-    tokio::spawn(crate::transport::auth::carry(async move {
-        let emit = |m: &Message| -> Bytes {
-            let data = Bytes::from(m.to_vec());
-            let seq = session.streams.record(n, data.clone());
-            let id = gw
-                .event_ids
-                .mint(&session.id, &session.ctx.principal, n, seq);
-            sse::encode_message(Some(&id), &data)
-        };
-        let mut client_gone = btx.send(Ok(emit(&first))).await.is_err();
-        loop {
-            tokio::select! {
-                biased;
-                up = rx.recv(), if rx_open => {
-                    let Some(up) = up else { rx_open = false; continue };
-                    if let Some(m) = gw.to_legacy_client(&caller, &session.ctx, up).await {
-                        let ev = emit(&m);
-                        if !client_gone && btx.send(Ok(ev)).await.is_err() {
-                            client_gone = true;
-                        }
-                    }
-                }
-                res = &mut task => {
-                    let Ok(resp) = res else {
-                        // Cancelled by the client: the stream ends with no response.
-                        let e = ErrorObject::new(REQUEST_CANCELLED, "request cancelled");
-                        rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
-                        session.streams.finish(n);
-                        return;
-                    };
-                    rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
-                    let ev = emit(&Message::Response(resp));
-                    session.streams.finish(n);
-                    if !client_gone {
-                        let _ = btx.send(Ok(ev)).await;
-                    }
-                    return;
-                }
+    driver::drive(side, acc, rec, deadline).await
+}
+
+/// A 2025-11-25 request's side of the stream driver: each message passes
+/// the upstream → client pipeline for a 2025-era client
+/// (`Gateway::to_legacy_client`); a stream is resumable (every event is
+/// recorded under an event id, and keeps being recorded after the client
+/// drops the connection, so it can resume with GET + Last-Event-ID, C3.4);
+/// a cancelled request owes no response; nothing suspends.
+struct LegacySide {
+    gw: Arc<Gateway>,
+    session: Arc<Session>,
+    caller: Arc<Caller>,
+    rx: mpsc::Receiver<Upcall>,
+    task: tokio::task::JoinHandle<Response>,
+    client_id: Id,
+    /// The resumable stream, once open.
+    stream: Option<u32>,
+}
+
+impl driver::Side for LegacySide {
+    type Ask = Infallible;
+    const GONE_CANCELS: bool = false;
+
+    fn id(&self) -> Id {
+        self.client_id.clone()
+    }
+
+    fn parts(
+        &mut self,
+    ) -> (
+        &mut mpsc::Receiver<Upcall>,
+        &mut tokio::task::JoinHandle<Response>,
+    ) {
+        (&mut self.rx, &mut self.task)
+    }
+
+    async fn turn(&mut self, up: Upcall) -> driver::Turn<Infallible> {
+        match self
+            .gw
+            .to_legacy_client(&self.caller, &self.session.ctx, up)
+            .await
+        {
+            Some(m) => driver::Turn::Send(m),
+            None => driver::Turn::Skip,
+        }
+    }
+
+    fn last(&mut self, res: Result<Response, tokio::task::JoinError>) -> driver::Last {
+        match res {
+            Ok(resp) => driver::Last::Answer(resp, StatusCode::OK),
+            // Cancelled by the client (`notifications/cancelled`).
+            Err(_) => {
+                driver::Last::Cancelled(ErrorObject::new(REQUEST_CANCELLED, "request cancelled"))
             }
         }
-    }));
-    sse_response(Body::from_stream(ReceiverStream::new(brx)))
+    }
+
+    async fn suspend(self, ask: Infallible) -> Response {
+        match ask {}
+    }
+
+    fn open(&mut self) {
+        self.stream = Some(self.session.streams.open());
+    }
+
+    fn event(&mut self, m: &Message) -> Bytes {
+        let data = Bytes::from(m.to_vec());
+        let Some(n) = self.stream else {
+            return sse::encode_message(None, &data);
+        };
+        let seq = self.session.streams.record(n, data.clone());
+        let id = self
+            .gw
+            .event_ids
+            .mint(&self.session.id, &self.session.ctx.principal, n, seq);
+        sse::encode_message(Some(&id), &data)
+    }
+
+    fn close(&mut self) {
+        if let Some(n) = self.stream.take() {
+            self.session.streams.finish(n);
+        }
+    }
 }
 
 /// The code SDKs use for a request the client cancelled.
@@ -1731,26 +1741,21 @@ async fn collect_asks(
 ) -> Vec<crate::session::bridge::Ask> {
     let mut asks = vec![first];
     while let Ok(more) = f.rx.try_recv() {
-        if let Step::Ask(a) = step(gw, f, more, n).await {
+        if let driver::Turn::Ask(a) = step(gw, f, more, n).await {
             asks.push(a);
         }
     }
     asks
 }
 
-/// What a modern call's upcall means for the client.
-enum Step {
-    /// Send this notification on the request's stream.
-    Send(Message),
-    /// The upstream needs client input (bridged server request).
-    Ask(crate::session::bridge::Ask),
-    /// Nothing to send.
-    Skip,
-}
-
-async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
+async fn step(
+    gw: &Gateway,
+    f: &Flight,
+    up: Upcall,
+    n: &mut usize,
+) -> driver::Turn<crate::session::bridge::Ask> {
     let Some(up) = gw.to_client().upcall(&f.caller, &f.ctx, up).await else {
-        return Step::Skip;
+        return driver::Turn::Skip;
     };
     match up.msg {
         Message::Notification(n) => {
@@ -1761,9 +1766,9 @@ async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
                 _ => false,
             };
             if keep {
-                Step::Send(Message::Notification(n))
+                driver::Turn::Send(Message::Notification(n))
             } else {
-                Step::Skip
+                driver::Turn::Skip
             }
         }
         Message::Request(r) => {
@@ -1784,21 +1789,21 @@ async fn step(gw: &Gateway, f: &Flight, up: Upcall, n: &mut usize) -> Step {
                         ),
                     ))
                     .await;
-                return Step::Skip;
+                return driver::Turn::Skip;
             }
             *n = n.saturating_add(1);
             let mut request = json!({"method": r.method});
             if let (Some(p), Some(o)) = (r.params, request.as_object_mut()) {
                 o.insert("params".into(), p);
             }
-            Step::Ask(crate::session::bridge::Ask {
+            driver::Turn::Ask(crate::session::bridge::Ask {
                 key: format!("bastion-{n}"),
                 reply: up.reply,
                 upstream_id: r.id,
                 request,
             })
         }
-        Message::Response(_) => Step::Skip,
+        Message::Response(_) => driver::Turn::Skip,
     }
 }
 
@@ -1856,86 +1861,62 @@ fn suspend(gw: &Gateway, f: Flight, asks: Vec<crate::session::bridge::Ask>) -> R
 /// Drives a modern call to its end: a JSON answer if nothing precedes the
 /// response, an SSE stream otherwise; a bridged server request ends the
 /// exchange with `input_required`. Closing the stream cancels the call.
-async fn drive(gw: Arc<Gateway>, mut f: Flight, acc: Accept, mut rec: Rec) -> HttpResponse {
+async fn drive(gw: Arc<Gateway>, f: Flight, acc: Accept, rec: Rec) -> HttpResponse {
     let deadline = gw.cfg.server.request_timeout;
-    let mut n = 0usize;
-    // Messages about the request are taken before its final response when both
-    // are ready, so a last progress notification is never lost behind the
-    // result; `rx_open` stops polling the channel once every sender is gone.
-    let mut rx_open = true;
-    let first = loop {
-        tokio::select! {
-            biased;
-            up = f.rx.recv(), if rx_open => {
-                let Some(up) = up else { rx_open = false; continue };
-                match step(&gw, &f, up, &mut n).await {
-                    Step::Send(m) if acc.sse => break m,
-                    Step::Send(_) | Step::Skip => {}
-                    Step::Ask(a) => {
-                        let asks = collect_asks(&gw, &mut f, a, &mut n).await;
-                        let resp = suspend(&gw, f, asks);
-                        rec.finish(StatusCode::OK, Outcome::Ok, None);
-                        return single(resp, acc, StatusCode::OK);
-                    }
-                }
-            }
-            res = &mut f.task => {
-                let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
-                let status = final_status(Lane::Modern, &resp);
-                return rec.answer(resp, acc, status);
-            }
-            _ = tokio::time::sleep(deadline) => {
-                f.task.abort();
-                let e = ErrorObject::new(codes::UPSTREAM_TIMEOUT, format!("request timed out after {deadline:?}"));
-                return rec.refuse(Refusal::failure(StatusCode::GATEWAY_TIMEOUT, e).to(Some(f.client_id)));
-            }
-        }
-    };
-    let (btx, brx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-    tokio::spawn(crate::transport::auth::carry(async move {
-        if btx
-            .send(Ok(sse::encode_message(None, &first.to_vec())))
-            .await
-            .is_err()
-        {
-            f.task.abort();
-            return;
-        }
-        loop {
-            tokio::select! {
-                biased;
-                up = f.rx.recv(), if rx_open => {
-                    let Some(up) = up else { rx_open = false; continue };
-                    match step(&gw, &f, up, &mut n).await {
-                        Step::Send(m) => {
-                            if btx.send(Ok(sse::encode_message(None, &m.to_vec()))).await.is_err() {
-                                // 2026-07-28: closing the stream cancels the request.
-                                f.task.abort();
-                                let e = ErrorObject::new(codes::INVALID_REQUEST, "client closed the stream (cancelled)");
-                                rec.finish(StatusCode::OK, Outcome::Error, Some(&e));
-                                return;
-                            }
-                        }
-                        Step::Skip => {}
-                        Step::Ask(a) => {
-                            let asks = collect_asks(&gw, &mut f, a, &mut n).await;
-                            let resp = suspend(&gw, f, asks);
-                            rec.finish(StatusCode::OK, Outcome::Ok, None);
-                            let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
-                            return;
-                        }
-                    }
-                }
-                res = &mut f.task => {
-                    let resp = finish_modern(&gw, &f, res.unwrap_or_else(|_| internal_error()));
-                    rec.finish(StatusCode::OK, outcome_of(&resp), resp.outcome.as_ref().err());
-                    let _ = btx.send(Ok(sse::encode_message(None, &Message::Response(resp).to_vec()))).await;
-                    return;
-                }
-            }
-        }
-    }));
-    sse_response(Body::from_stream(ReceiverStream::new(brx)))
+    driver::drive(ModernSide { gw, f, asked: 0 }, acc, rec, deadline).await
+}
+
+/// A 2026-07-28 request's side of the stream driver: each message passes
+/// the upstream → client pipeline (`step`); a server request suspends the
+/// call (`input_required` with a sealed `requestState`); closing the stream
+/// cancels the request; events carry no id (2026-07-28 streams are not
+/// resumed).
+struct ModernSide {
+    gw: Arc<Gateway>,
+    f: Flight,
+    /// Server requests asked of the client so far (their keys).
+    asked: usize,
+}
+
+impl driver::Side for ModernSide {
+    type Ask = crate::session::bridge::Ask;
+    const GONE_CANCELS: bool = true;
+
+    fn id(&self) -> Id {
+        self.f.client_id.clone()
+    }
+
+    fn parts(
+        &mut self,
+    ) -> (
+        &mut mpsc::Receiver<Upcall>,
+        &mut tokio::task::JoinHandle<Response>,
+    ) {
+        (&mut self.f.rx, &mut self.f.task)
+    }
+
+    async fn turn(&mut self, up: Upcall) -> driver::Turn<Self::Ask> {
+        step(&self.gw, &self.f, up, &mut self.asked).await
+    }
+
+    fn last(&mut self, res: Result<Response, tokio::task::JoinError>) -> driver::Last {
+        let resp = finish_modern(&self.gw, &self.f, res.unwrap_or_else(|_| internal_error()));
+        let status = final_status(Lane::Modern, &resp);
+        driver::Last::Answer(resp, status)
+    }
+
+    async fn suspend(mut self, ask: Self::Ask) -> Response {
+        let asks = collect_asks(&self.gw, &mut self.f, ask, &mut self.asked).await;
+        suspend(&self.gw, self.f, asks)
+    }
+
+    fn open(&mut self) {}
+
+    fn event(&mut self, m: &Message) -> Bytes {
+        sse::encode_message(None, &m.to_vec())
+    }
+
+    fn close(&mut self) {}
 }
 
 /// `subscriptions/listen`: one long-lived stream per request. What it asks
