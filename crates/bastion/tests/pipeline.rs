@@ -123,6 +123,36 @@ fn modern_recorder(dir: &Path, name: &str, env: &[(&str, &str)]) -> (String, std
     )
 }
 
+/// An HTTP recorder speaking both revisions on one port (`--both`),
+/// detected by the gateway (`protocol = "auto"`); returns its config table
+/// and the child.
+fn both_recorder(dir: &Path, name: &str) -> (String, std::process::Child) {
+    let port = common::redis_server::free_port();
+    let child = std::process::Command::new(python())
+        .arg(RECORDER)
+        .args(["--http", &port.to_string(), "--both"])
+        .env("REC_LOG", dir.join(format!("{name}.log")))
+        .env("REC_NAME", name)
+        .env("REC_TOOLS", "echo")
+        .env("REC_MODERN_TOOLS", "fresh")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    (
+        format!(
+            "[[upstream]]\nname = \"{name}\"\ntransport = \"http\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nprotocol = \"auto\"\ntimeout_secs = 10\n"
+        ),
+        child,
+    )
+}
+
 /// A gateway with the dev issuer, `policy` and `upstreams`; `server` is
 /// added to `[server]`, `extra` at the end.
 async fn env_with(
@@ -736,6 +766,72 @@ async fn trust_on_first_use_closes_per_kind_even_when_the_first_inventory_is_inc
         "one first-baseline event: {baselines:?}"
     );
     env.gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_speaking_both_revisions_is_inventoried_on_both_and_trusted_on_first_use() {
+    // The first inventory lists such an upstream once per revision; each
+    // listing is the gateway's own request, and on 2026-07-28 it must carry
+    // the envelope a 2026-07-28 server requires (like the reference
+    // fixture, the recorder refuses a request without it). Were it refused,
+    // a tool only 2026-07-28 clients are shown would never be inventoried,
+    // the tools baseline would never exist, and that tool would stay
+    // unapproved under trust on first use.
+    let child = std::cell::RefCell::new(None);
+    let env = env_with(
+        "permit (principal, action, resource);",
+        "",
+        |dir| {
+            let (table, c) = both_recorder(dir, "d");
+            *child.borrow_mut() = Some(c);
+            table
+        },
+        "",
+    )
+    .await;
+    let mut child = child.into_inner().unwrap();
+    let alice = env.token("alice");
+    // Both revisions' clients see and may call the tool.
+    let (status, msgs) =
+        modern_req(&env.gw.url, &alice, json!({}), 1, "tools/list", json!({})).await;
+    assert_eq!(status, 200, "{msgs:?}");
+    assert_eq!(
+        names(&msgs[0], "tools"),
+        ["d__echo", "d__fresh"],
+        "{msgs:?}"
+    );
+    let (_, msgs) = modern_req(
+        &env.gw.url,
+        &alice,
+        json!({}),
+        2,
+        "tools/call",
+        json!({"name": "d__fresh", "arguments": {"text": "hi"}}),
+    )
+    .await;
+    assert!(msgs[0]["result"]["content"].is_array(), "{msgs:?}");
+    let c = legacy_as(&env.gw.url, &alice, json!({})).await;
+    assert_eq!(
+        names(&c.call(3, "tools/list", json!({})).await, "tools"),
+        ["d__echo"]
+    );
+    let listings: Vec<Value> = env
+        .received("d", "tools/list")
+        .into_iter()
+        .filter(|m| m["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] == "2026-07-28")
+        .collect();
+    assert!(
+        !listings.is_empty(),
+        "the 2026-07-28 inventory listing carries the envelope: {:?}",
+        env.log("d")
+    );
+    assert!(
+        env.gw.gw.pins.pending().is_empty(),
+        "nothing left for review"
+    );
+    env.gw.stop().await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::test]
