@@ -8,8 +8,10 @@
 //! - the program is executed directly (no shell), so arguments are passed literally;
 //! - stdin/stdout are pipes for the MCP stdio transport, stderr is piped so the
 //!   caller can capture it with a bound;
-//! - the child is killed when its handle is dropped and put in its own process
-//!   group, so a gateway restart does not leave orphans holding the terminal.
+//! - the child is put in its own process group, and [`kill_tree`] ends the whole
+//!   group: a server started through a wrapper (`npx`, `sh -c`, `uv run`) leaves
+//!   no grandchild behind when its session ends; the handle's drop kills the
+//!   child itself as a last resort.
 //!
 //! Namespaces, landlock, seccomp and rlimits arrive with the sandbox issue and are
 //! applied here, so callers do not change.
@@ -79,6 +81,22 @@ fn build(spec: &SpawnSpec) -> Command {
         .kill_on_drop(true)
         .process_group(0);
     cmd
+}
+
+/// Ends `child` and everything it started that stayed in its process group
+/// (SIGKILL to the group), then the child itself. Call before reaping: while
+/// the child is unreaped its pid cannot be reused, so the signal cannot reach
+/// an unrelated group. Idempotent; a group already gone is not an error.
+pub fn kill_tree(child: &mut Child) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        // ESRCH: the group is already empty.
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.start_kill();
 }
 
 /// Resolves a bare program name against the child's own `PATH` (not the
@@ -168,5 +186,68 @@ mod tests {
             dangerous_inherit_env: false,
         });
         assert!(err.is_err());
+    }
+
+    /// The processes whose process group is `pgid` (from /proc).
+    fn group_members(pgid: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp ...: comm may hold spaces and ')'.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            // A zombie has exited; only live members count.
+            if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+                && fields.first() != Some(&"Z")
+            {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn kill_tree_ends_every_process_the_child_started() {
+        use tokio::io::AsyncBufReadExt;
+        // A wrapper that starts two grandchildren, as `npx` or `sh -c` do.
+        let mut child = spawn(&SpawnSpec {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "sleep 300 & sleep 300 & echo started; wait".into(),
+            ],
+            cwd: None,
+            env: vec![],
+            dangerous_inherit_env: false,
+        })
+        .expect("spawn");
+        let pgid = child.id().expect("pid");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        assert_eq!(
+            lines.next_line().await.expect("read").as_deref(),
+            Some("started")
+        );
+        assert!(group_members(pgid).len() >= 3, "sh and two sleeps run");
+
+        kill_tree(&mut child);
+        let _ = child.wait().await;
+        let mut left = group_members(pgid);
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            left = group_members(pgid);
+        }
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // Again, on a reaped child: nothing to do, no error.
+        kill_tree(&mut child);
     }
 }

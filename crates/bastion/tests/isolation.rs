@@ -397,3 +397,79 @@ async fn client_contexts_are_bounded() {
     assert_eq!(r.status(), 503);
     gw.stop().await;
 }
+
+/// Live processes whose command line contains `marker` (zombies excluded).
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(marker) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_wrapped_stdio_server_leaves_no_process_behind_when_its_sessions_end() {
+    // `command = "sh"` with the server as a grandchild, as `npx` and
+    // `uv run` start one: ending a session must end the whole tree.
+    let marker = format!("bastion-tree-{}", std::process::id());
+    let recorder = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/recorder_server.py"
+    );
+    let cfg = format!(
+        "{HEAD}[[upstream]]\nname = \"w\"\ntransport = \"stdio\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"{} {recorder} {marker}; :\"]\ntimeout_secs = 10\n",
+        python()
+    );
+    let gw = start(&cfg).await;
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        let (s, _) = Legacy::connect(&gw.url, json!({})).await;
+        let r = s.call(i + 2, "tools/list", json!({})).await;
+        assert!(r["result"]["tools"].is_array(), "{r}");
+        sessions.push(s);
+    }
+    // Each session runs its own wrapper and server (the marker is in both
+    // command lines).
+    assert!(
+        processes_with(&marker).len() >= 12,
+        "{:?}",
+        processes_with(&marker)
+    );
+    for s in &sessions {
+        let r = s
+            .http
+            .delete(&s.url)
+            .header("mcp-session-id", &s.sid)
+            .header("mcp-protocol-version", &s.version)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let mut left = processes_with(&marker);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        left = processes_with(&marker);
+    }
+    assert!(
+        left.is_empty(),
+        "left behind after the sessions ended: {left:?}"
+    );
+    gw.stop().await;
+}

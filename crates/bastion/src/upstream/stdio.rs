@@ -236,7 +236,9 @@ impl StdioConn {
     pub(super) fn close(&self) {
         self.shared.fail_all("connection closed");
         if let Some(mut c) = self.child.lock().take() {
-            let _ = c.start_kill();
+            // The whole process group: a server started through a wrapper
+            // (`npx`, `sh -c`) leaves no grandchild behind (C6.7).
+            bastion_sandbox::kill_tree(&mut c);
             // Reap in the background so no zombie is left.
             tokio::spawn(async move {
                 let _ = c.wait().await;
