@@ -861,3 +861,51 @@ async fn stdout_export_copies_the_trail_as_json_lines() {
     let log = std::fs::read_to_string(dir.path().join("audit").join("trail.jsonl")).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), log);
 }
+
+#[tokio::test]
+async fn verify_takes_the_shell_glob_of_the_trail_and_pins_the_configured_key() {
+    // What the README prints: `bastion audit verify -c bastion.toml audit/trail.jsonl*`,
+    // a glob that also matches the signing key the gateway keeps beside the log.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let child = serve(&cfg, port).await;
+    assert!(
+        call(
+            &reqwest::Client::new(),
+            &format!("http://127.0.0.1:{port}/mcp"),
+            1
+        )
+        .await
+    );
+    stop(child);
+    let mut globbed: Vec<String> = std::fs::read_dir(dir.path().join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("trail.jsonl")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    globbed.sort();
+    assert!(globbed.iter().any(|p| p.ends_with(".key")), "{globbed:?}");
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "-c", cfg.to_str().unwrap()])
+        .args(&globbed)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.ends_with("ok\n"), "{stdout}");
+    assert!(
+        stderr.contains("skipped") && stderr.contains(".key"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("not pinned"), "-c pins the key: {stdout}");
+}

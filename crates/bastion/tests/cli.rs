@@ -215,12 +215,46 @@ env = {{ TOOLS = "x" }}
     .unwrap();
     let out = Command::new(BIN)
         .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env("BASTION_LOG", "error")
+        .env("BASTION_LOG", "warn")
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
     assert!(!out.status.success(), "must not start");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("colliding") && err.contains("p__x"), "{err}");
+    // Off a terminal the log is plain text (warnings for the dangerous
+    // settings were written), and the error is one line without a backtrace.
+    assert!(err.contains("WARN") && !err.contains('\u{1b}'), "{err:?}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: ") && last.contains("colliding"),
+        "{err}"
+    );
+    assert!(!err.contains("backtrace"), "{err}");
+}
+
+#[test]
+fn errors_are_one_line_and_verbose_adds_the_backtrace() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let plain = run(&["check-config", "/nonexistent/bastion.toml"]);
+    assert_eq!(plain.lines().count(), 1, "{plain}");
+    assert!(
+        plain.starts_with("error: /nonexistent/bastion.toml"),
+        "{plain}"
+    );
+    let verbose = run(&["-v", "check-config", "/nonexistent/bastion.toml"]);
+    assert!(verbose.contains("backtrace"), "{verbose}");
+    // -v is global: after the subcommand too.
+    let after = run(&["check-config", "/nonexistent/bastion.toml", "-v"]);
+    assert!(after.contains("backtrace"), "{after}");
 }
 
 /// A configuration whose policies are the shipped examples, with a `files`

@@ -11,6 +11,9 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(name = "bastion", version, about)]
 pub(crate) struct Cli {
+    /// On an error, print its full chain and backtrace (with RUST_BACKTRACE=1).
+    #[arg(short, long, global = true)]
+    pub(crate) verbose: bool,
     #[command(subcommand)]
     pub(crate) cmd: Cmd,
 }

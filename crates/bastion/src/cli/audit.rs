@@ -69,8 +69,8 @@ fn verify(
     for k in key {
         keys.push(bastion_audit::chain::parse_public(k)?);
     }
-    if let Some(c) = config {
-        let cfg = Config::load(&c)?;
+    if let Some(c) = &config {
+        let cfg = Config::load(c)?;
         let text = match &cfg.audit.signing_key {
             Some(s) => s.expose_secret().to_owned(),
             None => {
@@ -81,8 +81,24 @@ fn verify(
         let s = bastion_audit::Signer::from_text(&text)?;
         keys.push(bastion_audit::chain::parse_public(&s.public())?);
     }
+    // `audit/bastion-audit.jsonl*` also matches the trail's signing key, kept
+    // beside the log as `<log>.key`: that file is not part of the chain.
+    let (keys_beside, logs): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| {
+        p.extension().is_some_and(|e| e == "key")
+            && paths
+                .iter()
+                .any(|l| l.as_os_str() == p.with_extension("").as_os_str())
+    });
+    for k in &keys_beside {
+        eprintln!(
+            "skipped {}: the trail's signing key, not a log file",
+            k.display()
+        );
+    }
+    let logs: Vec<PathBuf> = logs.into_iter().cloned().collect();
+    let pinned = !key.is_empty() || config.is_some();
     let r = bastion_audit::verify(
-        paths,
+        &logs,
         &bastion_audit::VerifyOptions {
             keys,
             open_tail,
@@ -99,7 +115,7 @@ fn verify(
         } else {
             r.keys.join(", ")
         },
-        if key.is_empty() && r.problem.is_none() {
+        if !pinned && r.problem.is_none() {
             " (not pinned: pass --key or --config to check who signed)"
         } else {
             ""

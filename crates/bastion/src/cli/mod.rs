@@ -18,9 +18,26 @@ pub mod tools;
 use args::{Cli, Cmd};
 use clap::Parser as _;
 
-/// Parses the command line and runs the command.
-pub fn main() -> anyhow::Result<()> {
+/// Parses the command line and runs the command. An error is one line on
+/// stderr (its cause chain, `error: …: …`) and exit status 1; `-v` adds the
+/// backtrace, which users otherwise get whenever RUST_BACKTRACE is set.
+pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if verbose {
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

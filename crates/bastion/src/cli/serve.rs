@@ -11,12 +11,16 @@ use crate::audit::{AuditEvent, AuditSink, ChainSink, EventKind, Outcome};
 use crate::config::Config;
 use crate::gateway::Gateway;
 
-/// Logs to stderr, filtered by `BASTION_LOG` (default `info`).
+/// Logs to stderr, filtered by `BASTION_LOG` (default `info`), coloured only
+/// on a terminal.
 pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BASTION_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: log files and collectors get
+    // plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
