@@ -234,6 +234,84 @@ env = {{ TOOLS = "x" }}
 }
 
 #[test]
+fn the_configuration_is_named_one_way_everywhere() {
+    // Interface contract: `bastion -c FILE <subcommand>`, `bastion <subcommand>
+    // -c FILE` and BASTION_CONFIG all work, on every subcommand that reads one.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dev.key");
+    let cfg = dir.path().join("dev.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[policy]
+dangerous_allow_all = true
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080/mcp"
+[auth]
+mode = "dangerous_dev_issuer"
+dev_key_file = "{}"
+[audit]
+path = "{}"
+[[upstream]]
+name = "fixture"
+transport = "http"
+url = "http://127.0.0.1:3000/mcp"
+"#,
+            key.display(),
+            dir.path().join("audit.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let f = cfg.to_str().unwrap();
+    let with_env = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("BASTION_CONFIG", f)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for args in [
+        vec!["-c", f, "check-config"],
+        vec!["check-config", "-c", f],
+        vec!["check-config", "--config", f],
+        vec!["check-config", f],
+        vec!["--config", f, "policy", "check"],
+        vec!["policy", "check", "-c", f],
+    ] {
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    for args in [
+        vec!["-c", f, "dev-token", "--sub", "alice"],
+        vec!["dev-token", "--sub", "alice", "-c", f],
+    ] {
+        let (ok, out, err) = run(&args);
+        assert!(
+            ok && out.trim().split('.').count() == 3,
+            "{args:?}: {out}{err}"
+        );
+    }
+    let (ok, out) = with_env(&["check-config"]);
+    assert!(
+        ok && out.contains("ok (1 upstream(s))"),
+        "BASTION_CONFIG: {out}"
+    );
+    let (ok, out) = with_env(&["dev-token", "--sub", "alice"]);
+    assert!(
+        ok && out.trim().split('.').count() == 3,
+        "BASTION_CONFIG: {out}"
+    );
+    // A command that needs one says how to give it.
+    let (ok, _, err) = run(&["dev-token", "--sub", "alice"]);
+    assert!(!ok && err.contains("-c FILE"), "{err}");
+}
+
+#[test]
 fn errors_are_one_line_and_verbose_adds_the_backtrace() {
     let run = |args: &[&str]| {
         let out = Command::new(BIN)

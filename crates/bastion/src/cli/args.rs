@@ -11,6 +11,16 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(name = "bastion", version, about)]
 pub(crate) struct Cli {
+    /// The configuration file (TOML), before or after the subcommand; also
+    /// taken from BASTION_CONFIG.
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        env = "BASTION_CONFIG",
+        value_name = "FILE"
+    )]
+    pub(crate) config: Option<PathBuf>,
     /// On an error, print its full chain and backtrace (with RUST_BACKTRACE=1).
     #[arg(short, long, global = true)]
     pub(crate) verbose: bool,
@@ -21,15 +31,11 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Cmd {
     /// Run the gateway.
-    Serve {
-        /// Configuration file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Serve,
     /// Validate a configuration file and exit (0 = valid).
     CheckConfig {
-        /// Configuration file (TOML).
-        file: PathBuf,
+        /// Configuration file (TOML); the same as -c FILE.
+        file: Option<PathBuf>,
     },
     /// Convert an `mcpServers` JSON file (Claude Desktop, VS Code, Cursor) into
     /// `[[upstream]]` tables on stdout.
@@ -46,9 +52,6 @@ pub(crate) enum Cmd {
     /// Mint a short-lived access token from the development issuer of a
     /// `dangerous_dev_issuer` configuration (local use only).
     DevToken {
-        /// Configuration file (TOML) with `auth.mode = "dangerous_dev_issuer"`.
-        #[arg(long, short)]
-        config: PathBuf,
         /// Subject (user) of the token.
         #[arg(long)]
         sub: String,
@@ -70,9 +73,6 @@ pub(crate) enum Cmd {
     /// Per principal: what the policies grant against what the audit trail
     /// shows was used (least-privilege review).
     AccessReview {
-        /// Configuration file (TOML): its policies, upstream labels and audit file.
-        #[arg(long, short)]
-        config: PathBuf,
         /// The period reviewed: 30d, 12h, 90m, 3600s.
         #[arg(long, default_value = "30d")]
         since: String,
@@ -91,9 +91,6 @@ pub(crate) enum Cmd {
     /// Tool integrity: review, approve, reject and roll back definitions on
     /// the running gateway (through its admin API).
     Tools {
-        /// The gateway's configuration (its [admin] listen and token).
-        #[arg(long, short)]
-        config: PathBuf,
         /// Machine-readable output.
         #[arg(long, global = true)]
         json: bool,
@@ -229,9 +226,6 @@ pub(crate) enum AuditCmd {
         /// Trusted checkpoint public key(s), `ed25519:<base64>` (repeatable).
         #[arg(long)]
         key: Vec<String>,
-        /// Take the trusted key from this configuration's `[audit]` signing key.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
         /// Accept a last record that is not a checkpoint (a live or crashed log).
         #[arg(long)]
         open_tail: bool,
@@ -298,21 +292,21 @@ pub(crate) enum AuditCmd {
 /// Which log to read.
 #[derive(Debug, clap::Args)]
 pub(crate) struct LogArgs {
-    /// The configuration whose `[audit] path` (with its rotated files) to read;
-    /// also the checkpoint key for verification.
-    #[arg(long, short)]
-    pub(crate) config: Option<PathBuf>,
     /// Log files instead (any order).
     #[arg(long = "log")]
     pub(crate) files: Vec<PathBuf>,
 }
 
 impl LogArgs {
-    /// The files in chain order, and the trusted key when a config names one.
-    pub(crate) fn resolve(&self) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
+    /// The files in chain order, and the trusted key when a configuration
+    /// (`-c`) names one.
+    pub(crate) fn resolve(
+        &self,
+        config: Option<&std::path::Path>,
+    ) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
         let mut keys = Vec::new();
         let mut files = self.files.clone();
-        if let Some(c) = &self.config {
+        if let Some(c) = config {
             let cfg = Config::load(c)?;
             files.extend(crate::audit::forensics::log_files(&cfg.audit.path));
             let text = match &cfg.audit.signing_key {
@@ -325,7 +319,7 @@ impl LogArgs {
             }
         }
         if files.is_empty() {
-            anyhow::bail!("give --config FILE or --log FILE...");
+            anyhow::bail!("give -c FILE (or BASTION_CONFIG) or --log FILE...");
         }
         Ok((files, keys))
     }
@@ -335,17 +329,11 @@ impl LogArgs {
 pub(crate) enum PolicyCmd {
     /// Validate policies strictly against the schema (exit 0 = valid).
     Check {
-        /// Configuration file whose `[policy] files` to check.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
         /// Policy files to check (instead of, or besides, the configuration's).
         files: Vec<PathBuf>,
     },
     /// Decide one request and say why (exit 0 = allow, 3 = deny).
     Explain {
-        /// Configuration file: its policies and the upstreams' labels and risk.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
         /// Policy files (instead of a configuration).
         #[arg(long = "policies")]
         policies: Vec<PathBuf>,

@@ -3,7 +3,7 @@
 //! writes a log file.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -12,11 +12,10 @@ use crate::audit::forensics;
 use crate::config::Config;
 
 /// Runs one `bastion audit` subcommand.
-pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
+pub(crate) fn run(config: Option<&Path>, cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Verify {
             key,
-            config,
             open_tail,
             partial,
             paths,
@@ -27,20 +26,20 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             session,
             since,
             json,
-        } => timeline(&log, principal, session, since.as_deref(), json),
+        } => timeline(&log, config, principal, session, since.as_deref(), json),
         AuditCmd::Export {
             log,
             session,
             principal,
             since,
             out,
-        } => export(&log, principal, session, since.as_deref(), &out),
+        } => export(&log, config, principal, session, since.as_deref(), &out),
         AuditCmd::Impact {
             log,
             principal,
             since,
             json,
-        } => impact(&log, &principal, since.as_deref(), json),
+        } => impact(&log, config, &principal, since.as_deref(), json),
     }
 }
 
@@ -60,7 +59,7 @@ fn since_ms(since: Option<&str>) -> anyhow::Result<u64> {
 
 fn verify(
     key: &[String],
-    config: Option<PathBuf>,
+    config: Option<&Path>,
     open_tail: bool,
     partial: bool,
     paths: &[PathBuf],
@@ -69,7 +68,7 @@ fn verify(
     for k in key {
         keys.push(bastion_audit::chain::parse_public(k)?);
     }
-    if let Some(c) = &config {
+    if let Some(c) = config {
         let cfg = Config::load(c)?;
         let text = match &cfg.audit.signing_key {
             Some(s) => s.expose_secret().to_owned(),
@@ -133,6 +132,7 @@ fn verify(
 
 fn timeline(
     log: &LogArgs,
+    config: Option<&Path>,
     principal: Option<String>,
     session: Option<String>,
     since: Option<&str>,
@@ -141,7 +141,7 @@ fn timeline(
     if principal.is_none() && session.is_none() {
         anyhow::bail!("give --principal and/or --session");
     }
-    let (files, _) = log.resolve()?;
+    let (files, _) = log.resolve(config)?;
     let filter = forensics::Filter {
         principal,
         session,
@@ -170,6 +170,7 @@ fn timeline(
 
 fn export(
     log: &LogArgs,
+    config: Option<&Path>,
     principal: Option<String>,
     session: Option<String>,
     since: Option<&str>,
@@ -178,7 +179,7 @@ fn export(
     if principal.is_none() && session.is_none() {
         anyhow::bail!("give --session and/or --principal");
     }
-    let (files, keys) = log.resolve()?;
+    let (files, keys) = log.resolve(config)?;
     let filter = forensics::Filter {
         principal,
         session,
@@ -199,8 +200,14 @@ fn export(
     Ok(())
 }
 
-fn impact(log: &LogArgs, principal: &str, since: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let (files, _) = log.resolve()?;
+fn impact(
+    log: &LogArgs,
+    config: Option<&Path>,
+    principal: &str,
+    since: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (files, _) = log.resolve(config)?;
     let records = forensics::read(&files).map_err(anyhow::Error::msg)?;
     let im = forensics::impact(&records, principal, since_ms(since)?);
     if json {

@@ -41,10 +41,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // One way to name the configuration: -c/--config anywhere on the line,
+    // or BASTION_CONFIG (positional forms are kept where they existed).
+    let config = cli.config;
+    let needed = || {
+        config.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "this command needs a configuration: give -c FILE or set BASTION_CONFIG"
+            )
+        })
+    };
     match cli.cmd {
-        Cmd::Serve { config } => {
+        Cmd::Serve => {
             serve::init_tracing();
-            let cfg = crate::config::Config::load(&config)?;
+            let cfg = crate::config::Config::load(&needed()?)?;
             rt.block_on(serve::serve(cfg, None))
         }
         Cmd::Demo { listen } => {
@@ -52,24 +62,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(serve::demo(&listen))
         }
         Cmd::DemoUpstream => Ok(rt.block_on(demo::run_upstream())?),
-        Cmd::CheckConfig { file } => run::check_config(&file),
+        Cmd::CheckConfig { file } => match file.or(config) {
+            Some(f) => run::check_config(&f),
+            None => Err(anyhow::anyhow!(
+                "give the file to check: check-config FILE, -c FILE or BASTION_CONFIG"
+            )),
+        },
         Cmd::Import { file } => run::import(&file),
         Cmd::DevToken {
-            config,
             sub,
             scope,
             ttl,
             client_id,
-        } => run::dev_token(&config, &sub, &scope, ttl, &client_id),
-        Cmd::Policy { cmd } => run::policy(cmd),
-        Cmd::AccessReview {
-            config,
-            since,
-            audit,
-            json,
-        } => run::access_review(&config, &since, &audit, json),
-        Cmd::Audit { cmd } => audit::run(cmd),
-        Cmd::Tools { config, json, cmd } => run::tools(&rt, &config, json, cmd),
+        } => run::dev_token(&needed()?, &sub, &scope, ttl, &client_id),
+        Cmd::Policy { cmd } => run::policy(config.as_deref(), cmd),
+        Cmd::AccessReview { since, audit, json } => {
+            run::access_review(&needed()?, &since, &audit, json)
+        }
+        Cmd::Audit { cmd } => audit::run(config.as_deref(), cmd),
+        Cmd::Tools { json, cmd } => run::tools(&rt, &needed()?, json, cmd),
         Cmd::Manifest { cmd } => run::manifest(cmd),
         Cmd::Detect {
             kind,

@@ -67,13 +67,13 @@ fn load_policies(
 }
 
 /// `bastion policy check|explain`; explain exits 3 on a denial.
-pub(crate) fn policy(cmd: PolicyCmd) -> anyhow::Result<()> {
+pub(crate) fn policy(config: Option<&Path>, cmd: PolicyCmd) -> anyhow::Result<()> {
     match cmd {
-        PolicyCmd::Check { config, files } => {
+        PolicyCmd::Check { files } => {
             if config.is_none() && files.is_empty() {
-                anyhow::bail!("give --config FILE and/or policy files to check");
+                anyhow::bail!("give -c FILE and/or policy files to check");
             }
-            let cfg = config.as_deref().map(Config::load).transpose()?;
+            let cfg = config.map(Config::load).transpose()?;
             let (engine, n) = load_policies(cfg.as_ref(), &files)?;
             println!(
                 "ok: {} policies in {n} file(s) validate against the schema",
@@ -81,7 +81,6 @@ pub(crate) fn policy(cmd: PolicyCmd) -> anyhow::Result<()> {
             );
         }
         PolicyCmd::Explain {
-            config,
             policies,
             principal,
             action,
@@ -90,9 +89,9 @@ pub(crate) fn policy(cmd: PolicyCmd) -> anyhow::Result<()> {
             json,
         } => {
             if config.is_none() && policies.is_empty() {
-                anyhow::bail!("give --config FILE or --policies FILE...");
+                anyhow::bail!("give -c FILE or --policies FILE...");
             }
-            let cfg = config.as_deref().map(Config::load).transpose()?;
+            let cfg = config.map(Config::load).transpose()?;
             let (engine, _) = load_policies(cfg.as_ref(), &policies)?;
             let who = super::policy::Subject::parse(&principal).map_err(anyhow::Error::msg)?;
             let what = super::policy::Named::parse(&resource).map_err(anyhow::Error::msg)?;
