@@ -131,6 +131,22 @@ fn demo_serves_its_upstream_end_to_end() {
         .find_map(|l| l.trim().strip_prefix("export TOKEN="))
         .unwrap()
         .to_owned();
+    // The banner's dev-token command works as printed (its configuration is
+    // where it says, the executable is this one).
+    let mint = banner
+        .lines()
+        .find(|l| l.contains(" dev-token -c "))
+        .unwrap_or_else(|| panic!("{banner}"))
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let argv: Vec<&str> = mint.split_whitespace().collect();
+    let minted = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    let more = String::from_utf8_lossy(&minted.stdout).trim().to_owned();
+    assert!(
+        minted.status.success() && more.split('.').count() == 3,
+        "{mint}: {}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {
         let c = reqwest::Client::new();
@@ -149,7 +165,7 @@ fn demo_serves_its_upstream_end_to_end() {
         assert!(challenge.contains("resource_metadata="), "{challenge}");
         let r = c
             .post(&url)
-            .bearer_auth(&token)
+            .bearer_auth(&more)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", "2026-07-28")

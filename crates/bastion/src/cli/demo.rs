@@ -373,7 +373,17 @@ args = ["demo-upstream"]
 
 /// What `bastion demo` prints once it listens. `token` is a short-lived access
 /// token from the demo's development issuer.
-pub fn banner(url: &str, audit: &str, token: &str, policy: &str) -> String {
+/// The demo's start-up text: where it runs, a token, and commands that work
+/// as printed (`exe` is this executable, `config` the configuration the demo
+/// wrote).
+pub fn banner(
+    url: &str,
+    audit: &str,
+    token: &str,
+    policy: &str,
+    config: &str,
+    exe: &str,
+) -> String {
     format!(
         r#"
 mcp-bastion demo gateway is running at {url}
@@ -383,8 +393,10 @@ mcp-bastion demo gateway is running at {url}
 Every request needs an access token. This one is for "demo-user", scope mcp:tools,
 valid for one hour, minted by the demo's local development issuer:
   export TOKEN={token}
-(`bastion dev-token --config FILE --sub NAME --scope mcp:tools` mints more for a
-dangerous_dev_issuer configuration; without a token you get the 401 challenge.)
+More tokens (--ttl in seconds, at most 3600; the demo policy lets demo-user use the
+demo upstream, any other --sub is authenticated but sees nothing):
+  {exe} dev-token -c {config} --sub demo-user --scope mcp:tools --ttl 3600
+(without a token you get the 401 challenge).
 
 Try it with curl:
   curl -s -D - {url} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \

@@ -38,6 +38,10 @@ pub(crate) async fn demo(listen: &str) -> anyhow::Result<()> {
     let policy = policy.display().to_string();
     let text = super::demo::demo_config_toml(listen, &exe, &audit, &key, &policy);
     let cfg = Config::parse(&text, "<demo>")?;
+    // Written where the banner says, so every command it prints works.
+    let config = dir.join("demo.toml");
+    std::fs::write(&config, &text).with_context(|| format!("writing {}", config.display()))?;
+    let config = config.display().to_string();
     let url = cfg.server.public_url.to_string();
     let token = dev_token(
         &cfg,
@@ -48,7 +52,9 @@ pub(crate) async fn demo(listen: &str) -> anyhow::Result<()> {
     )?;
     serve(
         cfg,
-        Some(super::demo::banner(&url, &audit, &token, &policy)),
+        Some(super::demo::banner(
+            &url, &audit, &token, &policy, &config, &exe,
+        )),
     )
     .await
 }
