@@ -250,6 +250,63 @@ env = {{ TOOLS = "x" }}
 }
 
 #[test]
+fn check_config_refuses_what_serve_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, policy_files: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                r#"[policy]
+files = ["{policy_files}"]
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080/mcp"
+[auth]
+mode = "dangerous_none"
+[[upstream]]
+name = "fixture"
+transport = "http"
+url = "http://127.0.0.1:3000/mcp"
+"#
+            ),
+        )
+        .unwrap();
+        p.display().to_string()
+    };
+    // A glob that matches nothing.
+    let none = write(
+        "none.toml",
+        &format!("{}/missing/*.cedar", dir.path().display()),
+    );
+    let (ok, out, err) = run(&["check-config", &none]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("matches no policy file"), "{err}");
+    // A policy naming an action the schema does not have (only `policy
+    // check` used to find it; `serve` refuses it).
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        r#"permit (principal, action == Bastion::Action::"tools/cal", resource);"#,
+    )
+    .unwrap();
+    let typo = write("typo.toml", &format!("{}/p.cedar", dir.path().display()));
+    let (ok, out, err) = run(&["check-config", &typo]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("policy:") && err.contains("would refuse to start"),
+        "{err}"
+    );
+    // The same file with a real action passes.
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        r#"permit (principal, action == Bastion::Action::"tools/call", resource);"#,
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["check-config", &typo]);
+    assert!(ok && out.contains(": ok"), "{out}{err}");
+}
+
+#[test]
 fn the_configuration_is_named_one_way_everywhere() {
     // Interface contract: `bastion -c FILE <subcommand>`, `bastion <subcommand>
     // -c FILE` and BASTION_CONFIG all work, on every subcommand that reads one.

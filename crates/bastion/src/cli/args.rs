@@ -32,7 +32,9 @@ pub(crate) struct Cli {
 pub(crate) enum Cmd {
     /// Run the gateway.
     Serve,
-    /// Validate a configuration file and exit (0 = valid).
+    /// Validate a configuration file as `serve` would: its settings, policy
+    /// files and certificates (exit 0: `serve` would start; 1: it would not,
+    /// each problem named).
     CheckConfig {
         /// Configuration file (TOML); the same as -c FILE.
         file: Option<PathBuf>,

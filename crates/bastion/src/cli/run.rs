@@ -190,10 +190,39 @@ pub(crate) fn manifest(cmd: ManifestCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bastion check-config`: loads the file as `serve` would, names the
-/// dangerous settings in it.
+/// `bastion check-config`: loads the file as `serve` would and checks what
+/// `serve` would refuse at start (the policy files: each glob matches, each
+/// file validates against the schema; the listeners' certificates and keys
+/// load), naming each problem; then the dangerous settings in it. Exit 0:
+/// `serve` would start on it; 1: it would not (each reason on stderr).
 pub(crate) fn check_config(file: &Path) -> anyhow::Result<()> {
     let cfg = Config::load(file)?;
+    let mut problems = Vec::new();
+    if (!cfg.policy.files.is_empty() || !cfg.policy.dangerous_allow_all)
+        && let Err(e) = load_policies(Some(&cfg), &[])
+    {
+        problems.push(format!("policy: {e:#}"));
+    }
+    if let Some(t) = &cfg.server.tls
+        && let Err(e) = crate::transport::listener::tls_config(t)
+    {
+        problems.push(format!("[server.tls]: {e}"));
+    }
+    if let Some(t) = &cfg.admin.tls
+        && let Err(e) = crate::transport::listener::tls_config(t)
+    {
+        problems.push(format!("[admin.tls]: {e}"));
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{}: {p}", file.display());
+        }
+        anyhow::bail!(
+            "{}: {} problem(s); `serve` would refuse to start",
+            file.display(),
+            problems.len()
+        );
+    }
     println!(
         "{}: ok ({} upstream(s))",
         file.display(),
