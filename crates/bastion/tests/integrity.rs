@@ -321,6 +321,19 @@ async fn rug_pulls_are_quarantined_reviewed_approved_and_rolled_back() {
     );
     let r = call(&s, 13, "evil__echo2", json!({"text": "hi"})).await;
     assert!(quarantined(&r), "{r}");
+    // What an approval would expose is reviewable before any: the whole
+    // definition, as added.
+    let diff = gw.tools_ok(&["diff", "evil", "echo2"]);
+    assert!(diff.contains("(nothing: first seen)"), "{diff}");
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('+') && l.contains("\"name\": \"echo2\"")),
+        "{diff}"
+    );
+    assert!(
+        !diff.lines().skip(2).any(|l| l.starts_with('-')),
+        "nothing removed: {diff}"
+    );
 
     // 6. A shadowing tool: it stays apart under its prefix, is quarantined,
     // and its description is flagged for naming the other upstream's tool.

@@ -240,9 +240,26 @@ pub fn pretty(def: &Value) -> String {
 
 /// A unified diff of the two versions' canonical JSON.
 pub fn unified_diff(old: &Value, new: &Value, old_label: &str, new_label: &str) -> String {
-    let a = pretty(old) + "\n";
-    let b = pretty(new) + "\n";
-    similar::TextDiff::from_lines(&a, &b)
+    text_diff(
+        &(pretty(old) + "\n"),
+        &(pretty(new) + "\n"),
+        old_label,
+        new_label,
+    )
+}
+
+/// A definition seen for the first time, as a diff: every line added.
+pub fn added_diff(new: &Value, new_label: &str) -> String {
+    text_diff(
+        "",
+        &(pretty(new) + "\n"),
+        "(nothing: first seen)",
+        new_label,
+    )
+}
+
+fn text_diff(a: &str, b: &str, old_label: &str, new_label: &str) -> String {
+    similar::TextDiff::from_lines(a, b)
         .unified_diff()
         .context_radius(3)
         .header(old_label, new_label)

@@ -905,7 +905,8 @@ impl Pins {
     }
 
     /// A unified diff between two versions (default: the accepted one and
-    /// the newest pending one).
+    /// the newest pending one; for an item with one version, that version
+    /// against nothing).
     pub fn diff(
         &self,
         upstream: &str,
@@ -928,13 +929,16 @@ impl Pins {
             r.latest_pending().or_else(|| r.versions.last()),
             "pending",
         )?;
-        let a = pick(
-            from,
-            r.accepted_version()
-                .filter(|a| a.version != b.version)
-                .or_else(|| r.versions.iter().rev().find(|v| v.version != b.version)),
-            "earlier",
-        )?;
+        // A new item has no earlier version: its whole definition is what
+        // an approval would expose, shown as added.
+        let earlier = r
+            .accepted_version()
+            .filter(|a| a.version != b.version)
+            .or_else(|| r.versions.iter().rev().find(|v| v.version != b.version));
+        let a = match (from, earlier) {
+            (None, None) => None,
+            (from, earlier) => Some(pick(from, earlier, "earlier")?),
+        };
         let label = |v: &Version| {
             let acc = if r.accepted == Some(v.version) {
                 ", accepted"
@@ -950,12 +954,12 @@ impl Pins {
                 v.hash
             )
         };
-        Ok(integrity::unified_diff(
-            &a.definition,
-            &b.definition,
-            &label(&a),
-            &label(&b),
-        ))
+        Ok(match a {
+            Some(a) => {
+                integrity::unified_diff(&a.definition, &b.definition, &label(&a), &label(&b))
+            }
+            None => integrity::added_diff(&b.definition, &label(&b)),
+        })
     }
 
     /// An operator's decision on one version.
