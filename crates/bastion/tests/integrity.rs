@@ -258,6 +258,12 @@ async fn rug_pulls_are_quarantined_reviewed_approved_and_rolled_back() {
             && pending.contains("inj.cred.files at /description"),
         "{pending}"
     );
+    // ... and says why it waits: a change, and its risk.
+    assert!(
+        pending.contains("changed since the accepted v1; risk ")
+            && pending.contains("review threshold"),
+        "{pending}"
+    );
     let diff = gw.tools_ok(&["diff", "evil", "add"]);
     assert!(
         diff.contains("--- evil/add v1") && diff.contains("+++ evil/add v2"),
@@ -333,6 +339,13 @@ async fn rug_pulls_are_quarantined_reviewed_approved_and_rolled_back() {
     assert!(
         !diff.lines().skip(2).any(|l| l.starts_with('-')),
         "nothing removed: {diff}"
+    );
+    let pending = gw.tools_ok(&["pending"]);
+    assert!(
+        pending.lines().any(|l| l.starts_with("evil\ttool\techo2\t")
+            && l.contains("new: no version of it was ever approved")
+            && l.contains("appeared after the first inventory")),
+        "{pending}"
     );
 
     // 6. A shadowing tool: it stays apart under its prefix, is quarantined,

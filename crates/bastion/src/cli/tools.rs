@@ -246,7 +246,8 @@ fn pending_text(v: &Value) -> String {
     if list.is_empty() {
         return "nothing pending\n".into();
     }
-    let mut out = String::from("UPSTREAM\tKIND\tNAME\tVERSION\tACCEPTED\tRISK\tHASH\tFINDINGS\n");
+    let mut out =
+        String::from("UPSTREAM\tKIND\tNAME\tVERSION\tACCEPTED\tRISK\tHASH\tWHY\tFINDINGS\n");
     for r in list {
         let findings: Vec<String> = g(&r, "findings")
             .as_array()
@@ -262,7 +263,7 @@ fn pending_text(v: &Value) -> String {
             )
             .collect();
         out.push_str(&format!(
-            "{}\t{}\t{}\tv{}\tv{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\tv{}\tv{}\t{}\t{}\t{}\t{}\n",
             s(g(&r, "upstream")),
             s(g(&r, "kind")),
             s(g(&r, "name")),
@@ -270,6 +271,7 @@ fn pending_text(v: &Value) -> String {
             s(g(&r, "accepted")),
             s(g(&r, "risk")),
             short(g(&r, "hash")),
+            s(g(&r, "why")),
             findings.join("; ")
         ));
     }

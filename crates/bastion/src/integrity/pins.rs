@@ -869,6 +869,7 @@ impl Pins {
                         "accepted": r.accepted,
                         "first_seen": v.first_seen, "risk": v.risk,
                         "findings": v.findings, "hints": v.hints,
+                        "why": self.why_pending(r, v),
                     }),
                 ));
             }
@@ -878,6 +879,41 @@ impl Pins {
                 .then_with(|| a.1.to_string().cmp(&b.1.to_string()))
         });
         out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Why a version waits for review, in the operator's words.
+    fn why_pending(&self, r: &Record, v: &Version) -> String {
+        let what = match r.accepted {
+            Some(n) => format!("changed since the accepted v{n}"),
+            None => "new: no version of it was ever approved".to_owned(),
+        };
+        let mode = self.mode(&r.upstream);
+        let because = if self.manifests.contains_key(&r.upstream) {
+            "the upstream's signed manifest does not list this definition".to_owned()
+        } else if v.risk >= integrity::high_risk(&self.policy) {
+            format!(
+                "risk {} is at or above the review threshold {}",
+                v.risk,
+                integrity::high_risk(&self.policy)
+            )
+        } else {
+            match (mode, r.accepted) {
+                (PinMode::Strict, _) => {
+                    "pin mode strict: every definition needs an approval".to_owned()
+                }
+                (_, Some(_)) => {
+                    format!("pin mode {}: every change needs an approval", mode.as_str())
+                }
+                (_, None)
+                    if DefKind::parse(&r.kind)
+                        .is_some_and(|k| self.has_baseline(&r.upstream, k)) =>
+                {
+                    "it appeared after the first inventory (trust on first use is over)".to_owned()
+                }
+                (_, None) => "no first inventory of this kind yet (it is retried)".to_owned(),
+            }
+        };
+        format!("{what}; {because}")
     }
 
     fn get(&self, upstream: &str, kind: DefKind, name: &str) -> Result<Arc<Record>, ActionError> {
