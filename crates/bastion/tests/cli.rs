@@ -307,6 +307,52 @@ url = "http://127.0.0.1:3000/mcp"
 }
 
 #[test]
+fn operator_commands_do_not_need_the_upstreams_secrets() {
+    // An imported configuration names secrets only the gateway's host has;
+    // `policy check`, `dev-token`, `audit` and `tools` never reach an
+    // upstream and work without them; `check-config` and `serve` need them.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("imported.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[policy]
+dangerous_allow_all = true
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080/mcp"
+[auth]
+mode = "dangerous_dev_issuer"
+dev_key_file = "{}"
+[[upstream]]
+name = "github"
+transport = "stdio"
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-github"]
+env = {{ GITHUB_PERSONAL_ACCESS_TOKEN = "env:BASTION_TEST_NEVER_SET_GITHUB" }}
+[[upstream]]
+name = "remote"
+transport = "http"
+url = "https://mcp.example.com/mcp"
+auth = {{ kind = "static", token = "env:BASTION_TEST_NEVER_SET_REMOTE" }}
+"#,
+            dir.path().join("dev.key").display()
+        ),
+    )
+    .unwrap();
+    let f = cfg.to_str().unwrap();
+    let (ok, out, err) = run(&["check-config", f]);
+    assert!(
+        !ok && err.contains("BASTION_TEST_NEVER_SET_GITHUB"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(&["policy", "check", "-c", f]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&["dev-token", "-c", f, "--sub", "ops"]);
+    assert!(ok && out.trim().split('.').count() == 3, "{out}{err}");
+}
+
+#[test]
 fn the_configuration_is_named_one_way_everywhere() {
     // Interface contract: `bastion -c FILE <subcommand>`, `bastion <subcommand>
     // -c FILE` and BASTION_CONFIG all work, on every subcommand that reads one.

@@ -211,3 +211,16 @@ fn controls_are_types_and_only_the_gateway_extends_the_gateway() {
         "modules that reach back into the gateway"
     );
 }
+
+#[test]
+fn only_operator_commands_load_a_configuration_without_its_upstream_secrets() {
+    // `Config::load_for_operator` leaves unresolvable upstream secrets empty:
+    // fine for commands that never reach an upstream, never for serving.
+    let files = crate_sources();
+    assert_eq!(
+        where_is(&files, "load_for_operator("),
+        ["cli/args.rs", "cli/audit.rs", "cli/run.rs", "config/mod.rs"]
+    );
+    let (_, serve) = files.iter().find(|(f, _)| f == "cli/serve.rs").unwrap();
+    assert!(!has(serve, "load_for_operator"));
+}

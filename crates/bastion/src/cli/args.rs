@@ -309,7 +309,7 @@ impl LogArgs {
         let mut keys = Vec::new();
         let mut files = self.files.clone();
         if let Some(c) = config {
-            let cfg = Config::load(c)?;
+            let cfg = Config::load_for_operator(c)?;
             files.extend(crate::audit::forensics::log_files(&cfg.audit.path));
             let text = match &cfg.audit.signing_key {
                 Some(s) => Some(s.expose_secret().to_owned()),

@@ -69,7 +69,7 @@ fn verify(
         keys.push(bastion_audit::chain::parse_public(k)?);
     }
     if let Some(c) = config {
-        let cfg = Config::load(c)?;
+        let cfg = Config::load_for_operator(c)?;
         let text = match &cfg.audit.signing_key {
             Some(s) => s.expose_secret().to_owned(),
             None => {

@@ -73,7 +73,7 @@ pub(crate) fn policy(config: Option<&Path>, cmd: PolicyCmd) -> anyhow::Result<()
             if config.is_none() && files.is_empty() {
                 anyhow::bail!("give -c FILE and/or policy files to check");
             }
-            let cfg = config.map(Config::load).transpose()?;
+            let cfg = config.map(Config::load_for_operator).transpose()?;
             let (engine, n) = load_policies(cfg.as_ref(), &files)?;
             println!(
                 "ok: {} policies in {n} file(s) validate against the schema",
@@ -91,7 +91,7 @@ pub(crate) fn policy(config: Option<&Path>, cmd: PolicyCmd) -> anyhow::Result<()
             if config.is_none() && policies.is_empty() {
                 anyhow::bail!("give -c FILE or --policies FILE...");
             }
-            let cfg = config.map(Config::load).transpose()?;
+            let cfg = config.map(Config::load_for_operator).transpose()?;
             let (engine, _) = load_policies(cfg.as_ref(), &policies)?;
             let who = super::policy::Subject::parse(&principal).map_err(anyhow::Error::msg)?;
             let what = super::policy::Named::parse(&resource).map_err(anyhow::Error::msg)?;
@@ -118,7 +118,7 @@ pub(crate) fn access_review(
     audit: &[PathBuf],
     json: bool,
 ) -> anyhow::Result<()> {
-    let cfg = Config::load(config)?;
+    let cfg = Config::load_for_operator(config)?;
     let (engine, _) = load_policies(Some(&cfg), &[])?;
     let secs = super::policy::parse_since(since).map_err(anyhow::Error::msg)?;
     let since_ms = bastion_auth::now_secs()
@@ -150,7 +150,7 @@ pub(crate) fn tools(
     cmd: ToolsCmd,
 ) -> anyhow::Result<()> {
     use super::tools::ToolsAction;
-    let cfg = Config::load(config)?;
+    let cfg = Config::load_for_operator(config)?;
     let action = match cmd {
         ToolsCmd::List { upstream } => ToolsAction::List { upstream },
         ToolsCmd::Pending => ToolsAction::Pending,
@@ -258,7 +258,7 @@ pub(crate) fn dev_token(
     ttl: u64,
     client_id: &str,
 ) -> anyhow::Result<()> {
-    let cfg = Config::load(config)?;
+    let cfg = Config::load_for_operator(config)?;
     if ttl == 0 || ttl > 3600 {
         anyhow::bail!("--ttl must be between 1 and 3600 seconds");
     }

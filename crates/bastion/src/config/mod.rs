@@ -867,6 +867,30 @@ impl Config {
         Validator {
             file: &file,
             base: path.parent(),
+            operator: false,
+        }
+        .config(raw)
+    }
+
+    /// Loads `path` for an operator command (tools, audit, policy,
+    /// access review, dev tokens): validated as strictly as [`Config::load`],
+    /// except that upstream secrets which cannot be resolved in the
+    /// operator's environment are left empty, since these commands never
+    /// talk to an upstream. Never use the result to serve.
+    pub fn load_for_operator(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        Validator {
+            file: &file,
+            base: path.parent(),
+            operator: true,
         }
         .config(raw)
     }
@@ -877,7 +901,12 @@ impl Config {
             file: file.to_owned(),
             message: e.to_string(),
         })?;
-        Validator { file, base: None }.config(raw)
+        Validator {
+            file,
+            base: None,
+            operator: false,
+        }
+        .config(raw)
     }
 
     /// The `dangerous_*` settings in effect, for the start-up log.
@@ -976,6 +1005,10 @@ struct Validator<'a> {
     file: &'a str,
     /// The configuration file's directory (relative policy globs start there).
     base: Option<&'a Path>,
+    /// Loading for an operator command, which never talks to an upstream:
+    /// upstream secrets that cannot be resolved here become empty values
+    /// instead of errors (the gateway that uses them resolves them itself).
+    operator: bool,
 }
 
 impl Validator<'_> {
@@ -1060,9 +1093,24 @@ impl Validator<'_> {
 
     /// Resolves the secret reference `r` (at `key`) now.
     fn secret(&self, key: &str, r: &str) -> Result<Secret, ConfigError> {
+        if key.starts_with("upstream[") {
+            return self.upstream_secret(key, r);
+        }
         SecretRef::parse(r)
             .and_then(|r| r.resolve())
             .map_err(|e| self.err(key, e.to_string()))
+    }
+
+    /// Resolves an upstream's secret reference: an error for the gateway; for
+    /// an operator command (which never reaches an upstream) a reference
+    /// that is well formed but cannot be resolved here is an empty value.
+    fn upstream_secret(&self, key: &str, r: &str) -> Result<Secret, ConfigError> {
+        let parsed = SecretRef::parse(r).map_err(|e| self.err(key, e.to_string()))?;
+        match parsed.resolve() {
+            Ok(s) => Ok(s),
+            Err(_) if self.operator => Ok(Secret::new(String::new())),
+            Err(e) => Err(self.err(key, e.to_string())),
+        }
     }
 
     /// Header names and secret-reference values (at `key`.<name>); names the
@@ -1869,9 +1917,7 @@ impl Validator<'_> {
             let v = v
                 .as_deref()
                 .ok_or_else(|| self.err(key(k), "a secret reference (env:NAME or file:/path)"))?;
-            let s = SecretRef::parse(v)
-                .and_then(|r| r.resolve())
-                .map_err(|e| self.err(key(k), e.to_string()))?;
+            let s = self.upstream_secret(&key(k), v)?;
             if http::HeaderValue::from_str(&format!("Bearer {}", s.expose_secret())).is_err() {
                 return Err(self.err(key(k), "a secret usable in an HTTP header"));
             }
@@ -2059,9 +2105,7 @@ impl Validator<'_> {
                     // `env:`/`file:` values are references resolved now; anything else is a
                     // literal the operator chose to write into the file.
                     let value = if v.starts_with("env:") || v.starts_with("file:") {
-                        SecretRef::parse(&v)
-                            .and_then(|r| r.resolve())
-                            .map_err(|e| self.err(&ek, e.to_string()))?
+                        self.upstream_secret(&ek, &v)?
                     } else {
                         Secret::new(v)
                     };
