@@ -346,6 +346,8 @@ auth = {{ kind = "static", token = "env:BASTION_TEST_NEVER_SET_REMOTE" }}
         !ok && err.contains("BASTION_TEST_NEVER_SET_GITHUB"),
         "{out}{err}"
     );
+    let (ok, out, err) = run(&["check-config", "--skip-unresolved-secrets", f]);
+    assert!(ok && out.contains(": ok (2 upstream(s))"), "{out}{err}");
     let (ok, out, err) = run(&["policy", "check", "-c", f]);
     assert!(ok, "{out}{err}");
     let (ok, out, err) = run(&["dev-token", "-c", f, "--sub", "ops"]);

@@ -38,6 +38,11 @@ pub(crate) enum Cmd {
     CheckConfig {
         /// Configuration file (TOML); the same as -c FILE.
         file: Option<PathBuf>,
+        /// Check a configuration on a machine that lacks its upstreams'
+        /// secrets: references that cannot be resolved here are accepted
+        /// (malformed ones are still refused).
+        #[arg(long)]
+        skip_unresolved_secrets: bool,
     },
     /// Convert an `mcpServers` JSON file (Claude Desktop, VS Code, Cursor) into
     /// `[[upstream]]` tables on stdout.

@@ -62,8 +62,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(serve::demo(&listen))
         }
         Cmd::DemoUpstream => Ok(rt.block_on(demo::run_upstream())?),
-        Cmd::CheckConfig { file } => match file.or(config) {
-            Some(f) => run::check_config(&f),
+        Cmd::CheckConfig {
+            file,
+            skip_unresolved_secrets,
+        } => match file.or(config) {
+            Some(f) => run::check_config(&f, skip_unresolved_secrets),
             None => Err(anyhow::anyhow!(
                 "give the file to check: check-config FILE, -c FILE or BASTION_CONFIG"
             )),
