@@ -94,9 +94,20 @@ fn recorder(dir: &Path, name: &str, env: &[(&str, &str)]) -> String {
     )
 }
 
+/// A recorder child, killed and reaped when dropped, so a failing test leaves
+/// no server behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A 2026-07-28 HTTP recorder on a free port (`--modern`); returns its
 /// config table and the child.
-fn modern_recorder(dir: &Path, name: &str, env: &[(&str, &str)]) -> (String, std::process::Child) {
+fn modern_recorder(dir: &Path, name: &str, env: &[(&str, &str)]) -> (String, Reaped) {
     let port = common::redis_server::free_port();
     let mut cmd = std::process::Command::new(python());
     cmd.arg(RECORDER)
@@ -119,14 +130,14 @@ fn modern_recorder(dir: &Path, name: &str, env: &[(&str, &str)]) -> (String, std
         format!(
             "[[upstream]]\nname = \"{name}\"\ntransport = \"http\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nprotocol = \"2026-07-28\"\ntimeout_secs = 10\n"
         ),
-        child,
+        Reaped(child),
     )
 }
 
 /// An HTTP recorder speaking both revisions on one port (`--both`),
 /// detected by the gateway (`protocol = "auto"`); returns its config table
 /// and the child.
-fn both_recorder(dir: &Path, name: &str) -> (String, std::process::Child) {
+fn both_recorder(dir: &Path, name: &str) -> (String, Reaped) {
     let port = common::redis_server::free_port();
     let child = std::process::Command::new(python())
         .arg(RECORDER)
@@ -149,7 +160,7 @@ fn both_recorder(dir: &Path, name: &str) -> (String, std::process::Child) {
         format!(
             "[[upstream]]\nname = \"{name}\"\ntransport = \"http\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nprotocol = \"auto\"\ntimeout_secs = 10\n"
         ),
-        child,
+        Reaped(child),
     )
 }
 
@@ -546,7 +557,7 @@ async fn a_resource_uri_is_owned_by_one_upstream() {
 #[tokio::test]
 async fn input_required_from_a_modern_upstream_is_decided_like_the_upcall_it_is() {
     let dir = tempfile::tempdir().unwrap();
-    let (m, mut child) = modern_recorder(
+    let (m, _child) = modern_recorder(
         dir.path(),
         "m",
         &[("REC_TOOLS", "ask"), ("REC_ASK", "sampling")],
@@ -599,8 +610,6 @@ async fn input_required_from_a_modern_upstream_is_decided_like_the_upcall_it_is(
         |e| e.action.as_deref() == Some("sampling/createMessage") && e.decision == Some("deny")
     ));
     env.gw.stop().await;
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test]
@@ -789,7 +798,7 @@ async fn an_upstream_speaking_both_revisions_is_inventoried_on_both_and_trusted_
         "",
     )
     .await;
-    let mut child = child.into_inner().unwrap();
+    let _child = child.into_inner().unwrap();
     let alice = env.token("alice");
     // Both revisions' clients see and may call the tool.
     let (status, msgs) =
@@ -830,8 +839,6 @@ async fn an_upstream_speaking_both_revisions_is_inventoried_on_both_and_trusted_
         "nothing left for review"
     );
     env.gw.stop().await;
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test]
