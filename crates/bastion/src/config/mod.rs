@@ -855,21 +855,7 @@ pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            file: file.clone(),
-            reason: e.to_string(),
-        })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
-        Validator {
-            file: &file,
-            base: path.parent(),
-            operator: false,
-        }
-        .config(raw)
+        Self::read(path, false)
     }
 
     /// Loads `path` for an operator command (tools, audit, policy,
@@ -878,6 +864,10 @@ impl Config {
     /// operator's environment are left empty, since these commands never
     /// talk to an upstream. Never use the result to serve.
     pub fn load_for_operator(path: &Path) -> Result<Config, ConfigError> {
+        Self::read(path, true)
+    }
+
+    fn read(path: &Path, operator: bool) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             file: file.clone(),
@@ -890,7 +880,7 @@ impl Config {
         Validator {
             file: &file,
             base: path.parent(),
-            operator: true,
+            operator,
         }
         .config(raw)
     }

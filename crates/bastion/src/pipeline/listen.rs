@@ -158,19 +158,20 @@ pub fn canonical_uris(asked: &Filter) -> Result<Vec<String>, ErrorObject> {
             format!("a listen may name at most {MAX_LISTEN_URIS} resource URIs"),
         ));
     }
-    asked
-        .uris
-        .iter()
-        .map(|raw| {
-            bastion_proto::uri::canonical(raw).map_err(|e| {
-                ErrorObject::with_data(
-                    codes::INVALID_PARAMS,
-                    format!("invalid resource URI: {e}"),
-                    json!({"uri": raw}),
-                )
-            })
-        })
-        .collect()
+    asked.uris.iter().map(|raw| canonical_uri(raw)).collect()
+}
+
+/// The one spelling of a client's resource URI that is routed, decided and
+/// sent (`bastion_proto::uri::canonical`); a URI that has none is invalid
+/// params, naming it.
+pub(crate) fn canonical_uri(raw: &str) -> Result<String, ErrorObject> {
+    bastion_proto::uri::canonical(raw).map_err(|e| {
+        ErrorObject::with_data(
+            codes::INVALID_PARAMS,
+            format!("invalid resource URI: {e}"),
+            json!({"uri": raw}),
+        )
+    })
 }
 
 /// Decides a listen: per upstream, what it may tell this client, with the

@@ -413,14 +413,7 @@ impl Asked<'_> {
             ..
         } = self;
         let raw = param_str(&req, "uri")?;
-        // One spelling of the URI is routed, decided and sent.
-        let uri = bastion_proto::uri::canonical(&raw).map_err(|e| {
-            ErrorObject::with_data(
-                codes::INVALID_PARAMS,
-                format!("invalid resource URI: {e}"),
-                json!({"uri": raw}),
-            )
-        })?;
+        let uri = crate::pipeline::listen::canonical_uri(&raw)?;
         let mut req = req;
         set_param(&mut req, "uri", Value::from(uri.clone()));
         let not_found = || {
